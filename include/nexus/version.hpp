@@ -1,0 +1,6 @@
+#pragma once
+// The library's version, "major.minor.patch".
+
+namespace nexus {
+const char* version();
+}
