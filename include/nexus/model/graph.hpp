@@ -1,0 +1,180 @@
+#pragma once
+// Graph IR: a model as a DAG of layers with their weights, built with GraphBuilder, checked by
+// shape inference, and run by any Backend. Shapes in the IR are per item (no batch dimension):
+// an image is [C, H, W]; a Backend runs batches [N, C, H, W] of them. float32 throughout.
+//
+// Layer semantics follow TensorFlow (the face models come from TensorFlow.js):
+//  - Conv2D: weight [O, I/groups, KH, KW] (OIHW), optional bias [O]; stride, dilation, groups
+//    (groups == I == O/multiplier is depthwise); padding SAME / VALID as TensorFlow defines them
+//    (SAME: out = ceil(in / stride), total pad = max((out-1)*stride + (k-1)*dilation + 1 - in, 0),
+//    the extra pixel of an odd total on the bottom/right), or explicit pads.
+//  - BatchNorm (mean, variance, scale, offset, epsilon) and ScaleOffset (per-channel y = x*s + o)
+//    directly after a Conv2D whose output has no other consumer are folded into its weights by
+//    GraphBuilder::build(); elsewhere they stay as per-channel affine nodes.
+//  - MaxPool/AvgPool (AvgPool excludes padding from the divisor, as TensorFlow does),
+//    GlobalAvgPool ([C, H, W] -> [C]), FullyConnected (weight [out, in], input flattened),
+//    Add/Mul (same shapes, or a per-channel [C] / [C,1,1] right operand broadcast), Concat (along
+//    an item axis; channels = 0), Softmax (along an item axis, default last), Flatten,
+//    Reshape (item shape), ResizeBilinear (align_corners / half_pixel_centers as TF).
+//
+// Errors: every builder call checks its inputs; a shape error names the node and the shapes
+// (nexus::Error).
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "nexus/core/shape.hpp"
+#include "nexus/core/tensor.hpp"
+
+namespace nexus::model {
+
+using NodeId = int;
+
+enum class OpType {
+  kInput,
+  kConv2D,
+  kBatchNorm,
+  kScaleOffset,
+  kRelu,
+  kRelu6,
+  kLeakyRelu,
+  kSigmoid,
+  kTanh,
+  kMaxPool,
+  kAvgPool,
+  kGlobalAvgPool,
+  kFullyConnected,
+  kAdd,
+  kMul,
+  kConcat,
+  kSoftmax,
+  kFlatten,
+  kReshape,
+  kResizeBilinear,
+  kConstant,  ///< a per-item constant tensor held in Node::weight
+};
+
+/// "Conv2D", "Relu", ... for messages.
+const char* op_name(OpType op);
+
+enum class Padding { kSame, kValid, kExplicit };
+
+/// Explicit padding in pixels (used when padding == Padding::kExplicit).
+struct Pads {
+  int top = 0, bottom = 0, left = 0, right = 0;
+  friend bool operator==(const Pads&, const Pads&) = default;
+};
+
+struct Conv2DAttrs {
+  int kernel_h = 1, kernel_w = 1;
+  int stride_h = 1, stride_w = 1;
+  int dilation_h = 1, dilation_w = 1;
+  int groups = 1;
+  Padding padding = Padding::kSame;
+  Pads pads;  ///< after build(): the resolved pads, whatever `padding` was
+};
+
+struct Pool2DAttrs {
+  int kernel_h = 2, kernel_w = 2;
+  int stride_h = 2, stride_w = 2;
+  Padding padding = Padding::kValid;
+  Pads pads;  ///< after build(): the resolved pads
+};
+
+struct ResizeAttrs {
+  int out_h = 0, out_w = 0;
+  bool align_corners = false;
+  bool half_pixel_centers = false;
+};
+
+/// Activation fused into a Conv2D or FullyConnected by a backend; the IR keeps it separate.
+struct Node {
+  NodeId id = -1;
+  std::string name;
+  OpType op = OpType::kInput;
+  std::vector<NodeId> inputs;
+  Shape shape;  ///< inferred output shape, per item (no batch dimension)
+
+  Conv2DAttrs conv;     ///< kConv2D
+  Pool2DAttrs pool;     ///< kMaxPool, kAvgPool
+  ResizeAttrs resize;   ///< kResizeBilinear
+  float alpha = 0.0f;   ///< kLeakyRelu slope; kBatchNorm epsilon
+  int axis = 0;         ///< kConcat / kSoftmax item axis (negative counts from the end)
+  Shape target;         ///< kReshape item shape
+
+  /// kConv2D: weight [O, I/groups, KH, KW], bias [O] (empty if none).
+  /// kFullyConnected: weight [out, in], bias [out].
+  /// kScaleOffset: weight = scale [C], bias = offset [C].
+  /// kBatchNorm: weight = scale [C], bias = offset [C], mean [C], variance [C], alpha = epsilon.
+  Tensor weight, bias, mean, variance;
+};
+
+class Graph {
+ public:
+  const std::string& name() const { return name_; }
+  /// Nodes in topological order; node(i).id == i.
+  const std::vector<Node>& nodes() const { return nodes_; }
+  const Node& node(NodeId id) const { return nodes_.at(static_cast<std::size_t>(id)); }
+  const std::vector<NodeId>& inputs() const { return inputs_; }
+  const std::vector<NodeId>& outputs() const { return outputs_; }
+  /// Bytes of all weight tensors (float32).
+  std::size_t weights_bytes() const;
+  /// Multiply-accumulates per item (convs and FCs), for GFLOP/s figures (FLOPs = 2 x MACs).
+  std::int64_t macs_per_item() const;
+
+ private:
+  friend class GraphBuilder;
+  std::string name_;
+  std::vector<Node> nodes_;
+  std::vector<NodeId> inputs_;
+  std::vector<NodeId> outputs_;
+};
+
+/// Builds a Graph node by node; each call infers and checks the node's output shape at once
+/// (throws nexus::Error naming the node and shapes on a mismatch).
+class GraphBuilder {
+ public:
+  explicit GraphBuilder(std::string graph_name);
+
+  NodeId input(std::string name, Shape item_shape);
+  NodeId conv2d(std::string name, NodeId x, Tensor weight, std::optional<Tensor> bias,
+                Conv2DAttrs attrs);
+  NodeId batch_norm(std::string name, NodeId x, Tensor mean, Tensor variance, Tensor scale,
+                    Tensor offset, float epsilon);
+  NodeId scale_offset(std::string name, NodeId x, Tensor scale, Tensor offset);
+  NodeId relu(std::string name, NodeId x);
+  NodeId relu6(std::string name, NodeId x);
+  NodeId leaky_relu(std::string name, NodeId x, float alpha);
+  NodeId sigmoid(std::string name, NodeId x);
+  NodeId tanh(std::string name, NodeId x);
+  NodeId max_pool(std::string name, NodeId x, Pool2DAttrs attrs);
+  NodeId avg_pool(std::string name, NodeId x, Pool2DAttrs attrs);
+  NodeId global_avg_pool(std::string name, NodeId x);
+  NodeId fully_connected(std::string name, NodeId x, Tensor weight, std::optional<Tensor> bias);
+  NodeId add(std::string name, NodeId a, NodeId b);
+  NodeId mul(std::string name, NodeId a, NodeId b);
+  /// A constant per-item tensor (e.g. a [C] bias to add); stored as a weight.
+  NodeId constant(std::string name, Tensor value);
+  NodeId concat(std::string name, std::vector<NodeId> xs, int axis = 0);
+  NodeId softmax(std::string name, NodeId x, int axis = -1);
+  NodeId flatten(std::string name, NodeId x);
+  NodeId reshape(std::string name, NodeId x, Shape item_shape);
+  NodeId resize_bilinear(std::string name, NodeId x, ResizeAttrs attrs);
+  void output(NodeId x);
+
+  /// Shape of a node built so far (per item).
+  const Shape& shape(NodeId x) const;
+
+  /// Finishes the graph: folds BatchNorm/ScaleOffset into preceding convs, drops dead nodes,
+  /// renumbers. Throws if there is no input or no output.
+  Graph build() &&;
+
+ private:
+  NodeId push(Node node);
+  Graph graph_;
+};
+
+}  // namespace nexus::model
