@@ -1,0 +1,85 @@
+#pragma once
+// QueryPlanner: splits a query's end-to-end SLO over its stages (paper §4.2, §6.2; notes §3.2).
+// A query is a graph of stages (model invocations); an edge u → v with fan-out γ means each
+// request of u creates γ requests of v on average, so rate(v) = Σ_parents rate(u)·γ(u→v).
+//
+// Tree-shaped graphs (one root, every stage has one parent): dynamic programme over time steps of
+// ε = SLO / segments,
+//   f(u, t) = min over budgets k ≤ t of [ R_u / T_u(k) + Σ_{c ∈ children(u)} f(c, t − k) ],
+// where T_u(k) = max_{b: 2ℓ(b) ≤ k_eff} b / ℓ(b) is the best saturated throughput of u within
+// budget k (k_eff = k − pre − post − overhead) and R_u/T_u(k) its fractional GPU count. Children
+// of a fork share the remaining budget t − k (they run in parallel). f is made monotone in t.
+// Budgets are read back top-down; each stage gets all the time its path leaves it, so on every
+// root-to-leaf path Σ budgets = SLO exactly when the DP uses the full budget.
+//
+// DAGs with joins (a stage with several parents): the layered fallback of the 2018 code — every
+// stage at the same depth (longest path from the root) gets the same budget, and a DP over
+// layers splits the SLO between layers. Also O(layers · segments²).
+//
+// Errors (nexus::Error naming the query and item): no stages, duplicate stage ids, an edge to an
+// unknown stage, a cycle, more than one root (or none), a non-positive SLO/rate/fan-out, a model
+// with no profile, and an SLO that no split can meet (naming the minimal SLO that would work).
+
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nexus/profile/model_store.hpp"
+#include "nexus/schedule/session.hpp"
+#include "nexus/schedule/squishy_bin_packer.hpp"
+
+namespace nexus {
+
+struct QueryEdge {
+  std::string stage;     ///< child stage id
+  double fanout = 1.0;   ///< γ: child requests per parent request (> 0)
+};
+
+struct QueryStage {
+  std::string id;
+  std::string model;
+  std::vector<QueryEdge> children;
+};
+
+/// An application's query: a DAG of stages with one end-to-end SLO and the root's request rate.
+struct QuerySpec {
+  std::string id;
+  std::chrono::microseconds slo{0};
+  double rate_rps = 0.0;   ///< rate of the root stage, req/s
+  std::vector<QueryStage> stages;
+};
+
+struct QueryPlannerOptions {
+  int segments = 200;   ///< time steps ε = SLO / segments
+};
+
+/// The planner's answer for one query.
+struct QuerySplit {
+  std::string query;
+  std::map<std::string, std::chrono::microseconds> budgets;  ///< stage id → latency budget
+  std::map<std::string, double> rates;                       ///< stage id → rate, req/s
+  double gpus = 0.0;        ///< objective: Σ R_v / T_v(budget_v), fractional GPUs
+  bool layered = false;     ///< true when the DAG fallback was used
+};
+
+class QueryPlanner {
+ public:
+  explicit QueryPlanner(QueryPlannerOptions options = {}, PackerOptions packer = {})
+      : options_(options), packer_(packer) {}
+
+  /// Splits the query's SLO. Throws nexus::Error (see above).
+  QuerySplit split(const QuerySpec& query, const ProfileMap& profiles) const;
+
+  /// The sessions of a split query: id "<query>/<stage>", SLO = budget, rate = stage rate.
+  static std::vector<Session> sessions(const QuerySpec& query, const QuerySplit& split);
+
+  /// Stage rates from the root rate and fan-outs (validates the graph). Throws like split().
+  static std::map<std::string, double> stage_rates(const QuerySpec& query);
+
+ private:
+  QueryPlannerOptions options_;
+  PackerOptions packer_;
+};
+
+}  // namespace nexus

@@ -1,0 +1,68 @@
+#pragma once
+// SquishyBinPacker: Algorithm 1 of the paper (§6.1; notes §2.3). Sessions → GPUs, batch sizes
+// and duty cycles, minimising GPUs.
+//   1. Saturate: B = max b with 2ℓ(b) ≤ SLO_eff, T = B/ℓ(B); n = ⌊R/T⌋ dedicated GPUs at batch B;
+//      the residual rate r = R − n·T goes on.
+//   2. Residual: b = max b with ℓ(b) + b/r ≤ SLO_eff, d = b/r, occupancy ℓ(b)/d; sort by
+//      occupancy, descending.
+//   3. Merge: each residual node goes into the existing node that gives the highest occupancy,
+//      with d = min(d1, d2) and every batch re-derived as ⌈d·r⌉; accepted only if Σℓ ≤ d, every
+//      session still meets d + ℓ(b) ≤ SLO_eff, and memory (weights + activations at the chosen
+//      batches) fits. Otherwise it opens a new GPU.
+// SLO_eff = SLO − preprocess − postprocess − fixed_overhead (the request's CPU work and transfer
+// are on the same clock as the SLO). A session whose SLO_eff no batch size meets (ℓ(1) > SLO_eff
+// for the residual rule, i.e. even one request cannot finish) is rejected with the SLO it would
+// need; the rest is still planned.
+//
+// Pure and deterministic: same inputs → same plan. Cost O(S·G) merge attempts with S residual
+// sessions and G open GPUs, each attempt O(size of the node).
+
+#include <chrono>
+#include <cstddef>
+#include <vector>
+
+#include "nexus/profile/model_store.hpp"
+#include "nexus/schedule/plan.hpp"
+#include "nexus/schedule/session.hpp"
+
+namespace nexus {
+
+struct PackerOptions {
+  std::size_t gpu_memory_bytes = 0;            ///< per-GPU capacity; 0 = unlimited
+  int max_gpus = 0;                            ///< cluster size; 0 = unlimited (see pack())
+  std::chrono::microseconds fixed_overhead{0}; ///< subtracted from every SLO (network, copies)
+  bool subtract_pre_post = true;               ///< subtract profile pre/post time from the SLO
+};
+
+class SquishyBinPacker {
+ public:
+  explicit SquishyBinPacker(PackerOptions options = {}) : options_(options) {}
+
+  /// Plans `sessions` on identical GPUs whose profiles are in `profiles`.
+  /// Throws nexus::Error for a session with a non-positive rate or SLO, an empty or duplicate id,
+  /// or a model without a profile (naming the session and model). Sessions whose SLO cannot be
+  /// met are listed in Plan::rejected. If max_gpus > 0 and more GPUs are needed, the GPUs with
+  /// the lowest occupancy are left out and the sessions losing capacity get a Rejection entry
+  /// saying how much of their rate is still served.
+  Plan pack(const std::vector<Session>& sessions, const ProfileMap& profiles) const;
+
+  const PackerOptions& options() const { return options_; }
+
+ private:
+  PackerOptions options_;
+};
+
+/// Effective SLO of a session on a profile: SLO − pre − post − overhead (per the options).
+std::chrono::microseconds effective_slo(const Session& s, const BatchProfile& p,
+                                        const PackerOptions& options);
+/// Largest batch B with 2ℓ(B) ≤ slo (0 if none): the saturated batch of Algorithm 1 line 3.
+int saturated_batch(const BatchProfile& p, std::chrono::microseconds slo);
+/// Largest batch b with ℓ(b) + b/rate ≤ slo (0 if none): Algorithm 1 line 13.
+int residual_batch(const BatchProfile& p, std::chrono::microseconds slo, double rate_rps);
+
+/// Checks a plan's invariants against its sessions (coverage, occupancy, memory, latency).
+/// Returns a list of violations, empty when the plan is valid. Used by tests and benchmarks.
+std::vector<std::string> validate_plan(const Plan& plan, const std::vector<Session>& sessions,
+                                       const ProfileMap& profiles, const PackerOptions& options);
+
+}  // namespace nexus
