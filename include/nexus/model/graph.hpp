@@ -124,6 +124,8 @@ class Graph {
   std::size_t weights_bytes() const;
   /// Multiply-accumulates per item (convs and FCs), for GFLOP/s figures (FLOPs = 2 x MACs).
   std::int64_t macs_per_item() const;
+  /// The id of the first node named `node_name`, or -1 when there is none.
+  NodeId find(const std::string& node_name) const;
 
  private:
   friend class GraphBuilder;
@@ -167,6 +169,8 @@ class GraphBuilder {
 
   /// Shape of a node built so far (per item).
   const Shape& shape(NodeId x) const;
+  /// A node built so far (its attrs hold the resolved pads). Throws on an unknown id.
+  const Node& node(NodeId x) const;
 
   /// Finishes the graph: folds BatchNorm/ScaleOffset into preceding convs, drops dead nodes,
   /// renumbers. Throws if there is no input or no output.
