@@ -1,0 +1,185 @@
+#pragma once
+// Engine: the data plane an application calls (paper §6, Fig. 6; DESIGN.md "Planes").
+//
+//   Engine engine({.devices = "auto"});            // all CUDA GPUs, else the CPU, or "sim:N"
+//   engine.load_model({.name = "det", .profile = p, .make_backend = ...});
+//   engine.add_query({.name = "faces", .slo = 200ms, .stages = {...}});
+//   RequestId id = engine.submit("faces", frame);  // non-blocking, from any thread
+//   for (auto& r : engine.poll(64, 10ms)) ...      // one QueryResult per request, exactly once
+//   engine.shutdown();                              // drains, then stops the threads
+//
+// Inside: the Dispatcher routes each stage item over the devices with the plan's weights
+// (smooth weighted round robin); one GpuExecutor thread per device runs its sessions round
+// robin, forming each batch with the BatchPolicy (Nexus early drop by default) from a
+// deadline-ordered queue; a CPU pool runs pre/post-processing and fan-out, overlapped with the
+// device. An epoch loop measures arrival rates (EWMA) and re-plans; a plan swap moves queued
+// items to their new device, never losing or duplicating one.
+//
+// Virtual time: with EngineOptions::clock a VirtualClock, the Engine starts no threads; it is a
+// discrete-event simulation driven by run_until()/run_until_idle(): the same Dispatcher,
+// BatchPolicy and executor code runs, batches take ℓ(b) from each model's profile (its mean),
+// and a run is deterministic for a given seed and call sequence.
+//
+// Thread-safety: submit(), poll(), stats(), metrics_text() may be called from any number of
+// threads concurrently. load_model/add_query/shutdown are serialised internally. In virtual time
+// the engine (submit included) must be driven from one thread.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "nexus/core/clock.hpp"
+#include "nexus/core/dtype.hpp"
+#include "nexus/core/shape.hpp"
+#include "nexus/core/tensor.hpp"
+#include "nexus/dispatch/batch_policy.hpp"
+#include "nexus/exec/backend.hpp"
+#include "nexus/profile/batch_profile.hpp"
+#include "nexus/runtime/metrics.hpp"
+#include "nexus/runtime/query.hpp"
+#include "nexus/schedule/plan.hpp"
+#include "nexus/schedule/session.hpp"
+
+namespace nexus::model {
+class Graph;
+}
+
+namespace nexus::runtime {
+
+enum class DeviceKind { kCpu, kCuda, kSim };
+
+/// One accelerator the Engine runs an executor thread for.
+struct DeviceInfo {
+  int index = 0;          ///< 0..num_devices-1
+  DeviceKind kind = DeviceKind::kCpu;
+  std::string name;       ///< "cpu", "cuda:0", "sim:3"
+};
+
+/// Makes the Backend that runs one model on one device (called once per model and device).
+using BackendFactory = std::function<std::unique_ptr<Backend>(const DeviceInfo& device)>;
+
+struct ModelSpec {
+  std::string name;
+  /// ℓ(b), memory and pre/post time of the model on these devices: drives the plan and the
+  /// batch policy (and the simulated batch time on sim devices). Required.
+  BatchProfile profile;
+  /// Makes the backend. If empty: sim devices get a SimBackend from the profile; cpu/cuda
+  /// devices load `graph` on the device's default backend (CpuBackend / CudaBackend).
+  BackendFactory make_backend;
+  std::shared_ptr<const model::Graph> graph;
+  /// Per-item input shape and dtype checked by submit() for root stages (e.g. [3, 112, 112]);
+  /// an empty Shape takes the backend's input_shape(0), or no check when that is empty too.
+  Shape input_shape;
+  DType input_dtype = DType::kFloat32;
+  /// Largest batch to run (0 = profile.max_batch()).
+  int max_batch = 0;
+};
+
+/// Plans sessions onto devices. Given the sessions (id "<query>/<stage>", model, stage budget
+/// as SLO, measured rate) and the profiles, returns the Plan; the default puts every session on
+/// every device with the largest batch b with 2ℓ(b) <= budget (§6.1 saturated rule).
+struct PlanRequest {
+  int num_devices = 0;
+  std::vector<Session> sessions;
+  const std::map<std::string, BatchProfile>* profiles = nullptr;
+};
+using PlannerFn = std::function<Plan(const PlanRequest&)>;
+
+struct EngineOptions {
+  /// "auto" (all CUDA GPUs, else "cpu"), "cpu", "cpu:N" (N CPU executors), "sim:N" (N simulated
+  /// devices). Throws nexus::Error on anything else.
+  std::string devices = "auto";
+  /// The clock; null = SteadyClock. A VirtualClock selects discrete-event (virtual time) mode.
+  std::shared_ptr<Clock> clock;
+  /// Batch formation (early drop by default; lazy drop, AIMD, max-batch-timeout to compare).
+  dispatch::BatchPolicyOptions batch_policy{};
+  /// Admission control: items queued per session and device before submit() rejects.
+  std::size_t max_queue_per_session = 4096;
+  /// CPU threads for pre/post-processing and fan-out (0 = on the executor thread).
+  int cpu_workers = 1;
+  /// Epoch loop: re-plan from measured rates every `epoch` (0 = never; plan only on changes).
+  std::chrono::microseconds epoch{std::chrono::seconds(30)};
+  double rate_ewma_alpha = 0.3;   ///< weight of the newest epoch's rate
+  /// Planner; null = the built-in one described at PlanRequest.
+  PlannerFn planner;
+  std::uint64_t seed = 1;         ///< for anything random inside (sim backends' outputs)
+};
+
+/// Point-in-time counters (see metrics.hpp for the meaning of each).
+struct EngineStats {
+  std::uint64_t submitted = 0, completed = 0, good = 0, dropped = 0, rejected = 0, failed = 0;
+  std::uint64_t in_flight = 0;   ///< submitted and not yet terminal
+  std::map<std::string, SessionMetricsSnapshot> sessions;   ///< by session id
+  std::map<std::string, QueryMetricsSnapshot> queries;      ///< by query name
+  std::vector<DeviceMetricsSnapshot> devices;
+  double good_rate() const { return submitted ? double(good) / double(submitted) : 0.0; }
+};
+
+class Engine {
+ public:
+  /// Enumerates devices and starts the executor, CPU-pool and epoch threads (none in virtual
+  /// time). Throws nexus::Error on a bad `devices` string.
+  explicit Engine(EngineOptions options = {});
+  /// Calls shutdown().
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /// Loads a model on every device (one backend per device). Throws nexus::Error on a duplicate
+  /// name, an empty profile, no way to make a backend, or a backend that fails to load.
+  void load_model(ModelSpec spec);
+
+  /// Declares a query and re-plans. Throws nexus::Error naming the query and the fault: no
+  /// stages, duplicate stage name, unknown model, unknown child stage, a cycle, a stage not
+  /// reachable from stages[0], a non-positive SLO. Returns a handle for submit().
+  int add_query(QuerySpec spec);
+
+  /// Submits one request of `query` with the root stage's input (per-item shape, or with a
+  /// leading 1). Non-blocking and thread-safe. Returns its RequestId; its one QueryResult comes
+  /// from poll() — including kRejected when admission control refuses it.
+  /// Throws nexus::Error (and issues no id) for an unknown query, an input of the wrong shape or
+  /// dtype, or a call after shutdown().
+  RequestId submit(std::string_view query, Tensor input);
+  RequestId submit(int query_handle, Tensor input);
+
+  /// Returns up to `max` finished requests, waiting up to `timeout` (wall time) for the first.
+  /// In virtual time it never waits (drive time with run_until).
+  std::vector<QueryResult> poll(std::size_t max = std::numeric_limits<std::size_t>::max(),
+                                Duration timeout = Duration::zero());
+
+  /// Stops accepting requests, runs or drops (kShutdown) everything queued, waits for the
+  /// in-flight batches, then stops the threads. Results stay available to poll(). Idempotent.
+  void shutdown();
+
+  /// Virtual time only: processes every event up to `t` and leaves the clock at `t`.
+  /// Throws nexus::Error with a real clock.
+  void run_until(TimePoint t);
+  /// Virtual time only: runs until no request is queued or in flight.
+  void run_until_idle();
+
+  /// Re-plans now from the measured rates (the epoch loop does this every epoch).
+  void replan();
+  /// A copy of the current plan.
+  Plan plan() const;
+
+  EngineStats stats() const;
+  /// All metrics in the Prometheus text exposition format (nexus_* families).
+  std::string metrics_text() const;
+
+  const std::vector<DeviceInfo>& devices() const;
+  Clock& clock() const;
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nexus::runtime

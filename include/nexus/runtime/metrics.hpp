@@ -1,0 +1,123 @@
+#pragma once
+// Metrics of the data plane: per session and per query arrivals, completions, good rate, drops
+// by reason, latency histograms (p50/p90/p99/max), achieved batch sizes; per device busy time
+// and occupancy. Counters are relaxed atomics updated by the executor threads; snapshots are
+// plain values. Engine::metrics_text() prints them in the Prometheus text exposition format.
+//
+// Thread-safety: LatencyHistogram::record and the counters may be updated from any thread;
+// snapshot() may race with updates (each counter is read atomically, the set is not a
+// consistent cut).
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "nexus/core/clock.hpp"
+
+namespace nexus::runtime {
+
+/// Percentiles of a latency histogram, in microseconds.
+struct LatencySummary {
+  std::uint64_t count = 0;
+  double p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0, mean_us = 0;
+};
+
+/// A log-bucketed latency histogram: bucket k holds [kBase^(k-1), kBase^k) µs, so a percentile
+/// is accurate to within kBase - 1 = 5% (it reports the bucket's upper bound, capped at max).
+class LatencyHistogram {
+ public:
+  static constexpr int kBuckets = 400;
+  static constexpr double kBase = 1.05;
+
+  void record(Duration d) {
+    const double us = std::max(0.0, std::chrono::duration<double, std::micro>(d).count());
+    int k = us < 1.0 ? 0 : 1 + static_cast<int>(std::log(us) / std::log(kBase));
+    k = std::min(k, kBuckets - 1);
+    buckets_[static_cast<std::size_t>(k)].fetch_add(1, std::memory_order_relaxed);
+    count_.fetch_add(1, std::memory_order_relaxed);
+    const auto ns = static_cast<std::uint64_t>(std::max<Duration::rep>(0, d.count()));
+    sum_ns_.fetch_add(ns, std::memory_order_relaxed);
+    auto m = max_ns_.load(std::memory_order_relaxed);
+    while (ns > m && !max_ns_.compare_exchange_weak(m, ns, std::memory_order_relaxed)) {
+    }
+  }
+
+  LatencySummary summary() const {
+    LatencySummary s;
+    std::array<std::uint64_t, kBuckets> b{};
+    for (int k = 0; k < kBuckets; ++k)
+      b[static_cast<std::size_t>(k)] = buckets_[static_cast<std::size_t>(k)].load(std::memory_order_relaxed);
+    for (auto x : b) s.count += x;
+    if (s.count == 0) return s;
+    s.max_us = double(max_ns_.load(std::memory_order_relaxed)) / 1000.0;
+    s.mean_us = double(sum_ns_.load(std::memory_order_relaxed)) / 1000.0 / double(s.count);
+    auto pct = [&](double q) {
+      const auto rank = static_cast<std::uint64_t>(std::ceil(q * double(s.count)));
+      std::uint64_t acc = 0;
+      for (int k = 0; k < kBuckets; ++k) {
+        acc += b[static_cast<std::size_t>(k)];
+        if (acc >= std::max<std::uint64_t>(rank, 1)) return std::min(s.max_us, std::pow(kBase, k));
+      }
+      return s.max_us;
+    };
+    s.p50_us = pct(0.50);
+    s.p90_us = pct(0.90);
+    s.p99_us = pct(0.99);
+    return s;
+  }
+
+  /// Cumulative counts at the given upper bounds (µs), for Prometheus buckets.
+  std::vector<std::uint64_t> cumulative(const std::vector<double>& bounds_us) const {
+    std::vector<std::uint64_t> out(bounds_us.size(), 0);
+    for (int k = 0; k < kBuckets; ++k) {
+      const double upper = k == 0 ? 1.0 : std::pow(kBase, k);
+      const auto n = buckets_[static_cast<std::size_t>(k)].load(std::memory_order_relaxed);
+      for (std::size_t i = 0; i < bounds_us.size(); ++i)
+        if (upper <= bounds_us[i] * (1 + 1e-9)) out[i] += n;
+    }
+    return out;
+  }
+  double sum_seconds() const { return double(sum_ns_.load(std::memory_order_relaxed)) * 1e-9; }
+  std::uint64_t count() const { return count_.load(std::memory_order_relaxed); }
+
+ private:
+  std::array<std::atomic<std::uint64_t>, kBuckets> buckets_{};
+  std::atomic<std::uint64_t> count_{0}, sum_ns_{0}, max_ns_{0};
+};
+
+/// A session (one query stage) as seen by the executors.
+struct SessionMetricsSnapshot {
+  std::uint64_t arrivals = 0;        ///< stage items routed to the session
+  std::uint64_t completions = 0;     ///< items that ran and were post-processed
+  std::uint64_t good = 0;            ///< completions within the item's stage deadline
+  std::map<std::string, std::uint64_t> drops;  ///< by Reason name (deadline, queue_full, ...)
+  std::uint64_t batches = 0;
+  double mean_batch = 0.0;           ///< achieved batch size
+  std::map<int, std::uint64_t> batch_sizes;   ///< batch size → count
+  LatencySummary latency;            ///< enqueue → post-processed, per item
+  double rate_rps = 0.0;             ///< EWMA arrival rate from the epoch loop
+};
+
+/// A query, end to end.
+struct QueryMetricsSnapshot {
+  std::uint64_t arrivals = 0, completions = 0, good = 0, dropped = 0, rejected = 0, failed = 0;
+  std::map<std::string, std::uint64_t> reasons;  ///< non-completed results by Reason name
+  LatencySummary latency;            ///< submit → result, completed requests
+  double good_rate() const { return arrivals ? double(good) / double(arrivals) : 0.0; }
+};
+
+struct DeviceMetricsSnapshot {
+  int device = 0;
+  std::string name;
+  std::uint64_t batches = 0;
+  std::uint64_t items = 0;
+  double busy_seconds = 0.0;         ///< time inside Backend::run (virtual: Σ ℓ(b))
+  double occupancy = 0.0;            ///< busy / elapsed since the engine started
+};
+
+}  // namespace nexus::runtime
