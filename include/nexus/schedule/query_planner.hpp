@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "nexus/core/error.hpp"
 #include "nexus/profile/model_store.hpp"
 #include "nexus/schedule/session.hpp"
 #include "nexus/schedule/squishy_bin_packer.hpp"
@@ -50,6 +51,14 @@ struct QuerySpec {
   std::vector<QueryStage> stages;
 };
 
+/// Thrown by QueryPlanner::split when no split of the query's SLO is feasible.
+class InfeasibleSlo : public Error {
+ public:
+  InfeasibleSlo(const std::string& what, std::chrono::microseconds required)
+      : Error(what), required_slo(required) {}
+  std::chrono::microseconds required_slo;  ///< smallest SLO that could work (at the DP's grid)
+};
+
 struct QueryPlannerOptions {
   int segments = 200;   ///< time steps ε = SLO / segments
 };
@@ -68,7 +77,8 @@ class QueryPlanner {
   explicit QueryPlanner(QueryPlannerOptions options = {}, PackerOptions packer = {})
       : options_(options), packer_(packer) {}
 
-  /// Splits the query's SLO. Throws nexus::Error (see above).
+  /// Splits the query's SLO. Throws nexus::Error (see above); InfeasibleSlo when the graph is
+  /// valid but its SLO is too tight.
   QuerySplit split(const QuerySpec& query, const ProfileMap& profiles) const;
 
   /// The sessions of a split query: id "<query>/<stage>", SLO = budget, rate = stage rate.

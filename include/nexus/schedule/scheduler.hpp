@@ -35,6 +35,7 @@ struct SchedulerOptions {
   double ewma_alpha = 0.3;     ///< weight of the newest rate sample
   double low_watermark = 0.8;  ///< early re-plan when rate < low × planned
   double high_watermark = 1.1; ///< early re-plan when rate > high × planned
+  double min_rate_rps = 1.0;   ///< floor on a session's planned rate, so it stays routable
 };
 
 class Scheduler {
@@ -79,6 +80,7 @@ class Scheduler {
   Plan plan_;
   bool has_plan_ = false;
   bool dirty_ = true;
+  std::map<std::string, double> planned_rate_;  // rate each session / query was planned for
   std::chrono::microseconds last_plan_{0};
   int moved_ = 0;
 };

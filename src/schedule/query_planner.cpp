@@ -1,0 +1,259 @@
+// QueryPlanner: graph validation, stage rates, tree DP and the layered DP for DAGs with joins.
+
+#include "nexus/schedule/query_planner.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <set>
+
+namespace nexus {
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+struct Graph {
+  std::vector<std::string> ids;
+  std::map<std::string, int> index;
+  std::vector<std::vector<std::pair<int, double>>> children;  // (child, fan-out)
+  std::vector<std::vector<int>> parents;
+  std::vector<int> order;  // topological, root first
+  int root = -1;
+};
+
+Graph build_graph(const QuerySpec& q) {
+  NEXUS_CHECK(!q.id.empty(), "query: empty id");
+  NEXUS_CHECK(!q.stages.empty(), "query '{}': no stages", q.id);
+  NEXUS_CHECK(q.slo.count() > 0, "query '{}': SLO must be > 0 (got {} us)", q.id, q.slo.count());
+  NEXUS_CHECK(std::isfinite(q.rate_rps) && q.rate_rps > 0,
+              "query '{}': rate must be > 0 req/s (got {})", q.id, q.rate_rps);
+  Graph g;
+  const int n = static_cast<int>(q.stages.size());
+  for (int i = 0; i < n; ++i) {
+    const auto& s = q.stages[i];
+    NEXUS_CHECK(!s.id.empty(), "query '{}': stage {} has an empty id", q.id, i);
+    NEXUS_CHECK(g.index.emplace(s.id, i).second, "query '{}': duplicate stage id '{}'", q.id, s.id);
+    g.ids.push_back(s.id);
+  }
+  g.children.resize(n);
+  g.parents.resize(n);
+  for (int i = 0; i < n; ++i) {
+    for (const auto& e : q.stages[i].children) {
+      auto it = g.index.find(e.stage);
+      NEXUS_CHECK(it != g.index.end(), "query '{}': stage '{}' has an edge to unknown stage '{}'",
+                  q.id, q.stages[i].id, e.stage);
+      NEXUS_CHECK(std::isfinite(e.fanout) && e.fanout > 0,
+                  "query '{}': edge '{}' -> '{}' needs a fan-out > 0 (got {})", q.id,
+                  q.stages[i].id, e.stage, e.fanout);
+      NEXUS_CHECK(it->second != i, "query '{}': stage '{}' has an edge to itself (a cycle)", q.id,
+                  e.stage);
+      g.children[i].push_back({it->second, e.fanout});
+      g.parents[it->second].push_back(i);
+    }
+  }
+  std::vector<std::string> roots;
+  for (int i = 0; i < n; ++i)
+    if (g.parents[i].empty()) {
+      roots.push_back(g.ids[i]);
+      g.root = i;
+    }
+  // Kahn's algorithm: whatever is never freed lies on (or after) a cycle.
+  std::vector<int> indeg(n);
+  std::vector<int> ready;
+  for (int i = 0; i < n; ++i) {
+    indeg[i] = static_cast<int>(g.parents[i].size());
+    if (indeg[i] == 0) ready.push_back(i);
+  }
+  while (!ready.empty()) {
+    const int u = ready.front();
+    ready.erase(ready.begin());
+    g.order.push_back(u);
+    for (auto [c, f] : g.children[u])
+      if (--indeg[c] == 0) ready.push_back(c);
+  }
+  if (static_cast<int>(g.order.size()) != n) {
+    std::string cyc;
+    for (int i = 0; i < n; ++i)
+      if (indeg[i] > 0) cyc += (cyc.empty() ? "" : ", ") + g.ids[i];
+    throw_error("query '{}': the stage graph has a cycle (through stages {})", q.id, cyc);
+  }
+  NEXUS_CHECK(roots.size() == 1, "query '{}': the stage graph needs exactly one root, found {} ({})",
+              q.id, roots.size(), fmt::join(roots, ", "));
+  return g;
+}
+
+}  // namespace
+
+std::map<std::string, double> QueryPlanner::stage_rates(const QuerySpec& q) {
+  const Graph g = build_graph(q);
+  std::vector<double> rate(g.ids.size(), 0.0);
+  rate[g.root] = q.rate_rps;
+  for (int u : g.order)
+    for (auto [c, f] : g.children[u]) rate[c] += rate[u] * f;
+  std::map<std::string, double> out;
+  for (std::size_t i = 0; i < rate.size(); ++i) out[g.ids[i]] = rate[i];
+  return out;
+}
+
+std::vector<Session> QueryPlanner::sessions(const QuerySpec& q, const QuerySplit& split) {
+  std::vector<Session> out;
+  for (const auto& s : q.stages)
+    out.push_back({q.id + "/" + s.id, s.model, split.budgets.at(s.id), split.rates.at(s.id)});
+  return out;
+}
+
+QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) const {
+  const Graph g = build_graph(q);
+  NEXUS_CHECK(options_.segments >= 1, "query planner: segments must be >= 1");
+  const int n = static_cast<int>(g.ids.size());
+  const int S = options_.segments;
+  const auto rates = stage_rates(q);
+  const std::int64_t slo = q.slo.count();
+  auto budget_us = [&](int j) { return slo * j / S; };  // floor: sums along a path stay ≤ SLO
+  const std::size_t cap = packer_.gpu_memory_bytes == 0 ? std::numeric_limits<std::size_t>::max()
+                                                        : packer_.gpu_memory_bytes;
+
+  // cost[u][j] = R_u / T_u(budget j): fractional GPUs of stage u with that budget.
+  std::vector<std::vector<double>> cost(n, std::vector<double>(S + 1, kInf));
+  std::vector<std::int64_t> min_budget(n, 0);  // smallest workable budget, for the error message
+  for (int u = 0; u < n; ++u) {
+    const auto& st = q.stages[u];
+    auto pit = profiles.find(st.model);
+    NEXUS_CHECK(pit != profiles.end(), "query '{}': stage '{}' names model '{}' with no batching profile",
+                q.id, st.id, st.model);
+    const BatchProfile& p = pit->second;
+    NEXUS_CHECK(!p.empty(), "query '{}': batching profile of model '{}' is empty", q.id, st.model);
+    std::int64_t overhead = packer_.fixed_overhead.count();
+    if (packer_.subtract_pre_post) overhead += (p.preprocess() + p.postprocess()).count();
+    // Best throughput per GPU for each latency cap 2ℓ(b) (sorted), so each budget is a lookup.
+    std::vector<std::pair<std::int64_t, double>> steps;  // (2ℓ(b), best throughput so far)
+    std::vector<std::pair<std::int64_t, double>> pts;
+    for (int b = 1; b <= p.max_batch(); ++b) {
+      if (p.memory(b) > cap) continue;
+      const std::int64_t l = p.latency(b).count();
+      pts.push_back({2 * l, double(b) * 1e6 / double(l)});
+    }
+    std::sort(pts.begin(), pts.end());
+    double best = 0.0;
+    for (auto [need, tp] : pts) {
+      best = std::max(best, tp);
+      steps.push_back({need, best});
+    }
+    min_budget[u] = steps.empty() ? std::numeric_limits<std::int64_t>::max() / 4
+                                  : steps.front().first + overhead;
+    const double R = rates.at(st.id);
+    std::size_t k = 0;
+    double tp = 0.0;
+    for (int j = 0; j <= S; ++j) {
+      const std::int64_t eff = budget_us(j) - overhead;
+      while (k < steps.size() && steps[k].first <= eff) tp = steps[k++].second;
+      if (tp > 0) cost[u][j] = R / tp;
+    }
+  }
+
+  bool tree = true;
+  for (int u = 0; u < n; ++u)
+    if (g.parents[u].size() > 1) tree = false;
+
+  QuerySplit out;
+  out.query = q.id;
+  out.layered = !tree;
+  for (int u = 0; u < n; ++u) out.rates[g.ids[u]] = rates.at(g.ids[u]);
+
+  auto infeasible = [&]() {
+    // The tightest SLO: the longest root-to-leaf path of minimal stage budgets.
+    std::vector<std::int64_t> need(n, 0);
+    std::int64_t worst = 0;
+    for (auto it = g.order.rbegin(); it != g.order.rend(); ++it) {
+      std::int64_t below = 0;
+      for (auto [c, f] : g.children[*it]) below = std::max(below, need[c]);
+      need[*it] = min_budget[*it] + below;
+      worst = std::max(worst, need[*it]);
+    }
+    const auto required = std::chrono::microseconds(worst);
+    throw InfeasibleSlo(
+        fmt::format("query '{}': SLO {:.3f} ms cannot be split over its stages; the tightest "
+                    "path needs >= {:.3f} ms (each stage needs 2·ℓ(1) plus pre/post-processing)",
+                    q.id, slo / 1000.0, worst / 1000.0),
+        required);
+  };
+
+  if (tree) {
+    // f[u][t]: min GPUs of the subtree at u within t steps; arg[u][t]: u's own steps.
+    std::vector<std::vector<double>> f(n, std::vector<double>(S + 1, kInf));
+    std::vector<std::vector<int>> arg(n, std::vector<int>(S + 1, 0));
+    for (auto it = g.order.rbegin(); it != g.order.rend(); ++it) {
+      const int u = *it;
+      for (int t = 1; t <= S; ++t) {
+        double best = kInf;
+        int bk = 0;
+        for (int k = 1; k <= t; ++k) {
+          double c = cost[u][k];
+          if (c == kInf) continue;
+          for (auto [ch, fo] : g.children[u]) c += f[ch][t - k];
+          if (c < best - 1e-12) {
+            best = c;
+            bk = k;
+          }
+        }
+        f[u][t] = best;
+        arg[u][t] = bk;
+      }
+    }
+    if (f[g.root][S] == kInf) infeasible();
+    out.gpus = f[g.root][S];
+    // Top-down read-back; a leaf takes all the time its path leaves (its cost cannot rise).
+    std::vector<int> left(n, 0);
+    left[g.root] = S;
+    for (int u : g.order) {
+      const int k = g.children[u].empty() ? left[u] : arg[u][left[u]];
+      out.budgets[g.ids[u]] = std::chrono::microseconds(budget_us(k));
+      for (auto [ch, fo] : g.children[u]) left[ch] = left[u] - k;
+    }
+    // Stages of a path share the SLO in whole steps; report the budgets' exact sum too.
+    return out;
+  }
+
+  // Layered fallback: depth = longest path from the root; one budget per layer.
+  std::vector<int> depth(n, 0);
+  for (int u : g.order)
+    for (auto [c, f] : g.children[u]) depth[c] = std::max(depth[c], depth[u] + 1);
+  const int layers = *std::max_element(depth.begin(), depth.end()) + 1;
+  std::vector<std::vector<double>> lcost(layers, std::vector<double>(S + 1, 0.0));
+  for (int u = 0; u < n; ++u)
+    for (int j = 0; j <= S; ++j) lcost[depth[u]][j] += cost[u][j];
+  // dp[i][t]: min GPUs of layers 0..i within t steps (layer i takes k of them).
+  std::vector<std::vector<double>> dp(layers, std::vector<double>(S + 1, kInf));
+  std::vector<std::vector<int>> arg(layers, std::vector<int>(S + 1, 0));
+  for (int i = 0; i < layers; ++i) {
+    for (int t = 1; t <= S; ++t) {
+      for (int k = 1; k <= t; ++k) {
+        const double base = i == 0 ? 0.0 : dp[i - 1][t - k];
+        if (lcost[i][k] == kInf || base == kInf) continue;
+        const double c = base + lcost[i][k];
+        if (c < dp[i][t] - 1e-12) {
+          dp[i][t] = c;
+          arg[i][t] = k;
+        }
+      }
+    }
+  }
+  if (dp[layers - 1][S] == kInf) infeasible();
+  out.gpus = dp[layers - 1][S];
+  std::vector<int> layer_steps(layers, 0);
+  int t = S;
+  for (int i = layers - 1; i >= 0; --i) {
+    layer_steps[i] = arg[i][t];
+    t -= arg[i][t];
+  }
+  layer_steps[layers - 1] += t;  // unused steps go to the last layer (its cost cannot rise)
+  for (int u = 0; u < n; ++u)
+    out.budgets[g.ids[u]] = std::chrono::microseconds(budget_us(layer_steps[depth[u]]));
+  return out;
+}
+
+}  // namespace nexus

@@ -1,0 +1,404 @@
+// SquishyBinPacker: Algorithm 1 (saturate, residual, merge). See the header for the rules.
+//
+// Internally all times are integer microseconds and every session's profile is tabulated once
+// per model (ℓ(b), m(b) for b = 1..B_max), so a merge attempt costs O(1) when the incoming node
+// keeps the GPU's duty cycle and O(|GPU|) when it shortens it.
+
+#include "nexus/schedule/squishy_bin_packer.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <set>
+#include <unordered_map>
+
+#include "nexus/core/error.hpp"
+
+namespace nexus {
+
+namespace {
+
+using us = std::chrono::microseconds;
+constexpr double kRateTolerance = 1e-9;
+
+struct Table {  // one model's profile, tabulated
+  std::vector<std::int64_t> lat;   // lat[b], b = 1..B_max (lat[0] unused)
+  std::vector<std::size_t> mem;    // mem[b]
+  int max_batch = 0;
+};
+
+struct Info {
+  const Session* s = nullptr;
+  const Table* t = nullptr;
+  std::int64_t slo = 0;    // effective SLO, µs
+  int sat_batch = 0;       // B: throughput-maximising batch with 2ℓ(B) ≤ slo and memory fit
+  double sat_tput = 0.0;   // T(B), req/s
+};
+
+// Batch needed to serve `rate` req/s in a duty cycle of d µs: ⌈d·r⌉, at least 1.
+int batch_for(std::int64_t d, double rate) {
+  const double x = static_cast<double>(d) * rate / 1e6;
+  return std::max(1, static_cast<int>(std::ceil(x - 1e-9)));
+}
+
+struct Member {
+  int info;
+  double rate;
+  int batch;
+  std::int64_t lat;
+};
+
+struct Node {
+  std::int64_t d = 0;
+  std::int64_t exec = 0;
+  std::size_t mem = 0;
+  std::vector<Member> members;
+};
+
+}  // namespace
+
+us effective_slo(const Session& s, const BatchProfile& p, const PackerOptions& o) {
+  us e = s.slo - o.fixed_overhead;
+  if (o.subtract_pre_post) e -= p.preprocess() + p.postprocess();
+  return e;
+}
+
+int saturated_batch(const BatchProfile& p, us slo) {
+  int best = 0;
+  for (int b = 1; b <= p.max_batch(); ++b)
+    if (2 * p.latency(b) <= slo) best = b;
+  return best;
+}
+
+int residual_batch(const BatchProfile& p, us slo, double rate_rps) {
+  int best = 0;
+  for (int b = 1; b <= p.max_batch(); ++b) {
+    const double collect_us = double(b) / rate_rps * 1e6;
+    if (double(p.latency(b).count()) + collect_us <= double(slo.count()) + 1e-6) best = b;
+  }
+  return best;
+}
+
+Plan SquishyBinPacker::pack(const std::vector<Session>& sessions, const ProfileMap& profiles) const {
+  const auto& o = options_;
+  const std::size_t cap = o.gpu_memory_bytes == 0 ? std::numeric_limits<std::size_t>::max()
+                                                  : o.gpu_memory_bytes;
+  Plan plan;
+
+  // --- validate and tabulate -------------------------------------------------------------
+  std::unordered_map<std::string, Table> tables;
+  std::vector<Info> infos;
+  infos.reserve(sessions.size());
+  std::set<std::string> ids;
+  for (const auto& s : sessions) {
+    NEXUS_CHECK(!s.id.empty(), "session with model '{}': empty id", s.model);
+    NEXUS_CHECK(ids.insert(s.id).second, "session '{}': duplicate id", s.id);
+    NEXUS_CHECK(std::isfinite(s.rate_rps) && s.rate_rps > 0,
+                "session '{}': rate must be > 0 req/s (got {})", s.id, s.rate_rps);
+    NEXUS_CHECK(s.slo.count() > 0, "session '{}': SLO must be > 0 (got {} us)", s.id,
+                s.slo.count());
+    auto pit = profiles.find(s.model);
+    NEXUS_CHECK(pit != profiles.end(), "session '{}': no batching profile for model '{}'", s.id,
+                s.model);
+    const BatchProfile& p = pit->second;
+    NEXUS_CHECK(!p.empty(), "session '{}': batching profile of model '{}' is empty", s.id, s.model);
+    auto [tit, fresh] = tables.try_emplace(s.model);
+    Table& t = tit->second;
+    if (fresh) {
+      t.max_batch = p.max_batch();
+      t.lat.resize(static_cast<std::size_t>(t.max_batch) + 1);
+      t.mem.resize(static_cast<std::size_t>(t.max_batch) + 1);
+      for (int b = 1; b <= t.max_batch; ++b) {
+        t.lat[b] = p.latency(b).count();
+        t.mem[b] = p.memory(b);
+      }
+    }
+    Info in;
+    in.s = &s;
+    in.t = &t;
+    in.slo = effective_slo(s, p, o).count();
+    for (int b = 1; b <= t.max_batch; ++b) {
+      if (2 * t.lat[b] > in.slo || t.mem[b] > cap) continue;
+      const double tput = double(b) * 1e6 / double(t.lat[b]);
+      if (tput >= in.sat_tput) {  // ties → larger batch
+        in.sat_tput = tput;
+        in.sat_batch = b;
+      }
+    }
+    if (in.sat_batch == 0) {
+      // Cheapest request: the smallest latency any batch has (normally ℓ(1)); a GPU needs
+      // d ≥ ℓ(b) and d + ℓ(b) ≤ SLO, so 2ℓ must fit.
+      std::int64_t min_lat = std::numeric_limits<std::int64_t>::max();
+      std::size_t min_mem = std::numeric_limits<std::size_t>::max();
+      for (int b = 1; b <= t.max_batch; ++b) {
+        min_lat = std::min(min_lat, t.lat[b]);
+        min_mem = std::min(min_mem, t.mem[b]);
+      }
+      Rejection r;
+      r.session = s.id;
+      if (min_mem > cap) {
+        r.reason = fmt::format(
+            "model '{}' needs {} bytes of GPU memory even at batch 1; the GPU has {}", s.model,
+            min_mem, cap);
+      } else {
+        r.required_slo = us(2 * min_lat) + (s.slo - us(in.slo));
+        r.reason = fmt::format(
+            "SLO {:.3f} ms cannot be met by model '{}': one batch takes {:.3f} ms, and waiting "
+            "for the next duty cycle doubles that; needs SLO >= {:.3f} ms",
+            s.slo.count() / 1000.0, s.model, min_lat / 1000.0, r.required_slo.count() / 1000.0);
+      }
+      plan.rejected.push_back(std::move(r));
+      continue;
+    }
+    plan.lower_bound_gpus += s.rate_rps / in.sat_tput;
+    infos.push_back(in);
+  }
+
+  // --- saturate ------------------------------------------------------------------------------
+  struct Residual {
+    int info;
+    double rate;
+    std::int64_t d;
+    int batch;
+    double occ;
+  };
+  std::vector<Residual> residuals;
+  std::vector<GpuPlan> saturated;
+  auto add_saturated = [&](const Info& in, int count) {
+    const int B = in.sat_batch;
+    for (int k = 0; k < count; ++k) {
+      GpuPlan g;
+      g.saturated = true;
+      g.duty_cycle = us(in.t->lat[B]);
+      g.occupancy = 1.0;
+      g.memory_bytes = in.t->mem[B];
+      g.sessions.push_back({in.s->id, in.s->model, B, us(in.t->lat[B]), in.sat_tput, in.s->slo});
+      saturated.push_back(std::move(g));
+    }
+  };
+  for (int i = 0; i < static_cast<int>(infos.size()); ++i) {
+    const Info& in = infos[i];
+    const double R = in.s->rate_rps;
+    int n = static_cast<int>(std::floor(R / in.sat_tput + kRateTolerance));
+    double r = R - n * in.sat_tput;
+    if (r <= R * kRateTolerance) r = 0.0;
+    add_saturated(in, n);
+    if (r <= 0.0) continue;
+    // Residual batch: Algorithm 1 line 13, largest b with ℓ(b) + b/r ≤ SLO (and ℓ(b) ≤ b/r so
+    // that the batch fits its own cycle). Else the lowest-occupancy b whose cycle is bounded by
+    // the SLO: d = SLO − ℓ(b) < b/r (low rates, where even one request cannot wait 1/r).
+    const Table& t = *in.t;
+    Residual best{i, r, 0, 0, 0.0};
+    for (int b = t.max_batch; b >= 1; --b) {
+      if (t.mem[b] > cap) continue;
+      const double collect = double(b) / r * 1e6;
+      if (double(t.lat[b]) <= collect && double(t.lat[b]) + collect <= double(in.slo)) {
+        best.d = static_cast<std::int64_t>(std::floor(collect + 1e-9));
+        best.batch = b;
+        break;
+      }
+    }
+    if (best.batch == 0) {
+      double best_occ = std::numeric_limits<double>::infinity();
+      for (int b = 1; b <= t.max_batch; ++b) {
+        if (t.mem[b] > cap) continue;
+        const std::int64_t d = std::min<std::int64_t>(
+            static_cast<std::int64_t>(std::floor(double(b) / r * 1e6 + 1e-9)), in.slo - t.lat[b]);
+        if (d < t.lat[b] || batch_for(d, r) != b) continue;
+        const double occ = double(t.lat[b]) / double(d);
+        if (occ < best_occ) {
+          best_occ = occ;
+          best.d = d;
+          best.batch = b;
+        }
+      }
+    }
+    if (best.batch == 0) {  // only with odd (non-monotone) profiles: one more dedicated GPU
+      add_saturated(in, 1);
+      saturated.back().sessions[0].rate_rps = r;
+      continue;
+    }
+    best.batch = batch_for(best.d, r);
+    best.occ = double(t.lat[best.batch]) / double(best.d);
+    residuals.push_back(best);
+  }
+  // Highest occupancy first; ties by input order for determinism.
+  std::stable_sort(residuals.begin(), residuals.end(),
+                   [](const Residual& a, const Residual& b) { return a.occ > b.occ; });
+
+  // --- merge -------------------------------------------------------------------------------
+  std::vector<Node> nodes;
+  std::vector<Member> scratch;
+  for (const Residual& res : residuals) {
+    const Info& in = infos[res.info];
+    const Table& t = *in.t;
+    int best_node = -1;
+    double best_occ = -1.0;
+    for (int g = 0; g < static_cast<int>(nodes.size()); ++g) {
+      const Node& n = nodes[g];
+      std::int64_t exec = 0;
+      std::size_t mem = 0;
+      std::int64_t d;
+      if (res.d >= n.d) {
+        // The GPU keeps its cycle: only the newcomer's batch is re-derived.
+        d = n.d;
+        if (n.d - n.exec <= 0) continue;
+        const int b = batch_for(d, res.rate);
+        if (b > t.max_batch) continue;
+        const std::int64_t l = t.lat[b];
+        if (n.exec + l > d || d + l > in.slo) continue;
+        exec = n.exec + l;
+        mem = n.mem + t.mem[b];
+      } else {
+        // The newcomer shortens the cycle: every resident batch shrinks to ⌈d·r⌉.
+        d = res.d;
+        exec = t.lat[res.batch];
+        mem = t.mem[res.batch];
+        bool ok = exec <= d;
+        for (const Member& m : n.members) {
+          if (!ok) break;
+          const Info& mi = infos[m.info];
+          const int b = batch_for(d, m.rate);
+          const std::int64_t l = mi.t->lat[b];
+          exec += l;
+          mem += mi.t->mem[b];
+          ok = exec <= d && d + l <= mi.slo;
+        }
+        if (!ok) continue;
+      }
+      if (mem > cap) continue;
+      const double occ = double(exec) / double(d);
+      if (occ > best_occ) {
+        best_occ = occ;
+        best_node = g;
+      }
+    }
+    if (best_node < 0) {
+      Node n;
+      n.d = res.d;
+      n.exec = t.lat[res.batch];
+      n.mem = t.mem[res.batch];
+      n.members.push_back({res.info, res.rate, res.batch, t.lat[res.batch]});
+      nodes.push_back(std::move(n));
+      continue;
+    }
+    Node& n = nodes[best_node];
+    n.members.push_back({res.info, res.rate, 0, 0});
+    n.d = std::min(n.d, res.d);
+    n.exec = 0;
+    n.mem = 0;
+    for (Member& m : n.members) {
+      const Info& mi = infos[m.info];
+      m.batch = batch_for(n.d, m.rate);
+      m.lat = mi.t->lat[m.batch];
+      n.exec += m.lat;
+      n.mem += mi.t->mem[m.batch];
+    }
+  }
+
+  // --- emit ---------------------------------------------------------------------------------
+  plan.gpus = std::move(saturated);
+  for (const Node& n : nodes) {
+    GpuPlan g;
+    g.duty_cycle = us(n.d);
+    g.occupancy = double(n.exec) / double(n.d);
+    g.memory_bytes = n.mem;
+    for (const Member& m : n.members) {
+      const Info& mi = infos[m.info];
+      g.sessions.push_back({mi.s->id, mi.s->model, m.batch, us(m.lat), m.rate, mi.s->slo});
+    }
+    plan.gpus.push_back(std::move(g));
+  }
+
+  // --- cluster limit ------------------------------------------------------------------------
+  if (o.max_gpus > 0 && plan.num_gpus() > o.max_gpus) {
+    // Keep the busiest GPUs: they serve the most work per GPU.
+    std::stable_sort(plan.gpus.begin(), plan.gpus.end(), [](const GpuPlan& a, const GpuPlan& b) {
+      return a.occupancy > b.occupancy;
+    });
+    std::map<std::string, double> lost;
+    for (std::size_t g = static_cast<std::size_t>(o.max_gpus); g < plan.gpus.size(); ++g)
+      for (const auto& a : plan.gpus[g].sessions) lost[a.session] += a.rate_rps;
+    const int needed = plan.num_gpus();
+    plan.gpus.resize(static_cast<std::size_t>(o.max_gpus));
+    for (const auto& [id, rate] : lost) {
+      double total = 0.0;
+      for (const auto& s : sessions)
+        if (s.id == id) total = s.rate_rps;
+      const double kept = std::max(0.0, total - rate);
+      plan.rejected.push_back(
+          {id,
+           fmt::format("cluster limit of {} GPUs (plan needs {}): only {:.2f} of {:.2f} req/s "
+                       "are served",
+                       o.max_gpus, needed, kept, total),
+           us(0)});
+    }
+  }
+  for (int g = 0; g < plan.num_gpus(); ++g) plan.gpus[g].gpu = g;
+  plan.rebuild_routes();
+  return plan;
+}
+
+std::vector<std::string> validate_plan(const Plan& plan, const std::vector<Session>& sessions,
+                                       const ProfileMap& profiles, const PackerOptions& options) {
+  std::vector<std::string> errors;
+  std::map<std::string, const Session*> by_id;
+  for (const auto& s : sessions) by_id[s.id] = &s;
+  std::set<std::string> rejected;
+  for (const auto& r : plan.rejected) rejected.insert(r.session);
+  std::map<std::string, double> served;
+  const std::size_t cap = options.gpu_memory_bytes == 0 ? std::numeric_limits<std::size_t>::max()
+                                                        : options.gpu_memory_bytes;
+  for (int gi = 0; gi < plan.num_gpus(); ++gi) {
+    const GpuPlan& g = plan.gpus[gi];
+    if (g.gpu != gi) errors.push_back(fmt::format("gpu {}: slot number {}", gi, g.gpu));
+    const std::int64_t d = g.duty_cycle.count();
+    if (d <= 0) {
+      errors.push_back(fmt::format("gpu {}: duty cycle {} us", gi, d));
+      continue;
+    }
+    std::int64_t exec = 0;
+    std::size_t mem = 0;
+    for (const auto& a : g.sessions) {
+      auto it = by_id.find(a.session);
+      if (it == by_id.end()) {
+        errors.push_back(fmt::format("gpu {}: unknown session '{}'", gi, a.session));
+        continue;
+      }
+      const Session& s = *it->second;
+      const BatchProfile& p = profiles.at(s.model);
+      if (a.batch < 1 || a.batch > p.max_batch()) {
+        errors.push_back(fmt::format("gpu {}: session '{}' batch {}", gi, a.session, a.batch));
+        continue;
+      }
+      const std::int64_t l = p.latency(a.batch).count();
+      exec += l;
+      mem += p.memory(a.batch);
+      const std::int64_t slo = effective_slo(s, p, options).count();
+      if (d + l > slo)
+        errors.push_back(fmt::format("gpu {}: session '{}' duty {} + latency {} > SLO {} us", gi,
+                                     a.session, d, l, slo));
+      if (a.rate_rps > double(a.batch) * 1e6 / double(d) * (1 + 1e-9))
+        errors.push_back(fmt::format("gpu {}: session '{}' rate {} > batch/duty {}", gi,
+                                     a.session, a.rate_rps, double(a.batch) * 1e6 / double(d)));
+      served[a.session] += a.rate_rps;
+    }
+    if (exec > d) errors.push_back(fmt::format("gpu {}: Σℓ {} > duty {} us", gi, exec, d));
+    if (mem > cap) errors.push_back(fmt::format("gpu {}: memory {} > {}", gi, mem, cap));
+    if (std::abs(g.occupancy - double(exec) / double(d)) > 1e-9)
+      errors.push_back(fmt::format("gpu {}: occupancy {} != {}", gi, g.occupancy, double(exec) / d));
+  }
+  for (const auto& s : sessions) {
+    if (rejected.count(s.id)) continue;
+    if (served[s.id] < s.rate_rps * (1 - 1e-9))
+      errors.push_back(fmt::format("session '{}': served {} < rate {}", s.id, served[s.id], s.rate_rps));
+  }
+  if (plan.num_gpus() + 1e-9 < plan.lower_bound_gpus && options.max_gpus == 0)
+    errors.push_back(fmt::format("{} GPUs < lower bound {}", plan.num_gpus(), plan.lower_bound_gpus));
+  return errors;
+}
+
+}  // namespace nexus
