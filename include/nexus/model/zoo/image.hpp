@@ -47,7 +47,6 @@ Image image_from_rgb(const std::uint8_t* rgb, int width, int height, std::size_t
 
 #if defined(NEXUS_HAVE_OPENCV)
 #include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
 namespace nexus::model::zoo {
 
