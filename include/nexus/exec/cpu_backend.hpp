@@ -1,0 +1,78 @@
+#pragma once
+// CpuBackend: runs a model Graph on the CPU with Eigen; the embedded default Backend where no GPU
+// is present (DESIGN.md, "Data" plane). Activations are NCHW float32.
+//
+// How it runs (planned at load, as CUTLASS plans before it launches):
+//  - Conv2D: im2col + one Eigen GEMM per item and group (1x1 stride-1 convs skip im2col);
+//    depthwise convs run as direct loops. Bias and a following Relu/Relu6/LeakyRelu (when the
+//    conv is its only producer-consumer pair) are fused into the GEMM's epilogue.
+//  - Every op of the IR (model/graph.hpp) is supported; Flatten/Reshape are zero-copy views.
+//  - Activation memory: one arena planned at load for max_batch; buffers are reused by lifetime
+//    (a value's slot is freed after its last consumer), plus one im2col scratch per thread.
+//    run() allocates nothing for intermediates; it allocates only the returned outputs.
+//  - Threads: `threads` workers (the caller's thread is one of them) split each layer by items
+//    when the batch is at least the thread count, otherwise by GEMM rows/columns.
+//
+// On x86-64 with GCC the kernels are compiled for AVX2+FMA (Haswell, 2013, and later) unless
+// the library is built with -DNEXUS_CPU_GENERIC; constructing a CpuBackend on a CPU without them
+// throws nexus::Error.
+//
+// Thread-safety: as Backend: one thread at a time calls run(); accessors are safe after load().
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nexus/exec/backend.hpp"
+
+namespace nexus {
+
+struct CpuBackendOptions {
+  /// Worker threads including the caller's; 0 means std::thread::hardware_concurrency().
+  int threads = 0;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(CpuBackendOptions options = {});
+  ~CpuBackend() override;
+  CpuBackend(const CpuBackend&) = delete;
+  CpuBackend& operator=(const CpuBackend&) = delete;
+
+  /// "cpu".
+  std::string device_name() const override;
+  /// Plans `graph` for batches of 1..max_batch. Throws nexus::Error if max_batch < 1.
+  void load(const model::Graph& graph, int max_batch) override;
+  /// inputs[i]: float32 [n, ...input_shape(i)], the same n for all, 1 <= n <= max_batch.
+  /// Returns owning float32 tensors [n, ...output item shape]. Throws nexus::Error naming the
+  /// input and the expected shape on a wrong count, shape, dtype or batch size, or if not loaded.
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) override;
+  int max_batch() const override;
+  Shape input_shape(int i = 0) const override;
+  /// Bytes of the graph's weight tensors (after BatchNorm folding).
+  std::size_t weights_bytes() const override;
+  /// Arena bytes for `batch` items plus the im2col scratch of all threads.
+  std::size_t activation_bytes(int batch) const override;
+
+  /// The number of worker threads (including the caller's).
+  int threads() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+namespace exec {
+using nexus::CpuBackend;
+using nexus::CpuBackendOptions;
+
+/// GFLOP/s of a float32 GEMM C[n,n] = A[n,n] * B[n,n] (2 n^3 FLOPs each), median of `repeats`
+/// runs after a warm-up, computed by Eigen's own multi-threaded tensor contraction on an
+/// Eigen::ThreadPoolDevice of `threads` threads (0 = hardware_concurrency). The reference the
+/// CpuBackend is measured against in benchmarks/cpu_backend.cpp.
+double eigen_gemm_gflops(int n, int threads, int repeats = 5);
+}  // namespace exec
+
+}  // namespace nexus
