@@ -1,0 +1,93 @@
+#pragma once
+// CudaBackend: runs a model::Graph on one NVIDIA GPU with cuDNN (convolutions, pooling) and
+// cuBLAS (fully connected), FP32 or FP16 (tensor cores, NHWC), replaying one CUDA Graph per
+// batch size. It is the GPU Backend of the paper's GpuExecutor (Nexus §6: one backend per GPU).
+//
+// Lifecycle (plan at load, bind and launch at run, as CUTLASS operators do):
+//  - load(graph, max_batch): checks every layer can run here, uploads weights (resident until
+//    the backend is destroyed or load() is called again), plans activation memory once for
+//    max_batch from tensor lifetimes, allocates it with the cuDNN/cuBLAS workspaces and the
+//    pinned host staging. Nothing is allocated on the run path after this.
+//  - run(inputs) for batch n: the first run at a given n measures the cuDNN algorithm of every
+//    convolution (cudnnFindConvolutionForwardAlgorithmEx) and captures a CUDA Graph; later runs
+//    at n replay it. prepare(n) does this ahead of time.
+//
+// Errors (nexus::Error, thrown by load() or the constructor, never a crash at run time):
+//  - no CUDA device, or options.device_index out of range;
+//  - a layer the backend cannot run (the message names the layer and why);
+//  - too little device memory at load (the message gives bytes asked and bytes free);
+//  - a failing CUDA/cuDNN/cuBLAS call: the call, its status name and the layer.
+//
+// Thread-safety: as Backend: one thread calls run() at a time; const accessors after load().
+// Several instances may share a device; use one instance per device for multi-GPU.
+//
+// This header needs no CUDA headers. Without a CUDA build (NEXUS_WITH_CUDA off) only
+// cuda_device_count() (returns 0) and make_cuda_backend() (throws) are defined.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nexus/exec/backend.hpp"
+
+namespace nexus {
+
+enum class CudaPrecision {
+  kFloat32,  ///< FP32 storage and math (no TF32): matches CpuBackend to ~1e-5 relative
+  kFloat16,  ///< FP16 storage, FP32 accumulation, tensor cores, NHWC activations
+};
+
+/// "fp32" / "fp16".
+const char* precision_name(CudaPrecision precision);
+
+struct CudaBackendOptions {
+  int device_index = 0;                              ///< CUDA device ordinal
+  CudaPrecision precision = CudaPrecision::kFloat32;  ///< chosen per model at load
+  bool use_cuda_graphs = true;                       ///< capture one CUDA Graph per batch size
+  /// Upper bound of the cuDNN convolution workspace (bytes); algorithms needing more are not
+  /// considered when measuring.
+  std::size_t conv_workspace_limit_bytes = std::size_t{256} << 20;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  /// Selects the device. Throws nexus::Error when there is no device or the index is out of
+  /// range ("device_index 3 out of range: 2 CUDA devices").
+  explicit CudaBackend(CudaBackendOptions options = {});
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  /// "cuda:<index>".
+  std::string device_name() const override;
+  void load(const model::Graph& graph, int max_batch) override;
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs) override;
+  int max_batch() const override;
+  Shape input_shape(int i = 0) const override;
+  /// Device bytes of the resident weights (FP16 halves them).
+  std::size_t weights_bytes() const override;
+  /// Device bytes of activations for a batch of `batch` (the planned arena at that batch).
+  std::size_t activation_bytes(int batch) const override;
+
+  /// Measures convolution algorithms and captures the CUDA Graph for batch n (1..max_batch) now
+  /// rather than on the first run at n.
+  void prepare(int batch);
+  /// Device bytes this backend holds: weights + activation arena (max_batch) + workspaces.
+  std::size_t device_bytes() const;
+  /// The GPU's marketing name, e.g. "NVIDIA H100 80GB HBM3".
+  std::string device_label() const;
+  const CudaBackendOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Number of CUDA devices; 0 without a CUDA build, without a driver or without a device.
+int cuda_device_count();
+
+/// A CudaBackend as a Backend. Throws nexus::Error without a CUDA build or device.
+std::unique_ptr<Backend> make_cuda_backend(CudaBackendOptions options = {});
+
+}  // namespace nexus

@@ -1,0 +1,1211 @@
+// CudaBackend: the Graph IR on cuDNN (convolutions, pooling), cuBLAS (fully connected) and the
+// small kernels of kernels.cu, in FP32 (NCHW) or FP16 (NHWC, tensor cores).
+//
+// Load builds a list of steps (one per node, activations fused into the preceding conv or FC),
+// gives each materialized tensor a lifetime [defining step, last reading step], and places the
+// tensors in one arena by first-fit over the live set, sized for max_batch. The same offsets
+// serve every batch size, so a batch's pointers never change and its CUDA Graph replays as is.
+#include "nexus/exec/cuda_backend.hpp"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cudnn.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "check.hpp"
+#include "kernels.hpp"
+#include "nexus/core/error.hpp"
+#include "nexus/model/graph.hpp"
+
+namespace nexus {
+
+using cuda::Act;
+using cuda::Dims4;
+using cuda::Elem;
+using cuda::EwOp;
+using model::Node;
+using model::OpType;
+
+const char* precision_name(CudaPrecision precision) {
+  return precision == CudaPrecision::kFloat16 ? "fp16" : "fp32";
+}
+
+int cuda_device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(CudaBackendOptions options) {
+  return std::make_unique<CudaBackend>(options);
+}
+
+namespace {
+
+constexpr std::size_t kAlign = 256;
+constexpr std::size_t kCublasWorkspaceBytes = std::size_t{32} << 20;
+
+std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+/// A tensor of the run: a node's output or a temporary of one step (padded input, flattened FC
+/// input). Item dims are padded to 3: [C] -> [C, 1, 1], [A, B] -> [A, B, 1].
+struct Value {
+  std::string name;
+  std::int64_t d[3] = {1, 1, 1};
+  int rank = 0;
+  bool nhwc = false;          // rank 3 in the FP16 path: stored [N, H, W, C]
+  bool constant = false;      // a kConstant: one copy in weights memory, batch stride 0
+  int weight = -1;            // constant: its weight id
+  bool materialized = false;  // lives in the arena
+  int def = -1, last = -1;    // step that writes it (-1: the upload) / last step that reads it
+  std::size_t offset = 0;     // arena offset in bytes
+
+  std::int64_t item_elems() const { return d[0] * d[1] * d[2]; }
+  Dims4 dims(int n) const { return Dims4{{n, d[0], d[1], d[2]}}; }
+  Dims4 strides() const {
+    const std::int64_t batch = constant ? 0 : item_elems();
+    if (nhwc) return Dims4{{batch, 1, d[2] * d[0], d[0]}};
+    return Dims4{{batch, d[1] * d[2], d[2], 1}};
+  }
+};
+
+/// An elementwise operand: a value or a weight, with its (broadcast) strides.
+struct Operand {
+  int value = -1;
+  int weight = -1;
+  Dims4 strides;
+};
+
+enum class StepKind {
+  kConv,
+  kFullyConnected,
+  kPoolCudnn,
+  kPoolKernel,
+  kElementwise,
+  kConcat,
+  kSoftmax,
+  kConvert,
+  kResize
+};
+
+struct ConvPerBatch {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  bool fused = false;  // cudnnConvolutionBiasActivationForward accepted this configuration
+};
+
+struct Step {
+  StepKind kind = StepKind::kElementwise;
+  std::string name;  // the IR node's name, for messages
+  int out = -1;
+  std::vector<int> ins;
+  int temp = -1;  // kConv: zero-padded input; kFullyConnected: flattened NCHW input
+
+  // kElementwise (a = ins[0]); also the epilogue of kConv / kFullyConnected (bias, activation)
+  EwOp op = EwOp::kCopy;
+  Act act = Act::kNone;
+  float alpha = 0.f;
+  Operand b, c;
+
+  // kConv
+  cudnnFilterDescriptor_t w_desc = nullptr;
+  cudnnConvolutionDescriptor_t conv_desc = nullptr;
+  cudnnTensorDescriptor_t bias_desc = nullptr;
+  cudnnActivationDescriptor_t relu_desc = nullptr;
+  model::Pads pads;  // explicit zero padding into `temp` (asymmetric TF SAME)
+  int weight = -1, bias = -1;
+  std::vector<ConvPerBatch> conv_batches;  // index: batch size
+
+  // kFullyConnected
+  int in_features = 0, out_features = 0;
+
+  // kPoolCudnn / kPoolKernel
+  bool is_max = true;
+  model::Pool2DAttrs pool;
+  cudnnPoolingDescriptor_t pool_desc = nullptr;
+  std::vector<std::pair<cudnnTensorDescriptor_t, cudnnTensorDescriptor_t>> pool_batches;
+
+  // kSoftmax / kConcat: logical dimension (1..3)
+  int axis = 1;
+
+  // kResize
+  model::ResizeAttrs resize;
+};
+
+struct WeightBlob {
+  std::vector<float> host;  // float32 as in the IR
+  Dims4 dims;               // logical dims of the copy
+  Dims4 dst_strides;        // layout on the device
+  std::size_t offset = 0;   // in the weights block
+};
+
+bool is_activation(OpType op) {
+  return op == OpType::kRelu || op == OpType::kRelu6 || op == OpType::kLeakyRelu ||
+         op == OpType::kSigmoid || op == OpType::kTanh;
+}
+
+Act act_of(OpType op) {
+  switch (op) {
+    case OpType::kRelu: return Act::kRelu;
+    case OpType::kRelu6: return Act::kRelu6;
+    case OpType::kLeakyRelu: return Act::kLeaky;
+    case OpType::kSigmoid: return Act::kSigmoid;
+    case OpType::kTanh: return Act::kTanh;
+    default: return Act::kNone;
+  }
+}
+
+Dims4 contiguous_strides(Dims4 d) {
+  return Dims4{{d.v[1] * d.v[2] * d.v[3], d.v[2] * d.v[3], d.v[3], 1}};
+}
+
+std::vector<float> values_of(const Tensor& t) {
+  auto v = t.values();
+  return std::vector<float>(v.begin(), v.end());
+}
+
+}  // namespace
+
+struct CudaBackend::Impl {
+  CudaBackendOptions options;
+  std::string label;
+  Elem elem = Elem::kF32;
+  std::size_t elem_size = 4;
+  cudnnDataType_t cudnn_type = CUDNN_DATA_FLOAT;
+  cudaDataType_t blas_type = CUDA_R_32F;
+
+  cudnnHandle_t cudnn = nullptr;
+  cublasHandle_t cublas = nullptr;
+  cudaStream_t compute = nullptr;  // every kernel and library call; captured into graphs
+  cudaStream_t copy = nullptr;     // host <-> device transfers
+  cudaEvent_t uploaded = nullptr, computed = nullptr;
+
+  // Model state (load .. unload)
+  std::string model_name;
+  int max_batch = 0;
+  std::vector<Value> values;  // node values first (index = NodeId), then temporaries
+  std::vector<Step> steps;
+  std::vector<int> input_values, output_values;
+  std::vector<WeightBlob> weights;
+  std::size_t weights_total = 0;
+  std::vector<std::size_t> activation_bytes;  // index: batch size
+  std::vector<bool> prepared;                 // index: batch size
+  std::vector<cudaGraphExec_t> graphs;        // index: batch size; null: run step by step
+
+  std::byte* d_weights = nullptr;
+  std::byte* d_arena = nullptr;
+  std::byte* d_workspace = nullptr;
+  std::size_t workspace_bytes = 0;
+  std::byte* d_cublas_ws = nullptr;
+  std::vector<float*> d_in_staging, d_out_staging;  // float32 NCHW, for converted transfers
+  std::vector<float*> h_in, h_out;                  // pinned host staging
+
+  ~Impl() {
+    unload();
+    if (uploaded) cudaEventDestroy(uploaded);
+    if (computed) cudaEventDestroy(computed);
+    if (cublas) cublasDestroy(cublas);
+    if (cudnn) cudnnDestroy(cudnn);
+    if (compute) cudaStreamDestroy(compute);
+    if (copy) cudaStreamDestroy(copy);
+  }
+
+  void set_device() const { NEXUS_CUDA_CHECK(cudaSetDevice(options.device_index), ""); }
+
+  // ---- pointers ---------------------------------------------------------------------------
+  void* wptr(int id) const { return d_weights + weights.at(static_cast<std::size_t>(id)).offset; }
+  void* vptr(int v) const {
+    const Value& x = values[static_cast<std::size_t>(v)];
+    return x.constant ? wptr(x.weight) : static_cast<void*>(d_arena + x.offset);
+  }
+  const void* operand_ptr(const Operand& o) const {
+    if (o.value >= 0) return vptr(o.value);
+    if (o.weight >= 0) return wptr(o.weight);
+    return nullptr;
+  }
+  std::byte* offset_ptr(void* base, std::int64_t elements) const {
+    return static_cast<std::byte*>(base) + elements * static_cast<std::int64_t>(elem_size);
+  }
+
+  int add_weight(std::vector<float> host, Dims4 dims, Dims4 dst_strides) {
+    WeightBlob w;
+    w.host = std::move(host);
+    w.dims = dims;
+    w.dst_strides = dst_strides;
+    w.offset = weights_total;
+    weights_total += align_up(static_cast<std::size_t>(dims.numel()) * elem_size);
+    weights.push_back(std::move(w));
+    return static_cast<int>(weights.size()) - 1;
+  }
+  int add_flat_weight(std::vector<float> host) {
+    const auto n = static_cast<std::int64_t>(host.size());
+    const Dims4 d{{1, 1, 1, n}};
+    return add_weight(std::move(host), d, contiguous_strides(d));
+  }
+  int add_temp(const std::string& name, std::int64_t d0, std::int64_t d1, std::int64_t d2,
+               bool nhwc) {
+    Value t;
+    t.name = name;
+    t.d[0] = d0;
+    t.d[1] = d1;
+    t.d[2] = d2;
+    t.rank = 3;
+    t.nhwc = nhwc;
+    t.materialized = true;
+    values.push_back(t);
+    return static_cast<int>(values.size()) - 1;
+  }
+
+  cudnnTensorDescriptor_t tensor_desc(const Value& v, int n, const std::string& layer) const {
+    cudnnTensorDescriptor_t d = nullptr;
+    NEXUS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d), layer);
+    NEXUS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, v.nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                                 cudnn_type, n, static_cast<int>(v.d[0]),
+                                                 static_cast<int>(v.d[1]),
+                                                 static_cast<int>(v.d[2])),
+                      layer);
+    return d;
+  }
+
+  // ---- load -------------------------------------------------------------------------------
+  void load(const model::Graph& graph, int batch_limit);
+  void build_steps(const model::Graph& graph);
+  void add_conv(const model::Graph& graph, const Node& node, int out, Act act, float alpha);
+  void add_fc(const Node& node, int out, Act act, float alpha);
+  void check_layers();
+  void compute_lifetimes();
+  std::size_t plan_arena(int n, bool assign);
+  void allocate_and_upload();
+  void unload();
+
+  // ---- run --------------------------------------------------------------------------------
+  void prepare(int n);
+  void choose_conv_algorithm(Step& s, int n);
+  void run_sequence(int n, cudaStream_t stream);
+  void run_step(Step& s, int n, cudaStream_t stream);
+  std::vector<Tensor> run(const std::vector<Tensor>& inputs);
+};
+
+// ------------------------------------------------------------------------------------------
+// load
+
+void CudaBackend::Impl::load(const model::Graph& graph, int batch_limit) {
+  NEXUS_CHECK(batch_limit >= 1, "CudaBackend::load('{}'): max_batch {} (expected >= 1)",
+              graph.name(), batch_limit);
+  set_device();
+  unload();
+  model_name = graph.name();
+  max_batch = batch_limit;
+  try {
+    build_steps(graph);
+    check_layers();
+    compute_lifetimes();
+    activation_bytes.assign(static_cast<std::size_t>(max_batch) + 1, 0);
+    for (int n = 1; n <= max_batch; ++n)
+      activation_bytes[static_cast<std::size_t>(n)] = plan_arena(n, false);
+    plan_arena(max_batch, true);
+    allocate_and_upload();
+  } catch (...) {
+    unload();
+    throw;
+  }
+  prepared.assign(static_cast<std::size_t>(max_batch) + 1, false);
+  graphs.assign(static_cast<std::size_t>(max_batch) + 1, nullptr);
+}
+
+void CudaBackend::Impl::build_steps(const model::Graph& graph) {
+  const auto& nodes = graph.nodes();
+  const bool fp16 = elem == Elem::kF16;
+  std::vector<std::vector<int>> consumers(nodes.size());
+  for (const Node& n : nodes)
+    for (int in : n.inputs) consumers.at(static_cast<std::size_t>(in)).push_back(n.id);
+  std::vector<bool> is_output(nodes.size(), false);
+  for (int o : graph.outputs()) is_output.at(static_cast<std::size_t>(o)) = true;
+
+  // Temporaries (at most one per conv or FC) are appended: reserve so references stay valid.
+  values.reserve(2 * nodes.size() + 1);
+  values.assign(nodes.size(), Value{});
+  for (const Node& n : nodes) {
+    Value& v = values[static_cast<std::size_t>(n.id)];
+    v.name = n.name;
+    v.rank = n.shape.rank();
+    NEXUS_CHECK(v.rank >= 1 && v.rank <= 3,
+                "CudaBackend: layer '{}' ({}) has item shape {}: only ranks 1..3 are supported",
+                n.name, model::op_name(n.op), n.shape);
+    for (int i = 0; i < v.rank; ++i) v.d[i] = n.shape[i];
+    v.nhwc = fp16 && v.rank == 3;
+  }
+
+  // The activation a conv or FC can absorb: its only consumer, and the conv is no output.
+  auto fusible_activation = [&](const Node& n) -> int {
+    const auto& cs = consumers[static_cast<std::size_t>(n.id)];
+    if (is_output[static_cast<std::size_t>(n.id)] || cs.size() != 1) return -1;
+    const Node& c = nodes[static_cast<std::size_t>(cs[0])];
+    return is_activation(c.op) && c.inputs.size() == 1 ? c.id : -1;
+  };
+  std::vector<bool> fused(nodes.size(), false);
+
+  for (const Node& n : nodes) {
+    const auto id = static_cast<std::size_t>(n.id);
+    if (fused[id]) continue;
+    Value& v = values[id];
+    auto in = [&](int i) { return n.inputs.at(static_cast<std::size_t>(i)); };
+    auto require_rank3 = [&](int x) {
+      const Value& xv = values[static_cast<std::size_t>(x)];
+      NEXUS_CHECK(xv.rank == 3 && !xv.constant,
+                  "CudaBackend: layer '{}' ({}) needs a [C, H, W] input computed per item, got "
+                  "'{}'", n.name, model::op_name(n.op), xv.name);
+    };
+    Step s;
+    s.name = n.name;
+    s.out = n.id;
+    if (n.op != OpType::kInput && n.op != OpType::kConstant) v.materialized = true;
+
+    switch (n.op) {
+      case OpType::kInput:
+        v.materialized = true;
+        input_values.push_back(n.id);
+        continue;
+      case OpType::kConstant: {
+        NEXUS_CHECK(n.weight.numel() == v.item_elems(),
+                    "CudaBackend: constant '{}' holds {} values for shape {}", n.name,
+                    n.weight.numel(), n.shape);
+        v.constant = true;
+        const Dims4 dims = v.dims(1);
+        Value one = v;
+        one.constant = false;  // strides of one item
+        v.weight = add_weight(values_of(n.weight), dims, one.strides());
+        continue;
+      }
+      case OpType::kConv2D:
+      case OpType::kFullyConnected: {
+        const int act_node = fusible_activation(n);
+        Act act = Act::kNone;
+        float alpha = 0.f;
+        int out = n.id;
+        if (act_node >= 0) {
+          const Node& a = nodes[static_cast<std::size_t>(act_node)];
+          act = act_of(a.op);
+          alpha = a.alpha;
+          out = act_node;
+          fused[static_cast<std::size_t>(act_node)] = true;
+          v.materialized = false;
+          values[static_cast<std::size_t>(act_node)].materialized = true;
+        }
+        if (n.op == OpType::kConv2D) {
+          require_rank3(in(0));
+          add_conv(graph, n, out, act, alpha);
+        } else {
+          add_fc(n, out, act, alpha);
+        }
+        continue;
+      }
+      case OpType::kBatchNorm:
+      case OpType::kScaleOffset: {
+        const std::int64_t c = v.d[0];
+        std::vector<float> scale = values_of(n.weight), shift = values_of(n.bias);
+        NEXUS_CHECK(static_cast<std::int64_t>(scale.size()) == c &&
+                        static_cast<std::int64_t>(shift.size()) == c,
+                    "CudaBackend: layer '{}' needs {} scales and offsets", n.name, c);
+        if (n.op == OpType::kBatchNorm) {
+          const auto mean = values_of(n.mean), var = values_of(n.variance);
+          NEXUS_CHECK(static_cast<std::int64_t>(mean.size()) == c &&
+                          static_cast<std::int64_t>(var.size()) == c,
+                      "CudaBackend: batch norm '{}' needs {} means and variances", n.name, c);
+          for (std::size_t i = 0; i < scale.size(); ++i) {
+            scale[i] = scale[i] / std::sqrt(var[i] + n.alpha);
+            shift[i] = shift[i] - mean[i] * scale[i];
+          }
+        }
+        s.kind = StepKind::kElementwise;
+        s.op = EwOp::kAffine;
+        s.ins = {in(0)};
+        s.b = Operand{-1, add_flat_weight(std::move(scale)), Dims4{{0, 1, 0, 0}}};
+        s.c = Operand{-1, add_flat_weight(std::move(shift)), Dims4{{0, 1, 0, 0}}};
+        break;
+      }
+      case OpType::kRelu:
+      case OpType::kRelu6:
+      case OpType::kLeakyRelu:
+      case OpType::kSigmoid:
+      case OpType::kTanh:
+        s.kind = StepKind::kElementwise;
+        s.op = EwOp::kCopy;
+        s.act = act_of(n.op);
+        s.alpha = n.alpha;
+        s.ins = {in(0)};
+        break;
+      case OpType::kMaxPool:
+      case OpType::kAvgPool:
+      case OpType::kGlobalAvgPool: {
+        require_rank3(in(0));
+        s.ins = {in(0)};
+        s.is_max = n.op == OpType::kMaxPool;
+        if (n.op == OpType::kGlobalAvgPool) {
+          const Value& x = values[static_cast<std::size_t>(in(0))];
+          s.pool.kernel_h = static_cast<int>(x.d[1]);
+          s.pool.kernel_w = static_cast<int>(x.d[2]);
+          s.pool.stride_h = s.pool.kernel_h;
+          s.pool.stride_w = s.pool.kernel_w;
+          s.pool.pads = {};
+        } else {
+          s.pool = n.pool;
+        }
+        const auto& p = s.pool.pads;
+        s.kind = (p.top == p.bottom && p.left == p.right) ? StepKind::kPoolCudnn
+                                                           : StepKind::kPoolKernel;
+        break;
+      }
+      case OpType::kAdd:
+      case OpType::kMul: {
+        s.kind = StepKind::kElementwise;
+        s.op = n.op == OpType::kAdd ? EwOp::kAdd : EwOp::kMul;
+        s.ins = {in(0), in(1)};
+        const Value& a = values[static_cast<std::size_t>(in(0))];
+        const Value& b = values[static_cast<std::size_t>(in(1))];
+        Dims4 sb = b.strides();
+        for (int k = 0; k < 3; ++k) {
+          if (b.d[k] == v.d[k]) continue;
+          NEXUS_CHECK(b.d[k] == 1, "CudaBackend: layer '{}' cannot broadcast '{}' onto '{}'",
+                      n.name, b.name, a.name);
+          sb.v[k + 1] = 0;
+        }
+        s.b = Operand{in(1), -1, sb};
+        break;
+      }
+      case OpType::kConcat:
+      case OpType::kSoftmax: {
+        s.kind = n.op == OpType::kConcat ? StepKind::kConcat : StepKind::kSoftmax;
+        s.ins = n.inputs;
+        const int axis = n.axis < 0 ? n.axis + v.rank : n.axis;
+        NEXUS_CHECK(axis >= 0 && axis < v.rank, "CudaBackend: layer '{}' axis {} for rank {}",
+                    n.name, n.axis, v.rank);
+        s.axis = axis + 1;
+        break;
+      }
+      case OpType::kFlatten:
+      case OpType::kReshape:
+        s.kind = StepKind::kConvert;
+        s.ins = {in(0)};
+        break;
+      case OpType::kResizeBilinear:
+        require_rank3(in(0));
+        s.kind = StepKind::kResize;
+        s.ins = {in(0)};
+        s.resize = n.resize;
+        break;
+      default:
+        throw_error("CudaBackend: layer '{}' has op {} which this backend cannot run", n.name,
+                    model::op_name(n.op));
+    }
+    steps.push_back(std::move(s));
+  }
+  output_values = graph.outputs();
+  NEXUS_CHECK(!input_values.empty() && !output_values.empty(),
+              "CudaBackend: graph '{}' has no input or no output", graph.name());
+}
+
+void CudaBackend::Impl::add_conv(const model::Graph& graph, const Node& n, int out, Act act,
+                                 float alpha) {
+  const Value& x = values[static_cast<std::size_t>(n.inputs.at(0))];
+  const Value& y = values[static_cast<std::size_t>(n.id)];
+  const auto& a = n.conv;
+  const auto& ws = n.weight.shape();
+  NEXUS_CHECK(ws.rank() == 4 && ws[0] == y.d[0] && a.groups >= 1 && ws[1] * a.groups == x.d[0] &&
+                  ws[2] == a.kernel_h && ws[3] == a.kernel_w,
+              "CudaBackend: conv '{}' weight {} does not fit input channels {} (groups {})",
+              n.name, ws, x.d[0], a.groups);
+  (void)graph;
+  Step s;
+  s.kind = StepKind::kConv;
+  s.name = n.name;
+  s.out = out;
+  s.ins = {n.inputs.at(0)};
+  s.act = act;
+  s.alpha = alpha;
+  s.op = EwOp::kAdd;  // epilogue when cuDNN does not fuse: y = act(y + bias)
+
+  const bool nhwc = elem == Elem::kF16;
+  const Dims4 wd{{ws[0], ws[1], ws[2], ws[3]}};
+  const Dims4 wstrides = nhwc ? Dims4{{ws[2] * ws[3] * ws[1], 1, ws[3] * ws[1], ws[1]}}
+                              : contiguous_strides(wd);
+  s.weight = add_weight(values_of(n.weight), wd, wstrides);
+  std::vector<float> bias = n.bias.empty() ? std::vector<float>(static_cast<std::size_t>(ws[0]), 0.f)
+                                           : values_of(n.bias);
+  NEXUS_CHECK(static_cast<std::int64_t>(bias.size()) == ws[0],
+              "CudaBackend: conv '{}' has {} biases for {} output channels", n.name, bias.size(),
+              ws[0]);
+  s.bias = add_flat_weight(std::move(bias));
+  s.b = Operand{-1, s.bias, Dims4{{0, 1, 0, 0}}};
+
+  // cuDNN pads symmetrically; asymmetric pads (TF SAME) go into a zero-padded copy.
+  const auto& p = a.pads;
+  const bool symmetric = p.top == p.bottom && p.left == p.right;
+  int pad_h = p.top, pad_w = p.left;
+  if (!symmetric) {
+    s.pads = p;
+    s.temp = add_temp(n.name + "/pad", x.d[0], x.d[1] + p.top + p.bottom, x.d[2] + p.left + p.right,
+                      x.nhwc);
+    pad_h = pad_w = 0;
+  }
+
+  NEXUS_CUDNN_CHECK(cudnnCreateFilterDescriptor(&s.w_desc), n.name);
+  NEXUS_CUDNN_CHECK(cudnnSetFilter4dDescriptor(s.w_desc, cudnn_type,
+                                               nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                               static_cast<int>(ws[0]), static_cast<int>(ws[1]),
+                                               static_cast<int>(ws[2]), static_cast<int>(ws[3])),
+                    n.name);
+  NEXUS_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&s.conv_desc), n.name);
+  NEXUS_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(s.conv_desc, pad_h, pad_w, a.stride_h,
+                                                    a.stride_w, a.dilation_h, a.dilation_w,
+                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                    n.name);
+  NEXUS_CUDNN_CHECK(cudnnSetConvolutionGroupCount(s.conv_desc, a.groups), n.name);
+  // FP32: FMA kernels only (no TF32), so results match the CPU to ~1e-5.
+  NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, nhwc ? CUDNN_TENSOR_OP_MATH
+                                                                   : CUDNN_FMA_MATH),
+                    n.name);
+  NEXUS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&s.bias_desc), n.name);
+  NEXUS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(s.bias_desc,
+                                               nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                               cudnn_type, 1, static_cast<int>(ws[0]), 1, 1),
+                    n.name);
+  if (act == Act::kRelu) {
+    NEXUS_CUDNN_CHECK(cudnnCreateActivationDescriptor(&s.relu_desc), n.name);
+    NEXUS_CUDNN_CHECK(cudnnSetActivationDescriptor(s.relu_desc, CUDNN_ACTIVATION_RELU,
+                                                   CUDNN_NOT_PROPAGATE_NAN, 0.0),
+                      n.name);
+  }
+  steps.push_back(std::move(s));
+}
+
+void CudaBackend::Impl::add_fc(const Node& n, int out, Act act, float alpha) {
+  const int in = n.inputs.at(0);
+  const Value& x = values[static_cast<std::size_t>(in)];
+  const auto& ws = n.weight.shape();
+  NEXUS_CHECK(!x.constant && ws.rank() == 2 && ws[1] == x.item_elems() &&
+                  ws[0] == values[static_cast<std::size_t>(n.id)].item_elems(),
+              "CudaBackend: fully connected '{}' weight {} does not fit input '{}' of {} values",
+              n.name, ws, x.name, x.item_elems());
+  Step s;
+  s.kind = StepKind::kFullyConnected;
+  s.name = n.name;
+  s.out = out;
+  s.ins = {in};
+  s.act = act;
+  s.alpha = alpha;
+  s.op = EwOp::kAdd;
+  s.in_features = static_cast<int>(ws[1]);
+  s.out_features = static_cast<int>(ws[0]);
+  s.weight = add_flat_weight(values_of(n.weight));
+  std::vector<float> bias = n.bias.empty() ? std::vector<float>(static_cast<std::size_t>(ws[0]), 0.f)
+                                           : values_of(n.bias);
+  NEXUS_CHECK(static_cast<std::int64_t>(bias.size()) == ws[0],
+              "CudaBackend: fully connected '{}' has {} biases for {} outputs", n.name,
+              bias.size(), ws[0]);
+  s.bias = add_flat_weight(std::move(bias));
+  s.b = Operand{-1, s.bias, Dims4{{0, 1, 0, 0}}};
+  // cuBLAS reads the item as a row-major vector: an NHWC image is first copied to CHW order.
+  if (x.nhwc && x.d[1] * x.d[2] > 1) s.temp = add_temp(n.name + "/flat", x.item_elems(), 1, 1, false);
+  steps.push_back(std::move(s));
+}
+
+// Load-time checks of what cuDNN will compute, so a mismatch is an Error at load, not at run.
+void CudaBackend::Impl::check_layers() {
+  for (Step& s : steps) {
+    if (s.kind == StepKind::kConv) {
+      const Value& x = values[static_cast<std::size_t>(s.temp >= 0 ? s.temp : s.ins[0])];
+      const Value& y = values[static_cast<std::size_t>(s.out)];
+      cudnnTensorDescriptor_t xd = tensor_desc(x, 1, s.name);
+      int n = 0, c = 0, h = 0, w = 0;
+      const cudnnStatus_t st =
+          cudnnGetConvolution2dForwardOutputDim(s.conv_desc, xd, s.w_desc, &n, &c, &h, &w);
+      cudnnDestroyTensorDescriptor(xd);
+      NEXUS_CUDNN_CHECK(st, s.name);
+      NEXUS_CHECK(c == y.d[0] && h == y.d[1] && w == y.d[2],
+                  "CudaBackend: conv '{}': cuDNN computes [{}, {}, {}], the graph says [{}, {}, "
+                  "{}]", s.name, c, h, w, y.d[0], y.d[1], y.d[2]);
+    } else if (s.kind == StepKind::kPoolCudnn) {
+      const Value& x = values[static_cast<std::size_t>(s.ins[0])];
+      const Value& y = values[static_cast<std::size_t>(s.out)];
+      NEXUS_CUDNN_CHECK(cudnnCreatePoolingDescriptor(&s.pool_desc), s.name);
+      const auto mode = s.is_max ? CUDNN_POOLING_MAX : CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING;
+      NEXUS_CUDNN_CHECK(cudnnSetPooling2dDescriptor(s.pool_desc, mode, CUDNN_NOT_PROPAGATE_NAN,
+                                                    s.pool.kernel_h, s.pool.kernel_w,
+                                                    s.pool.pads.top, s.pool.pads.left,
+                                                    s.pool.stride_h, s.pool.stride_w),
+                        s.name);
+      cudnnTensorDescriptor_t xd = tensor_desc(x, 1, s.name);
+      int n = 0, c = 0, h = 0, w = 0;
+      const cudnnStatus_t st = cudnnGetPooling2dForwardOutputDim(s.pool_desc, xd, &n, &c, &h, &w);
+      cudnnDestroyTensorDescriptor(xd);
+      NEXUS_CUDNN_CHECK(st, s.name);
+      const std::int64_t oh = y.rank == 3 ? y.d[1] : 1, ow = y.rank == 3 ? y.d[2] : 1;
+      if (c != y.d[0] || h != oh || w != ow) s.kind = StepKind::kPoolKernel;  // exact TF sizes
+    }
+  }
+}
+
+void CudaBackend::Impl::compute_lifetimes() {
+  const int end = static_cast<int>(steps.size());
+  for (Value& v : values) v.def = v.last = -1;
+  for (int i = 0; i < end; ++i) {
+    const Step& s = steps[static_cast<std::size_t>(i)];
+    for (int in : s.ins) {
+      Value& v = values[static_cast<std::size_t>(in)];
+      v.last = std::max(v.last, i);
+    }
+    values[static_cast<std::size_t>(s.out)].def = i;
+    if (s.temp >= 0) {
+      values[static_cast<std::size_t>(s.temp)].def = i;
+      values[static_cast<std::size_t>(s.temp)].last = i;
+    }
+  }
+  for (int o : output_values) values.at(static_cast<std::size_t>(o)).last = end;
+}
+
+// First-fit placement over the live set, in step order. A value is live from its defining step
+// through its last reader, so no step's output or temporary overlaps anything it reads.
+std::size_t CudaBackend::Impl::plan_arena(int n, bool assign) {
+  struct Block {
+    std::size_t offset, size;
+    int value;
+  };
+  std::vector<Block> live;
+  std::size_t peak = 0;
+  const int end = static_cast<int>(steps.size());
+  for (int step = -1; step < end; ++step) {
+    std::erase_if(live, [&](const Block& b) {
+      return values[static_cast<std::size_t>(b.value)].last < step;
+    });
+    for (std::size_t vi = 0; vi < values.size(); ++vi) {
+      const Value& v = values[vi];
+      if (!v.materialized || v.constant || v.def != step) continue;
+      const std::size_t size =
+          align_up(static_cast<std::size_t>(n) * static_cast<std::size_t>(v.item_elems()) *
+                   elem_size);
+      std::sort(live.begin(), live.end(),
+                [](const Block& a, const Block& b) { return a.offset < b.offset; });
+      std::size_t at = 0;
+      for (const Block& b : live) {
+        if (at + size <= b.offset) break;
+        at = std::max(at, b.offset + b.size);
+      }
+      live.push_back({at, size, static_cast<int>(vi)});
+      peak = std::max(peak, at + size);
+      if (assign) values[vi].offset = at;
+    }
+  }
+  return peak;
+}
+
+void CudaBackend::Impl::allocate_and_upload() {
+  const std::size_t arena = activation_bytes.at(static_cast<std::size_t>(max_batch));
+  workspace_bytes = options.conv_workspace_limit_bytes;
+  std::size_t staging = 0;
+  for (int v : input_values)
+    staging += align_up(static_cast<std::size_t>(max_batch) *
+                        static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4);
+  for (int v : output_values)
+    staging += align_up(static_cast<std::size_t>(max_batch) *
+                        static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4);
+  std::size_t largest_weight = 0;
+  for (const auto& w : weights) largest_weight = std::max(largest_weight, w.host.size() * 4);
+  const std::size_t needed = weights_total + arena + workspace_bytes + kCublasWorkspaceBytes +
+                             staging + align_up(largest_weight);
+  std::size_t free_bytes = 0, total_bytes = 0;
+  NEXUS_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes), model_name);
+  NEXUS_CHECK(needed <= free_bytes,
+              "CudaBackend: out of device memory loading '{}' at max_batch {} on {}: {} bytes "
+              "asked (weights {}, activations {}, workspaces {}, staging {}), {} bytes free of {}",
+              model_name, max_batch, label, needed, weights_total, arena,
+              workspace_bytes + kCublasWorkspaceBytes, staging, free_bytes, total_bytes);
+
+  auto device_alloc = [&](std::size_t bytes, const char* what) {
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, std::max<std::size_t>(bytes, kAlign));
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      std::size_t f = 0, t = 0;
+      cudaMemGetInfo(&f, &t);
+      throw_error("CudaBackend: cudaMalloc of {} bytes for {} of '{}' failed: {} ({} bytes free)",
+                  bytes, what, model_name, cudaGetErrorName(e), f);
+    }
+    return static_cast<std::byte*>(p);
+  };
+  d_weights = device_alloc(weights_total, "weights");
+  d_arena = device_alloc(arena, "activations");
+  d_workspace = device_alloc(workspace_bytes, "the cuDNN workspace");
+  d_cublas_ws = device_alloc(kCublasWorkspaceBytes, "the cuBLAS workspace");
+  for (int v : input_values) {
+    const std::size_t bytes = static_cast<std::size_t>(max_batch) *
+                              static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4;
+    d_in_staging.push_back(reinterpret_cast<float*>(device_alloc(bytes, "input staging")));
+    void* h = nullptr;
+    NEXUS_CUDA_CHECK(cudaHostAlloc(&h, std::max<std::size_t>(bytes, 4), cudaHostAllocDefault),
+                     model_name);
+    h_in.push_back(static_cast<float*>(h));
+  }
+  for (int v : output_values) {
+    const std::size_t bytes = static_cast<std::size_t>(max_batch) *
+                              static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4;
+    d_out_staging.push_back(reinterpret_cast<float*>(device_alloc(bytes, "output staging")));
+    void* h = nullptr;
+    NEXUS_CUDA_CHECK(cudaHostAlloc(&h, std::max<std::size_t>(bytes, 4), cudaHostAllocDefault),
+                     model_name);
+    h_out.push_back(static_cast<float*>(h));
+  }
+  NEXUS_CUBLAS_CHECK(cublasSetWorkspace(cublas, d_cublas_ws, kCublasWorkspaceBytes), model_name);
+
+  // Weights: float32 to a scratch buffer, then cast and laid out on the device.
+  std::byte* scratch = device_alloc(largest_weight, "weight upload scratch");
+  try {
+    for (const auto& w : weights) {
+      if (w.host.empty()) continue;
+      NEXUS_CUDA_CHECK(cudaMemcpyAsync(scratch, w.host.data(), w.host.size() * 4,
+                                       cudaMemcpyHostToDevice, compute),
+                       model_name);
+      cuda::launch_convert(Elem::kF32, scratch, w.dims, contiguous_strides(w.dims), elem,
+                           d_weights + w.offset, w.dims, w.dst_strides, compute);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), model_name);
+      NEXUS_CUDA_CHECK(cudaStreamSynchronize(compute), model_name);
+    }
+  } catch (...) {
+    cudaFree(scratch);
+    throw;
+  }
+  NEXUS_CUDA_CHECK(cudaFree(scratch), model_name);
+  for (auto& w : weights) std::vector<float>().swap(w.host);  // resident on the device now
+}
+
+void CudaBackend::Impl::unload() {
+  cudaSetDevice(options.device_index);
+  if (compute) cudaStreamSynchronize(compute);
+  if (copy) cudaStreamSynchronize(copy);
+  for (auto& g : graphs)
+    if (g) cudaGraphExecDestroy(g);
+  graphs.clear();
+  for (Step& s : steps) {
+    for (auto& b : s.conv_batches) {
+      if (b.x) cudnnDestroyTensorDescriptor(b.x);
+      if (b.y) cudnnDestroyTensorDescriptor(b.y);
+    }
+    for (auto& b : s.pool_batches) {
+      if (b.first) cudnnDestroyTensorDescriptor(b.first);
+      if (b.second) cudnnDestroyTensorDescriptor(b.second);
+    }
+    if (s.w_desc) cudnnDestroyFilterDescriptor(s.w_desc);
+    if (s.conv_desc) cudnnDestroyConvolutionDescriptor(s.conv_desc);
+    if (s.bias_desc) cudnnDestroyTensorDescriptor(s.bias_desc);
+    if (s.relu_desc) cudnnDestroyActivationDescriptor(s.relu_desc);
+    if (s.pool_desc) cudnnDestroyPoolingDescriptor(s.pool_desc);
+  }
+  steps.clear();
+  values.clear();
+  input_values.clear();
+  output_values.clear();
+  weights.clear();
+  weights_total = 0;
+  activation_bytes.clear();
+  prepared.clear();
+  for (void* p : {static_cast<void*>(d_weights), static_cast<void*>(d_arena),
+                  static_cast<void*>(d_workspace), static_cast<void*>(d_cublas_ws)})
+    if (p) cudaFree(p);
+  d_weights = d_arena = d_workspace = d_cublas_ws = nullptr;
+  for (float* p : d_in_staging) cudaFree(p);
+  for (float* p : d_out_staging) cudaFree(p);
+  for (float* p : h_in) cudaFreeHost(p);
+  for (float* p : h_out) cudaFreeHost(p);
+  d_in_staging.clear();
+  d_out_staging.clear();
+  h_in.clear();
+  h_out.clear();
+  max_batch = 0;
+  (void)cudaGetLastError();
+}
+
+// ------------------------------------------------------------------------------------------
+// run
+
+void CudaBackend::Impl::choose_conv_algorithm(Step& s, int n) {
+  ConvPerBatch& pb = s.conv_batches[static_cast<std::size_t>(n)];
+  const Value& x = values[static_cast<std::size_t>(s.temp >= 0 ? s.temp : s.ins[0])];
+  pb.x = tensor_desc(x, n, s.name);
+  pb.y = tensor_desc(values[static_cast<std::size_t>(s.out)], n, s.name);
+  constexpr int kMaxAlgos = 16;
+  cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
+  int returned = 0;
+  // Measured on the real buffers (contents do not matter for timing).
+  NEXUS_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+                        cudnn, pb.x, vptr(s.temp >= 0 ? s.temp : s.ins[0]), s.w_desc,
+                        wptr(s.weight), s.conv_desc, pb.y, vptr(s.out), kMaxAlgos, &returned,
+                        perf, d_workspace, workspace_bytes),
+                    s.name);
+  const bool fp32 = elem == Elem::kF32;
+  int chosen = -1;
+  for (int i = 0; i < returned; ++i) {  // sorted fastest first
+    if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > workspace_bytes) continue;
+    if (fp32 && perf[i].mathType != CUDNN_FMA_MATH && perf[i].mathType != CUDNN_DEFAULT_MATH)
+      continue;  // no TF32 in the FP32 path
+    chosen = i;
+    break;
+  }
+  NEXUS_CHECK(chosen >= 0,
+              "CudaBackend: conv '{}' at batch {}: no cuDNN algorithm runs within the {}-byte "
+              "workspace ({} tried)", s.name, n, workspace_bytes, returned);
+  pb.algo = perf[chosen].algo;
+  pb.math = fp32 ? CUDNN_FMA_MATH : perf[chosen].mathType;
+
+  // cudnnConvolutionBiasActivationForward fuses bias + ReLU; try it once, keep it if accepted.
+  pb.fused = false;
+  if (s.act == Act::kRelu && s.relu_desc) {
+    NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, pb.math), s.name);
+    const float one = 1.f, zero = 0.f;
+    const cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
+        cudnn, &one, pb.x, vptr(s.temp >= 0 ? s.temp : s.ins[0]), s.w_desc, wptr(s.weight),
+        s.conv_desc, pb.algo, d_workspace, workspace_bytes, &zero, pb.y, vptr(s.out),
+        s.bias_desc, wptr(s.bias), s.relu_desc, pb.y, vptr(s.out));
+    pb.fused = st == CUDNN_STATUS_SUCCESS;
+    NEXUS_CUDA_CHECK(cudaStreamSynchronize(compute), s.name);
+  }
+}
+
+void CudaBackend::Impl::prepare(int n) {
+  NEXUS_CHECK(max_batch > 0, "CudaBackend: prepare({}) before load()", n);
+  NEXUS_CHECK(n >= 1 && n <= max_batch, "CudaBackend: batch {} out of range 1..{} for '{}'", n,
+              max_batch, model_name);
+  if (prepared[static_cast<std::size_t>(n)]) return;
+  set_device();
+  for (Step& s : steps) {
+    if (s.kind == StepKind::kConv) {
+      if (s.conv_batches.empty()) s.conv_batches.resize(static_cast<std::size_t>(max_batch) + 1);
+      choose_conv_algorithm(s, n);
+    } else if (s.kind == StepKind::kPoolCudnn) {
+      if (s.pool_batches.empty()) s.pool_batches.resize(static_cast<std::size_t>(max_batch) + 1);
+      const Value& x = values[static_cast<std::size_t>(s.ins[0])];
+      Value y = values[static_cast<std::size_t>(s.out)];
+      if (y.rank != 3) y.nhwc = x.nhwc;  // global pool: [C] viewed as [C, 1, 1] in x's format
+      auto& pb = s.pool_batches[static_cast<std::size_t>(n)];
+      pb.first = tensor_desc(x, n, s.name);
+      pb.second = tensor_desc(y, n, s.name);
+    }
+  }
+  if (options.use_cuda_graphs) {
+    cudaGraph_t graph = nullptr;
+    NEXUS_CUDA_CHECK(cudaStreamBeginCapture(compute, cudaStreamCaptureModeThreadLocal),
+                     model_name);
+    try {
+      run_sequence(n, compute);
+    } catch (const Error& e) {
+      cudaStreamEndCapture(compute, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      (void)cudaGetLastError();
+      // Some library call refused capture: run this batch size step by step instead.
+      std::fprintf(stderr, "nexus: CudaBackend '%s' batch %d runs without a CUDA Graph: %s\n",
+                   model_name.c_str(), n, e.what());
+      prepared[static_cast<std::size_t>(n)] = true;
+      return;
+    }
+    NEXUS_CUDA_CHECK(cudaStreamEndCapture(compute, &graph), model_name);
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    NEXUS_CUDA_CHECK(e, model_name);
+    graphs[static_cast<std::size_t>(n)] = exec;
+  }
+  prepared[static_cast<std::size_t>(n)] = true;
+}
+
+// Input conversions, every step, output conversions: the work captured into a batch's graph.
+void CudaBackend::Impl::run_sequence(int n, cudaStream_t stream) {
+  for (std::size_t i = 0; i < input_values.size(); ++i) {
+    const Value& v = values[static_cast<std::size_t>(input_values[i])];
+    if (elem == Elem::kF32 && !v.nhwc) continue;  // uploaded in place
+    const Dims4 d = v.dims(n);
+    cuda::launch_convert(Elem::kF32, d_in_staging[i], d, contiguous_strides(d), elem,
+                         vptr(input_values[i]), d, v.strides(), stream);
+    NEXUS_CUDA_CHECK(cudaGetLastError(), v.name);
+  }
+  for (Step& s : steps) run_step(s, n, stream);
+  for (std::size_t i = 0; i < output_values.size(); ++i) {
+    const Value& v = values[static_cast<std::size_t>(output_values[i])];
+    if (elem == Elem::kF32 && !v.nhwc && !v.constant) continue;  // downloaded in place
+    const Dims4 d = v.dims(n);
+    cuda::launch_convert(elem, vptr(output_values[i]), d, v.strides(), Elem::kF32,
+                         d_out_staging[i], d, contiguous_strides(d), stream);
+    NEXUS_CUDA_CHECK(cudaGetLastError(), v.name);
+  }
+}
+
+void CudaBackend::Impl::run_step(Step& s, int n, cudaStream_t stream) {
+  const float one = 1.f, zero = 0.f;
+  const Value& y = values[static_cast<std::size_t>(s.out)];
+  void* out = vptr(s.out);
+  auto epilogue = [&] {  // y = act(y + bias), in place
+    const Dims4 d = y.dims(n);
+    cuda::launch_elementwise(elem, EwOp::kAdd, s.act, s.alpha, d, out, y.strides(),
+                             operand_ptr(s.b), s.b.strides, nullptr, Dims4{}, out, y.strides(),
+                             stream);
+    NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+  };
+  switch (s.kind) {
+    case StepKind::kConv: {
+      const ConvPerBatch& pb = s.conv_batches.at(static_cast<std::size_t>(n));
+      const void* x = vptr(s.ins[0]);
+      if (s.temp >= 0) {  // zero-padded copy for asymmetric padding
+        const Value& in = values[static_cast<std::size_t>(s.ins[0])];
+        const Value& t = values[static_cast<std::size_t>(s.temp)];
+        NEXUS_CUDA_CHECK(cudaMemsetAsync(vptr(s.temp), 0,
+                                         static_cast<std::size_t>(n * t.item_elems()) * elem_size,
+                                         stream),
+                         s.name);
+        const Dims4 ts = t.strides();
+        void* interior = offset_ptr(vptr(s.temp), s.pads.top * ts.v[2] + s.pads.left * ts.v[3]);
+        cuda::launch_convert(elem, x, in.dims(n), in.strides(), elem, interior, in.dims(n), ts,
+                             stream);
+        NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+        x = vptr(s.temp);
+      }
+      NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, pb.math), s.name);
+      if (pb.fused) {
+        NEXUS_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
+                              cudnn, &one, pb.x, x, s.w_desc, wptr(s.weight), s.conv_desc,
+                              pb.algo, d_workspace, workspace_bytes, &zero, pb.y, out,
+                              s.bias_desc, wptr(s.bias), s.relu_desc, pb.y, out),
+                          s.name);
+      } else {
+        NEXUS_CUDNN_CHECK(cudnnConvolutionForward(cudnn, &one, pb.x, x, s.w_desc, wptr(s.weight),
+                                                  s.conv_desc, pb.algo, d_workspace,
+                                                  workspace_bytes, &zero, pb.y, out),
+                          s.name);
+        epilogue();
+      }
+      break;
+    }
+    case StepKind::kFullyConnected: {
+      const void* x = vptr(s.ins[0]);
+      if (s.temp >= 0) {
+        const Value& in = values[static_cast<std::size_t>(s.ins[0])];
+        const Dims4 d = in.dims(n);
+        cuda::launch_convert(elem, x, d, in.strides(), elem, vptr(s.temp), d,
+                             contiguous_strides(d), stream);
+        NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+        x = vptr(s.temp);
+      }
+      // Row-major Y[n, out] = X[n, in] W[out, in]^T is column-major Y^T = W^T' X^T.
+      NEXUS_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, s.out_features, n,
+                                      s.in_features, &one, wptr(s.weight), blas_type,
+                                      s.in_features, x, blas_type, s.in_features, &zero, out,
+                                      blas_type, s.out_features, CUBLAS_COMPUTE_32F,
+                                      CUBLAS_GEMM_DEFAULT),
+                         s.name);
+      epilogue();
+      break;
+    }
+    case StepKind::kPoolCudnn: {
+      const auto& pb = s.pool_batches.at(static_cast<std::size_t>(n));
+      NEXUS_CUDNN_CHECK(cudnnPoolingForward(cudnn, s.pool_desc, &one, pb.first, vptr(s.ins[0]),
+                                            &zero, pb.second, out),
+                        s.name);
+      break;
+    }
+    case StepKind::kPoolKernel: {
+      const Value& x = values[static_cast<std::size_t>(s.ins[0])];
+      cuda::launch_pool(elem, s.is_max, vptr(s.ins[0]), x.dims(n), x.strides(), out, y.dims(n),
+                        y.strides(), s.pool.kernel_h, s.pool.kernel_w, s.pool.stride_h,
+                        s.pool.stride_w, s.pool.pads.top, s.pool.pads.left, stream);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+      break;
+    }
+    case StepKind::kElementwise: {
+      const Value& a = values[static_cast<std::size_t>(s.ins[0])];
+      cuda::launch_elementwise(elem, s.op, s.act, s.alpha, y.dims(n), vptr(s.ins[0]),
+                               a.strides(), operand_ptr(s.b), s.b.strides, operand_ptr(s.c),
+                               s.c.strides, out, y.strides(), stream);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+      break;
+    }
+    case StepKind::kConcat: {
+      const Dims4 ys = y.strides();
+      std::int64_t at = 0;  // position along the concat axis
+      for (int in : s.ins) {
+        const Value& x = values[static_cast<std::size_t>(in)];
+        const Dims4 d = x.dims(n);
+        cuda::launch_convert(elem, vptr(in), d, x.strides(), elem,
+                             offset_ptr(out, at * ys.v[s.axis]), d, ys, stream);
+        NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+        at += d.v[s.axis];
+      }
+      break;
+    }
+    case StepKind::kSoftmax: {
+      const Value& x = values[static_cast<std::size_t>(s.ins[0])];
+      cuda::launch_softmax(elem, vptr(s.ins[0]), x.strides(), out, y.strides(), y.dims(n), s.axis,
+                           stream);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+      break;
+    }
+    case StepKind::kConvert: {
+      const Value& x = values[static_cast<std::size_t>(s.ins[0])];
+      cuda::launch_convert(elem, vptr(s.ins[0]), x.dims(n), x.strides(), elem, out, y.dims(n),
+                           y.strides(), stream);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+      break;
+    }
+    case StepKind::kResize: {
+      const Value& x = values[static_cast<std::size_t>(s.ins[0])];
+      cuda::launch_resize_bilinear(elem, vptr(s.ins[0]), x.dims(n), x.strides(), out, y.dims(n),
+                                   y.strides(), s.resize.align_corners,
+                                   s.resize.half_pixel_centers, stream);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+      break;
+    }
+  }
+}
+
+std::vector<Tensor> CudaBackend::Impl::run(const std::vector<Tensor>& inputs) {
+  NEXUS_CHECK(max_batch > 0, "CudaBackend::run: no model loaded");
+  NEXUS_CHECK(inputs.size() == input_values.size(),
+              "CudaBackend::run('{}'): {} inputs given, the graph has {}", model_name,
+              inputs.size(), input_values.size());
+  std::int64_t n = -1;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const Value& v = values[static_cast<std::size_t>(input_values[i])];
+    const Tensor& t = inputs[i];
+    std::vector<std::int64_t> item(v.d, v.d + v.rank);
+    NEXUS_CHECK(t.dtype() == DType::kFloat32 && t.shape().rank() == v.rank + 1 &&
+                    t.shape().drop_front() == Shape(item),
+                "CudaBackend::run('{}'): input {} ('{}') is {} {}, expected float32 [n, {}]",
+                model_name, i, v.name, name_of(t.dtype()), t.shape(), fmt::join(item, ", "));
+    if (n < 0) n = t.shape()[0];
+    NEXUS_CHECK(t.shape()[0] == n, "CudaBackend::run('{}'): input {} has batch {}, input 0 {}",
+                model_name, i, t.shape()[0], n);
+  }
+  NEXUS_CHECK(n >= 1 && n <= max_batch, "CudaBackend::run('{}'): batch {} out of range 1..{}",
+              model_name, n, max_batch);
+  const int b = static_cast<int>(n);
+  set_device();
+  prepare(b);
+
+  // Upload on the copy stream; compute waits for it; the download waits for compute.
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const Value& v = values[static_cast<std::size_t>(input_values[i])];
+    const std::size_t bytes = inputs[i].nbytes();
+    std::memcpy(h_in[i], inputs[i].raw_data(), bytes);
+    void* dst = (elem == Elem::kF32 && !v.nhwc) ? vptr(input_values[i]) : d_in_staging[i];
+    NEXUS_CUDA_CHECK(cudaMemcpyAsync(dst, h_in[i], bytes, cudaMemcpyHostToDevice, copy), v.name);
+  }
+  NEXUS_CUDA_CHECK(cudaEventRecord(uploaded, copy), model_name);
+  NEXUS_CUDA_CHECK(cudaStreamWaitEvent(compute, uploaded, 0), model_name);
+  if (cudaGraphExec_t g = graphs[static_cast<std::size_t>(b)])
+    NEXUS_CUDA_CHECK(cudaGraphLaunch(g, compute), model_name);
+  else
+    run_sequence(b, compute);
+  NEXUS_CUDA_CHECK(cudaEventRecord(computed, compute), model_name);
+  NEXUS_CUDA_CHECK(cudaStreamWaitEvent(copy, computed, 0), model_name);
+  std::vector<Tensor> outputs;
+  for (std::size_t i = 0; i < output_values.size(); ++i) {
+    const Value& v = values[static_cast<std::size_t>(output_values[i])];
+    const bool direct = elem == Elem::kF32 && !v.nhwc && !v.constant;
+    const std::size_t bytes = static_cast<std::size_t>(b * v.item_elems()) * 4;
+    NEXUS_CUDA_CHECK(cudaMemcpyAsync(h_out[i], direct ? vptr(output_values[i]) : d_out_staging[i],
+                                     bytes, cudaMemcpyDeviceToHost, copy),
+                     v.name);
+  }
+  NEXUS_CUDA_CHECK(cudaStreamSynchronize(copy), model_name);
+  for (std::size_t i = 0; i < output_values.size(); ++i) {
+    const Value& v = values[static_cast<std::size_t>(output_values[i])];
+    std::vector<std::int64_t> dims{n};
+    dims.insert(dims.end(), v.d, v.d + v.rank);
+    Tensor t{Shape(std::move(dims))};
+    std::memcpy(t.raw_data(), h_out[i], t.nbytes());
+    outputs.push_back(std::move(t));
+  }
+  return outputs;
+}
+
+// ------------------------------------------------------------------------------------------
+// CudaBackend
+
+CudaBackend::CudaBackend(CudaBackendOptions options) : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.options = options;
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw_error("CudaBackend: no CUDA device found (cudaGetDeviceCount: {}: {})",
+                cudaGetErrorName(e), cudaGetErrorString(e));
+  }
+  NEXUS_CHECK(count > 0, "CudaBackend: no CUDA device found");
+  NEXUS_CHECK(options.device_index >= 0 && options.device_index < count,
+              "CudaBackend: device_index {} out of range: {} CUDA device(s)", options.device_index,
+              count);
+  m.set_device();
+  cudaDeviceProp prop{};
+  NEXUS_CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device_index), "");
+  m.label = prop.name;
+  if (options.precision == CudaPrecision::kFloat16) {
+    m.elem = Elem::kF16;
+    m.elem_size = 2;
+    m.cudnn_type = CUDNN_DATA_HALF;
+    m.blas_type = CUDA_R_16F;
+  }
+  NEXUS_CUDA_CHECK(cudaStreamCreateWithFlags(&m.compute, cudaStreamNonBlocking), "");
+  NEXUS_CUDA_CHECK(cudaStreamCreateWithFlags(&m.copy, cudaStreamNonBlocking), "");
+  NEXUS_CUDA_CHECK(cudaEventCreateWithFlags(&m.uploaded, cudaEventDisableTiming), "");
+  NEXUS_CUDA_CHECK(cudaEventCreateWithFlags(&m.computed, cudaEventDisableTiming), "");
+  NEXUS_CUDNN_CHECK(cudnnCreate(&m.cudnn), "");
+  NEXUS_CUDNN_CHECK(cudnnSetStream(m.cudnn, m.compute), "");
+  NEXUS_CUBLAS_CHECK(cublasCreate(&m.cublas), "");
+  NEXUS_CUBLAS_CHECK(cublasSetStream(m.cublas, m.compute), "");
+  NEXUS_CUBLAS_CHECK(cublasSetMathMode(m.cublas, m.elem == Elem::kF16 ? CUBLAS_DEFAULT_MATH
+                                                                      : CUBLAS_PEDANTIC_MATH),
+                     "");
+}
+
+CudaBackend::~CudaBackend() = default;
+
+std::string CudaBackend::device_name() const {
+  return fmt::format("cuda:{}", impl_->options.device_index);
+}
+void CudaBackend::load(const model::Graph& graph, int max_batch) { impl_->load(graph, max_batch); }
+std::vector<Tensor> CudaBackend::run(const std::vector<Tensor>& inputs) {
+  return impl_->run(inputs);
+}
+int CudaBackend::max_batch() const { return impl_->max_batch; }
+Shape CudaBackend::input_shape(int i) const {
+  NEXUS_CHECK(i >= 0 && static_cast<std::size_t>(i) < impl_->input_values.size(),
+              "CudaBackend::input_shape({}): the graph has {} inputs", i,
+              impl_->input_values.size());
+  const Value& v = impl_->values[static_cast<std::size_t>(impl_->input_values[static_cast<std::size_t>(i)])];
+  return Shape(std::vector<std::int64_t>(v.d, v.d + v.rank));
+}
+std::size_t CudaBackend::weights_bytes() const { return impl_->weights_total; }
+std::size_t CudaBackend::activation_bytes(int batch) const {
+  NEXUS_CHECK(batch >= 1 && batch <= impl_->max_batch,
+              "CudaBackend::activation_bytes({}): batch out of range 1..{}", batch,
+              impl_->max_batch);
+  return impl_->activation_bytes[static_cast<std::size_t>(batch)];
+}
+void CudaBackend::prepare(int batch) { impl_->prepare(batch); }
+std::size_t CudaBackend::device_bytes() const {
+  const Impl& m = *impl_;
+  if (m.max_batch == 0) return 0;
+  return m.weights_total + m.activation_bytes[static_cast<std::size_t>(m.max_batch)] +
+         m.workspace_bytes + kCublasWorkspaceBytes;
+}
+std::string CudaBackend::device_label() const { return impl_->label; }
+const CudaBackendOptions& CudaBackend::options() const { return impl_->options; }
+
+}  // namespace nexus

@@ -1,0 +1,53 @@
+#pragma once
+// The few kernels of the CudaBackend that no library provides, callable from host C++.
+// Every kernel indexes a tensor as 4 logical dimensions [N, D1, D2, D3] (an item [C, H, W],
+// [A, B] -> [A, B, 1], [C] -> [C, 1, 1]) with an element stride per dimension, so one kernel
+// serves NCHW, NHWC, broadcast (stride 0), padded interiors and concat slices alike.
+// Element type: FP32 or FP16 (math in FP32). Launches are asynchronous on `stream`;
+// launch errors surface through the caller's NEXUS_CUDA_CHECK(cudaGetLastError()).
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace nexus::cuda {
+
+enum class Elem { kF32, kF16 };
+
+struct Dims4 {
+  std::int64_t v[4] = {1, 1, 1, 1};
+  std::int64_t numel() const { return v[0] * v[1] * v[2] * v[3]; }
+};
+
+/// y = act(x) (kCopy), act(a + b), act(a * b), act(a * b + c).
+enum class EwOp : int { kCopy = 0, kAdd = 1, kMul = 2, kAffine = 3 };
+enum class Act : int { kNone = 0, kRelu = 1, kRelu6 = 2, kLeaky = 3, kSigmoid = 4, kTanh = 5 };
+
+/// out[i] = act(op(a[i], b[i], c[i])) over `dims`; b/c may be null when op does not use them.
+/// All operands have type t. out may alias a (each element is read before it is written).
+void launch_elementwise(Elem t, EwOp op, Act act, float alpha, Dims4 dims, const void* a,
+                        Dims4 sa, const void* b, Dims4 sb, const void* c, Dims4 sc, void* out,
+                        Dims4 so, cudaStream_t stream);
+
+/// Copies (and casts) the elements of src to dst in row-major order of their logical dims:
+/// the i-th element of src (row-major over src_dims) goes to the i-th of dst (over dst_dims).
+/// With equal dims this is a layout/type conversion; with different dims (same numel) a reshape.
+void launch_convert(Elem src_t, const void* src, Dims4 src_dims, Dims4 src_strides, Elem dst_t,
+                    void* dst, Dims4 dst_dims, Dims4 dst_strides, cudaStream_t stream);
+
+/// Softmax along logical dimension `axis` (1..3), numerically stable (max subtracted).
+void launch_softmax(Elem t, const void* x, Dims4 xs, void* y, Dims4 ys, Dims4 dims, int axis,
+                    cudaStream_t stream);
+
+/// Max or average pooling on [N, C, H, W] with explicit (possibly asymmetric) padding; average
+/// divides by the number of in-bounds pixels (TensorFlow). y dims give the output size.
+void launch_pool(Elem t, bool is_max, const void* x, Dims4 xdims, Dims4 xs, void* y, Dims4 ydims,
+                 Dims4 ys, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
+                 cudaStream_t stream);
+
+/// TensorFlow ResizeBilinear on [N, C, H, W] -> [N, C, OH, OW].
+void launch_resize_bilinear(Elem t, const void* x, Dims4 xdims, Dims4 xs, void* y, Dims4 ydims,
+                            Dims4 ys, bool align_corners, bool half_pixel_centers,
+                            cudaStream_t stream);
+
+}  // namespace nexus::cuda
