@@ -24,6 +24,17 @@ class BlockingQueue {
     cv_.notify_one();
   }
 
+  /// Appends every item of `items` (moved out, in order) under one lock; leaves it empty.
+  void push_all(std::vector<T>& items) {
+    if (items.empty()) return;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& x : items) items_.push_back(std::move(x));
+    }
+    items.clear();
+    cv_.notify_all();
+  }
+
   /// Pops up to `max` items; waits up to `timeout` (wall time) for the first one.
   std::vector<T> pop_some(std::size_t max, std::chrono::nanoseconds timeout) {
     std::vector<T> out;

@@ -1,0 +1,32 @@
+#pragma once
+// RoutingTable: how the Dispatcher spreads one session's requests over the devices that serve
+// it, in proportion to the plan's weights (paper §7 routing tables; notes §7: the original
+// frontend's default is deficit round robin). The table precomputes one period of smooth
+// weighted round robin (the deficit-round-robin order with quantum ∝ weight), so routing a
+// request is one atomic increment and one array read, with no lock on the submit path.
+//
+// Thread-safety: immutable after construction; pick() may be called from any thread.
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+namespace nexus::dispatch {
+
+class RoutingTable {
+ public:
+  /// `devices[i]` receives a share weights[i] / Σ weights (weights >= 0, Σ > 0; else empty
+  /// table). `period` is the cycle length: shares are exact to 1/period.
+  RoutingTable(const std::vector<int>& devices, const std::vector<double>& weights,
+               int period = 128);
+
+  bool empty() const { return cycle_.empty(); }
+  /// The device for the k-th request of the session.
+  int pick(std::uint64_t k) const { return cycle_[k % cycle_.size()]; }
+  const std::vector<int>& cycle() const { return cycle_; }
+
+ private:
+  std::vector<int> cycle_;
+};
+
+}  // namespace nexus::dispatch

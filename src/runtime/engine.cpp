@@ -1,0 +1,1054 @@
+#include "nexus/runtime/engine.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <set>
+
+#include "gpu_executor.hpp"
+#include "nexus/exec/cuda_backend.hpp"
+#include "nexus/sim/sim_backend.hpp"
+
+#if __has_include("nexus/exec/cpu_backend.hpp")
+#include "nexus/exec/cpu_backend.hpp"
+#define NEXUS_RUNTIME_HAVE_CPU_BACKEND 1
+#endif
+
+namespace nexus::runtime {
+
+std::string_view to_string(RequestStatus s) {
+  switch (s) {
+    case RequestStatus::kCompleted: return "completed";
+    case RequestStatus::kDropped: return "dropped";
+    case RequestStatus::kRejected: return "rejected";
+    case RequestStatus::kFailed: return "failed";
+  }
+  return "?";
+}
+
+std::string_view to_string(Reason r) {
+  switch (r) {
+    case Reason::kNone: return "none";
+    case Reason::kDeadline: return "deadline";
+    case Reason::kQueueFull: return "queue_full";
+    case Reason::kNoRoute: return "no_route";
+    case Reason::kShutdown: return "shutdown";
+    case Reason::kBackendError: return "backend_error";
+    case Reason::kStageError: return "stage_error";
+  }
+  return "?";
+}
+
+namespace {
+
+std::vector<DeviceInfo> parse_devices(const std::string& spec) {
+  std::vector<DeviceInfo> out;
+  auto count_after = [&](std::string_view prefix) -> int {
+    if (spec.size() == prefix.size()) return 1;
+    const std::string rest = spec.substr(prefix.size() + 1);
+    int n = 0;
+    try {
+      n = std::stoi(rest);
+    } catch (...) {
+      n = 0;
+    }
+    NEXUS_CHECK(n >= 1 && n <= 4096, "EngineOptions::devices '{}': expected a count >= 1 after ':'",
+                spec);
+    return n;
+  };
+  auto starts = [&](std::string_view p) {
+    return spec.rfind(p, 0) == 0 && (spec.size() == p.size() || spec[p.size()] == ':');
+  };
+  if (spec == "auto") {
+    const int n = cuda_device_count();
+    if (n > 0) {
+      for (int i = 0; i < n; ++i) out.push_back({i, DeviceKind::kCuda, fmt::format("cuda:{}", i)});
+    } else {
+      out.push_back({0, DeviceKind::kCpu, "cpu"});
+    }
+  } else if (starts("sim")) {
+    const int n = count_after("sim");
+    for (int i = 0; i < n; ++i) out.push_back({i, DeviceKind::kSim, fmt::format("sim:{}", i)});
+  } else if (starts("cpu")) {
+    const int n = count_after("cpu");
+    for (int i = 0; i < n; ++i)
+      out.push_back({i, DeviceKind::kCpu, n == 1 ? std::string("cpu") : fmt::format("cpu:{}", i)});
+  } else if (starts("cuda")) {
+    const int n = cuda_device_count();
+    NEXUS_CHECK(n > 0, "EngineOptions::devices 'cuda': no CUDA device found");
+    for (int i = 0; i < n; ++i) out.push_back({i, DeviceKind::kCuda, fmt::format("cuda:{}", i)});
+  } else {
+    throw_error("EngineOptions::devices '{}': expected auto, cpu, cpu:N, sim:N or cuda", spec);
+  }
+  return out;
+}
+
+std::size_t reason_index(Reason r) { return static_cast<std::size_t>(r); }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Construction, models, queries
+
+Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
+  clock_ = options_.clock ? options_.clock : std::make_shared<SteadyClock>();
+  virtual_ = clock_->is_virtual();
+  devices_ = parse_devices(options_.devices);
+  NEXUS_CHECK(options_.max_queue_per_session >= 1, "EngineOptions::max_queue_per_session must be >= 1");
+  started_at_ = clock_->now();
+  last_epoch_ = started_at_;
+  for (const auto& d : devices_) executors_.push_back(std::make_unique<Executor>(*this, d.index));
+  if (!virtual_) {
+    for (int i = 0; i < options_.cpu_workers; ++i)
+      pool_.threads.emplace_back([this] {
+        while (true) {
+          std::function<void()> task;
+          {
+            std::unique_lock lock(pool_.mu);
+            pool_.cv.wait(lock, [&] { return pool_.stop || !pool_.tasks.empty(); });
+            if (pool_.tasks.empty()) return;
+            task = std::move(pool_.tasks.front());
+            pool_.tasks.pop_front();
+          }
+          task();
+          pool_.pending.fetch_sub(1, std::memory_order_acq_rel);
+        }
+      });
+    for (auto& e : executors_) e->start();
+    if (options_.epoch.count() > 0)
+      epoch_thread_ = std::thread([this] {
+        std::unique_lock lock(epoch_mu_);
+        while (!stopping_) {
+          epoch_cv_.wait_for(lock, options_.epoch, [&] { return stopping_; });
+          if (stopping_) break;
+          lock.unlock();
+          epoch_tick(clock_->now());
+          lock.lock();
+        }
+      });
+  }
+}
+
+Engine::Impl::~Impl() { shutdown(); }
+
+void Engine::Impl::load_model(ModelSpec spec) {
+  std::lock_guard lock(control_mu_);
+  NEXUS_CHECK(!shut_down_, "load_model('{}'): the engine is shut down", spec.name);
+  NEXUS_CHECK(!spec.name.empty(), "load_model: empty model name");
+  NEXUS_CHECK(!model_index_.count(spec.name), "load_model('{}'): a model of that name is loaded",
+              spec.name);
+  NEXUS_CHECK(!spec.profile.empty(), "load_model('{}'): empty batching profile (expected ℓ(b))",
+              spec.name);
+  auto m = std::make_unique<ModelState>();
+  NEXUS_CHECK(model_store_.size() < kMaxModels, "load_model('{}'): more than {} models", spec.name, kMaxModels);
+  m->index = static_cast<int>(model_store_.size());
+  m->max_batch = spec.max_batch > 0 ? std::min(spec.max_batch, spec.profile.max_batch())
+                                    : spec.profile.max_batch();
+  std::vector<Duration> plan_lat;
+  for (int b = 1; b <= m->max_batch; ++b) {
+    plan_lat.push_back(std::chrono::duration_cast<Duration>(spec.profile.latency(b)));
+    m->sim_latency.push_back(std::chrono::duration_cast<Duration>(spec.profile.mean_latency(b)));
+  }
+  m->plan_latency = dispatch::LatencyTable(plan_lat);
+  for (const auto& d : devices_) {
+    std::unique_ptr<Backend> be;
+    if (spec.make_backend) {
+      be = spec.make_backend(d);
+    } else if (d.kind == DeviceKind::kSim) {
+      sim::SimBackendOptions so;
+      so.input_shape = spec.input_shape;
+      so.device = d.name;
+      be = std::make_unique<sim::SimBackend>(spec.profile, clock_, so);
+    } else if (d.kind == DeviceKind::kCuda) {
+      NEXUS_CHECK(spec.graph, "load_model('{}'): no graph and no make_backend for {}", spec.name, d.name);
+      CudaBackendOptions co;
+      co.device_index = d.index;
+      be = make_cuda_backend(co);
+    } else {
+#ifdef NEXUS_RUNTIME_HAVE_CPU_BACKEND
+      NEXUS_CHECK(spec.graph, "load_model('{}'): no graph and no make_backend for {}", spec.name, d.name);
+      be = std::make_unique<CpuBackend>();
+#else
+      throw_error("load_model('{}'): no make_backend given and no CpuBackend in this build", spec.name);
+#endif
+    }
+    NEXUS_CHECK(be != nullptr, "load_model('{}'): make_backend returned null for {}", spec.name, d.name);
+    if (spec.graph) be->load(*spec.graph, m->max_batch);
+    m->backends.push_back(std::move(be));
+  }
+  m->item_shape = spec.input_shape;
+  if (m->item_shape.rank() == 0 && !m->backends.empty()) {
+    try {
+      m->item_shape = m->backends[0]->input_shape(0);
+    } catch (...) {
+      m->item_shape = Shape{};
+    }
+  }
+  m->spec = std::move(spec);
+  model_index_[m->spec.name] = m->index;
+  models_[static_cast<std::size_t>(m->index)].store(m.get(), std::memory_order_release);
+  model_store_.push_back(std::move(m));
+}
+
+int Engine::Impl::add_query(QuerySpec spec) {
+  int handle = -1;
+  {
+    std::lock_guard lock(control_mu_);
+    NEXUS_CHECK(!shut_down_, "add_query('{}'): the engine is shut down", spec.name);
+    NEXUS_CHECK(!spec.name.empty(), "add_query: empty query name");
+    NEXUS_CHECK(!find_query(spec.name), "add_query('{}'): a query of that name exists", spec.name);
+    NEXUS_CHECK(query_store_.size() < kMaxQueries, "add_query('{}'): more than {} queries", spec.name, kMaxQueries);
+    NEXUS_CHECK(spec.slo.count() > 0, "add_query('{}'): SLO must be > 0 (got {} µs)", spec.name,
+                spec.slo.count());
+    NEXUS_CHECK(!spec.stages.empty(), "add_query('{}'): no stages", spec.name);
+    auto q = std::make_unique<QueryDef>();
+    q->handle = static_cast<int>(query_store_.size());
+    q->name = spec.name;
+    q->slo = std::chrono::duration_cast<Duration>(spec.slo);
+    q->expected_rate = spec.expected_rate_rps > 0 ? spec.expected_rate_rps : 1.0;
+    std::map<std::string, int> idx;
+    for (std::size_t i = 0; i < spec.stages.size(); ++i) {
+      const auto& s = spec.stages[i];
+      NEXUS_CHECK(!s.name.empty(), "add_query('{}'): stage {} has no name", spec.name, i);
+      NEXUS_CHECK(idx.emplace(s.name, static_cast<int>(i)).second,
+                  "add_query('{}'): duplicate stage '{}'", spec.name, s.name);
+      auto mi = model_index_.find(s.model);
+      NEXUS_CHECK(mi != model_index_.end(), "add_query('{}'): stage '{}' uses unknown model '{}'",
+                  spec.name, s.name, s.model);
+    }
+    NEXUS_CHECK(num_sessions_.load() + static_cast<int>(spec.stages.size()) <= kMaxSessions,
+                "add_query('{}'): more than {} sessions", spec.name, kMaxSessions);
+    for (auto& s : spec.stages) {
+      StageDef d;
+      d.name = s.name;
+      d.model = model_index_.at(s.model);
+      d.pre = std::move(s.preprocess);
+      d.post = std::move(s.postprocess);
+      for (auto& c : s.children) {
+        auto ci = idx.find(c.stage);
+        NEXUS_CHECK(ci != idx.end(), "add_query('{}'): stage '{}' has unknown child '{}'", spec.name,
+                    s.name, c.stage);
+        NEXUS_CHECK(c.expected_fanout >= 0, "add_query('{}'): negative fan-out on {} -> {}",
+                    spec.name, s.name, c.stage);
+        d.children.push_back({ci->second, std::move(c.fanout), c.expected_fanout});
+      }
+      q->stages.push_back(std::move(d));
+    }
+    for (std::size_t i = 0; i < q->stages.size(); ++i)
+      for (auto& c : q->stages[i].children)
+        q->stages[static_cast<std::size_t>(c.stage)].parents.push_back(static_cast<int>(i));
+    // Cycle and reachability check (DFS colours from the root).
+    std::vector<int> colour(q->stages.size(), 0);
+    std::function<void(int)> dfs = [&](int v) {
+      colour[static_cast<std::size_t>(v)] = 1;
+      for (auto& c : q->stages[static_cast<std::size_t>(v)].children) {
+        const int w = c.stage;
+        NEXUS_CHECK(colour[static_cast<std::size_t>(w)] != 1,
+                    "add_query('{}'): the stage graph has a cycle through '{}'", spec.name,
+                    q->stages[static_cast<std::size_t>(w)].name);
+        if (colour[static_cast<std::size_t>(w)] == 0) dfs(w);
+      }
+      colour[static_cast<std::size_t>(v)] = 2;
+    };
+    dfs(0);
+    for (std::size_t i = 0; i < colour.size(); ++i)
+      NEXUS_CHECK(colour[i] == 2, "add_query('{}'): stage '{}' is not reachable from the root '{}'",
+                  spec.name, q->stages[i].name, q->stages[0].name);
+    NEXUS_CHECK(q->stages[0].parents.empty(), "add_query('{}'): the root '{}' has a parent",
+                spec.name, q->stages[0].name);
+    // Sessions, one per stage.
+    for (std::size_t i = 0; i < q->stages.size(); ++i) {
+      auto s = std::make_unique<SessionState>();
+      s->index = num_sessions_.load();
+      s->id = q->name + "/" + q->stages[i].name;
+      s->query = q->handle;
+      s->stage = static_cast<int>(i);
+      s->model = q->stages[i].model;
+      s->hist_size = model(s->model).max_batch + 1;
+      s->batch_hist = std::make_unique<std::atomic<std::uint64_t>[]>(static_cast<std::size_t>(s->hist_size));
+      q->stages[i].session = s->index;
+      for (auto& e : executors_) e->add_session(s->index);
+      sessions_[static_cast<std::size_t>(s->index)].store(s.get(), std::memory_order_release);
+      session_store_.push_back(std::move(s));
+      num_sessions_.fetch_add(1);
+    }
+    compute_budgets(*q);
+    // Initial rates: the expected rate times the fan-outs on the path.
+    std::vector<double> rate(q->stages.size(), 0.0);
+    rate[0] = q->expected_rate;
+    std::function<void(int)> push_rate = [&](int v) {
+      for (auto& c : q->stages[static_cast<std::size_t>(v)].children) {
+        rate[static_cast<std::size_t>(c.stage)] += rate[static_cast<std::size_t>(v)] * c.fanout_mean;
+        push_rate(c.stage);
+      }
+    };
+    push_rate(0);
+    for (std::size_t i = 0; i < q->stages.size(); ++i)
+      session(q->stages[i].session)->rate_rps = rate[i];
+    auto index = std::make_unique<QueryIndex>(query_index_.load() ? *query_index_.load() : QueryIndex{});
+    (*index)[q->name] = q.get();
+    handle = q->handle;
+    queries_[static_cast<std::size_t>(handle)].store(q.get(), std::memory_order_release);
+    query_store_.push_back(std::move(q));
+    query_index_.store(index.get(), std::memory_order_release);
+    query_index_store_.push_back(std::move(index));  // old indexes stay valid for readers
+  }
+  replan();
+  return handle;
+}
+
+const QueryDef* Engine::Impl::find_query(std::string_view name) const {
+  const QueryIndex* idx = query_index_.load(std::memory_order_acquire);
+  if (!idx) return nullptr;
+  auto it = idx->find(name);
+  return it == idx->end() ? nullptr : it->second;
+}
+
+// Splits the query SLO over its stages in proportion to ℓ(1) on the heaviest path through each
+// stage, so every root-to-leaf path's budgets sum to at most the SLO.
+void Engine::Impl::compute_budgets(QueryDef& q) {
+  const std::size_t n = q.stages.size();
+  std::vector<double> w(n), up(n, 0), down(n, 0);
+  for (std::size_t i = 0; i < n; ++i)
+    w[i] = std::max(1.0, double(model(q.stages[i].model).plan_latency(1).count()));
+  std::function<double(int)> down_of = [&](int v) -> double {
+    auto& d = down[static_cast<std::size_t>(v)];
+    if (d > 0) return d;
+    double best = 0;
+    for (auto& c : q.stages[static_cast<std::size_t>(v)].children) best = std::max(best, down_of(c.stage));
+    return d = w[static_cast<std::size_t>(v)] + best;
+  };
+  std::function<double(int)> up_of = [&](int v) -> double {
+    auto& u = up[static_cast<std::size_t>(v)];
+    if (u > 0) return u;
+    double best = 0;
+    for (int p : q.stages[static_cast<std::size_t>(v)].parents) best = std::max(best, up_of(p));
+    return u = w[static_cast<std::size_t>(v)] + best;
+  };
+  std::vector<Duration> budget(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const double total = up_of(static_cast<int>(i)) + down_of(static_cast<int>(i)) - w[i];
+    budget[i] = Duration(static_cast<Duration::rep>(double(q.slo.count()) * w[i] / total));
+  }
+  std::vector<Duration> downstream(n, Duration::zero());
+  std::vector<bool> done(n, false);
+  std::function<Duration(int)> ds = [&](int v) -> Duration {
+    if (done[static_cast<std::size_t>(v)]) return downstream[static_cast<std::size_t>(v)];
+    Duration best = Duration::zero();
+    for (auto& c : q.stages[static_cast<std::size_t>(v)].children)
+      best = std::max(best, budget[static_cast<std::size_t>(c.stage)] + ds(c.stage));
+    done[static_cast<std::size_t>(v)] = true;
+    return downstream[static_cast<std::size_t>(v)] = best;
+  };
+  for (std::size_t i = 0; i < n; ++i) {
+    SessionState* s = session(q.stages[i].session);
+    s->budget_ns.store(budget[i].count());
+    s->downstream_ns.store(ds(static_cast<int>(i)).count());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning
+
+namespace {
+
+Plan builtin_plan(const PlanRequest& req) {
+  Plan plan;
+  for (int g = 0; g < req.num_devices; ++g) {
+    GpuPlan gp;
+    gp.gpu = g;
+    plan.gpus.push_back(gp);
+  }
+  for (const auto& s : req.sessions) {
+    const BatchProfile& p = req.profiles->at(s.model);
+    int batch = 1;
+    for (int b = p.max_batch(); b >= 1; --b)
+      if (2 * p.latency(b) <= s.slo) {
+        batch = b;
+        break;
+      }
+    std::vector<Route> routes;
+    for (int g = 0; g < req.num_devices; ++g) {
+      SessionAllocation a;
+      a.session = s.id;
+      a.model = s.model;
+      a.batch = batch;
+      a.latency = p.latency(batch);
+      a.rate_rps = s.rate_rps / req.num_devices;
+      a.slo = s.slo;
+      plan.gpus[static_cast<std::size_t>(g)].sessions.push_back(a);
+      routes.push_back({g, 1.0 / req.num_devices, a.rate_rps});
+    }
+    plan.routes[s.id] = routes;
+  }
+  for (auto& g : plan.gpus) {
+    std::chrono::microseconds sum{0};
+    for (auto& a : g.sessions) sum += a.latency;
+    g.duty_cycle = sum;
+    g.occupancy = g.sessions.empty() ? 0.0 : 1.0;
+  }
+  return plan;
+}
+
+}  // namespace
+
+void Engine::Impl::replan() {
+  std::lock_guard lock(control_mu_);
+  PlanRequest req;
+  req.num_devices = static_cast<int>(devices_.size());
+  std::map<std::string, BatchProfile> profiles;
+  for (auto& m : model_store_) profiles.emplace(m->spec.name, m->spec.profile);
+  req.profiles = &profiles;
+  const int ns = num_sessions_.load();
+  for (int i = 0; i < ns; ++i) {
+    SessionState* s = session(i);
+    Session x;
+    x.id = s->id;
+    x.model = model(s->model).spec.name;
+    x.slo = std::chrono::duration_cast<std::chrono::microseconds>(Duration(s->budget_ns.load()));
+    x.rate_rps = std::max(1e-3, s->rate_rps);
+    req.sessions.push_back(x);
+  }
+  Plan p = options_.planner ? options_.planner(req) : builtin_plan(req);
+  apply_plan(p);
+  plan_ = std::move(p);
+}
+
+void Engine::Impl::apply_plan(const Plan& plan) {
+  const int ndev = static_cast<int>(devices_.size());
+  const int ns = num_sessions_.load();
+  std::map<std::string, int> by_id;
+  for (int i = 0; i < ns; ++i) by_id[session(i)->id] = i;
+  // A plan may name more GPU slots than we have devices: fold them onto the devices.
+  std::vector<std::map<int, int>> targets(static_cast<std::size_t>(ndev));
+  for (const auto& g : plan.gpus)
+    for (const auto& a : g.sessions) {
+      auto it = by_id.find(a.session);
+      if (it == by_id.end()) continue;
+      auto& t = targets[static_cast<std::size_t>(g.gpu % ndev)][it->second];
+      t = std::max(t, a.batch);
+    }
+  // Stage budgets chosen by an external planner override ours.
+  for (const auto& [key, budget] : plan.stage_budgets) {
+    auto it = by_id.find(key);
+    if (it != by_id.end() && budget.count() > 0) {
+      SessionState* s = session(it->second);
+      s->budget_ns.store(std::chrono::duration_cast<Duration>(budget).count());
+    }
+  }
+  // New executor schedules first, then routes: an item routed by the new table finds its slot
+  // active (or is re-routed once more by the executor — never lost).
+  for (int d = 0; d < ndev; ++d) {
+    std::vector<std::pair<int, int>> t(targets[static_cast<std::size_t>(d)].begin(),
+                                       targets[static_cast<std::size_t>(d)].end());
+    executors_[static_cast<std::size_t>(d)]->set_plan(std::move(t));
+  }
+  for (int i = 0; i < ns; ++i) {
+    SessionState* s = session(i);
+    std::map<int, double> w;
+    if (auto it = plan.routes.find(s->id); it != plan.routes.end())
+      for (const auto& r : it->second) w[r.gpu % ndev] += r.weight;
+    std::vector<int> devs;
+    std::vector<double> ws;
+    for (auto [d, x] : w)
+      if (targets[static_cast<std::size_t>(d)].count(i)) {
+        devs.push_back(d);
+        ws.push_back(x);
+      }
+    auto table = std::make_unique<dispatch::RoutingTable>(devs, ws);
+    s->routes.store(table.get(), std::memory_order_release);
+    old_tables_.push_back(std::move(table));  // readers may still hold the old one
+  }
+}
+
+Plan Engine::Impl::plan() const {
+  std::lock_guard lock(control_mu_);
+  return plan_;
+}
+
+void Engine::Impl::epoch_tick(TimePoint now) {
+  const double secs = std::chrono::duration<double>(now - last_epoch_).count();
+  if (secs <= 0) return;
+  {
+    std::lock_guard lock(control_mu_);
+    const int ns = num_sessions_.load();
+    const double a = options_.rate_ewma_alpha;
+    for (int i = 0; i < ns; ++i) {
+      SessionState* s = session(i);
+      const auto arr = s->arrivals.load(std::memory_order_relaxed);
+      const double r = double(arr - s->last_arrivals) / secs;
+      s->last_arrivals = arr;
+      s->rate_rps = a * r + (1 - a) * s->rate_rps;
+      s->rate_published.store(s->rate_rps, std::memory_order_relaxed);
+    }
+    last_epoch_ = now;
+  }
+  replan();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data path
+
+RequestId Engine::Impl::submit(const QueryDef& q, Tensor input) {
+  // Count the request in flight before checking `accepting_`, so shutdown() (which clears it
+  // and then waits for in_flight_ == 0) cannot miss a request that passed the check.
+  in_flight_.fetch_add(1, std::memory_order_seq_cst);
+  if (!accepting_.load(std::memory_order_seq_cst)) {
+    in_flight_.fetch_sub(1, std::memory_order_seq_cst);
+    throw_error("submit('{}'): the engine is shut down", q.name);
+  }
+  struct Unwind {  // undo the count if the input check throws
+    std::atomic<std::int64_t>& n;
+    bool armed = true;
+    ~Unwind() { if (armed) n.fetch_sub(1, std::memory_order_seq_cst); }
+  } unwind{in_flight_};
+  const StageDef& root = q.stages[0];
+  const ModelState& m = model(root.model);
+  if (!root.pre && m.item_shape.rank() > 0) {
+    const Shape& s = input.shape();
+    const bool ok = s == m.item_shape ||
+                    (s.rank() == m.item_shape.rank() + 1 && s[0] == 1 && s.drop_front() == m.item_shape);
+    NEXUS_CHECK(ok && input.dtype() == m.spec.input_dtype && !input.empty(),
+                "submit('{}'): input {} {} does not match model '{}' (expected {} {})", q.name,
+                s, name_of(input.dtype()), m.spec.name, m.item_shape, name_of(m.spec.input_dtype));
+  }
+  auto* qs = new QueryState;
+  qs->id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  qs->query = &q;
+  qs->submitted = clock_->now();
+  qs->deadline = qs->submitted + q.slo;
+  qs->input = std::move(input);
+  unwind.armed = false;
+  submitted_.fetch_add(1, std::memory_order_relaxed);
+  const_cast<QueryDef&>(q).arrivals.fetch_add(1, std::memory_order_relaxed);
+  const RequestId id = qs->id;
+  Item it;
+  it.q = qs;
+  it.stage = 0;
+  it.input = qs->input;
+  if (root.pre) {
+    // Pre-processing runs on the CPU pool; the item is routed when it is ready.
+    post_to_pool([this, it = std::move(it)]() mutable {
+      std::vector<QueryResult> done;
+      const StageDef& st = it.q->query->stages[0];
+      try {
+        it.model_input = st.pre(it.input);
+      } catch (const std::exception& e) {
+        end_item(it, RequestStatus::kFailed, Reason::kStageError,
+                 fmt::format("preprocess of stage '{}' threw: {}", st.name, e.what()), &done);
+        flush(done);
+        return;
+      }
+      dispatch(std::move(it));
+    });
+  } else {
+    it.model_input = it.input;
+    dispatch(std::move(it));
+  }
+  return id;
+}
+
+void Engine::Impl::dispatch(Item&& it) {
+  const QueryDef& q = *it.q->query;
+  SessionState& s = *session(q.stages[static_cast<std::size_t>(it.stage)].session);
+  const dispatch::RoutingTable* rt = s.routes.load(std::memory_order_acquire);
+  if (!rt || rt->empty()) {
+    std::vector<QueryResult> done;
+    end_item(it, RequestStatus::kRejected, Reason::kNoRoute,
+             fmt::format("no device is planned for session '{}'", s.id), &done);
+    flush(done);
+    return;
+  }
+  if (it.enqueued == TimePoint{}) {
+    it.enqueued = clock_->now();
+    it.deadline = it.q->deadline - Duration(s.downstream_ns.load(std::memory_order_relaxed));
+    s.arrivals.fetch_add(1, std::memory_order_relaxed);
+  }
+  const int dev = rt->pick(s.rr.fetch_add(1, std::memory_order_relaxed));
+  Executor& ex = *executors_[static_cast<std::size_t>(dev)];
+  Slot* slot = ex.slot(s.index);
+  if (slot->queued.fetch_add(1, std::memory_order_acq_rel) >= options_.max_queue_per_session) {
+    slot->queued.fetch_sub(1, std::memory_order_acq_rel);
+    std::vector<QueryResult> done;
+    end_item(it, RequestStatus::kRejected, Reason::kQueueFull,
+             fmt::format("session '{}' queue on {} is full ({} items)", s.id,
+                         devices_[static_cast<std::size_t>(dev)].name, options_.max_queue_per_session),
+             &done);
+    flush(done);
+    return;
+  }
+  slot->inbox.push(std::move(it));
+  if (!virtual_) ex.notify();
+}
+
+void Engine::Impl::post_to_pool(std::function<void()> fn) {
+  if (virtual_ || options_.cpu_workers <= 0 || pool_.threads.empty()) {
+    fn();
+    return;
+  }
+  pool_.pending.fetch_add(1, std::memory_order_acq_rel);
+  {
+    std::lock_guard lock(pool_.mu);
+    pool_.tasks.push_back(std::move(fn));
+  }
+  pool_.cv.notify_one();
+}
+
+void Engine::Impl::complete_batch(Batch& b, std::vector<QueryResult>* done) {
+  SessionState& ss = *session(b.session);
+  const auto n = static_cast<std::int64_t>(b.items.size());
+  for (std::int64_t i = 0; i < n; ++i) {
+    Item& it = b.items[static_cast<std::size_t>(i)];
+    QueryState* q = it.q;
+    const StageDef& st = q->query->stages[static_cast<std::size_t>(it.stage)];
+    if (b.failed) {
+      end_item(it, RequestStatus::kFailed, Reason::kBackendError,
+               fmt::format("backend of model '{}' on {} threw: {}",
+                           model(st.model).spec.name,
+                           devices_[static_cast<std::size_t>(b.device)].name, b.error),
+               done);
+      continue;
+    }
+    StageResult r;
+    r.stage = st.name;
+    r.parent = it.parent;
+    r.enqueued = it.enqueued;
+    r.started = b.started;
+    r.batch_size = static_cast<int>(n);
+    r.device = b.device;
+    std::vector<std::vector<Tensor>> child_inputs(st.children.size());
+    try {
+      std::vector<Tensor> outs;
+      outs.reserve(b.outputs.size());
+      for (const Tensor& o : b.outputs) {
+        if (o.shape().rank() >= 1 && o.shape()[0] == n)
+          outs.push_back(o.slice(i, i + 1).reshape(o.shape().drop_front()));
+        else
+          outs.push_back(o);
+      }
+      r.outputs = st.post ? st.post(std::move(outs), it.input) : std::move(outs);
+      if (!q->dead.load(std::memory_order_acquire)) {
+        const StageView view{q->input, it.input, r.outputs};
+        for (std::size_t c = 0; c < st.children.size(); ++c) {
+          if (st.children[c].fanout)
+            child_inputs[c] = st.children[c].fanout(view);
+          else if (!r.outputs.empty())
+            child_inputs[c] = {r.outputs[0]};
+        }
+      }
+    } catch (const std::exception& e) {
+      end_item(it, RequestStatus::kFailed, Reason::kStageError,
+               fmt::format("postprocess/fan-out of stage '{}' threw: {}", st.name, e.what()), done);
+      continue;
+    }
+    r.finished = virtual_ ? b.finished : clock_->now();
+    const Duration lat = r.finished - it.enqueued;
+    ss.latency.record(lat);
+    ss.completions.fetch_add(1, std::memory_order_relaxed);
+    if (r.finished <= it.deadline) ss.good.fetch_add(1, std::memory_order_relaxed);
+    int my_index;
+    {
+      std::lock_guard lock(q->mu);
+      my_index = static_cast<int>(q->stages.size());
+      q->stages.push_back(std::move(r));
+    }
+    // Children first, then release this item: the query cannot finish in between.
+    std::size_t total = 0;
+    for (auto& v : child_inputs) total += v.size();
+    if (total > 0) {
+      q->outstanding.fetch_add(static_cast<int>(total), std::memory_order_acq_rel);
+      for (std::size_t c = 0; c < st.children.size(); ++c) {
+        const StageDef& cs = q->query->stages[static_cast<std::size_t>(st.children[c].stage)];
+        for (auto& in : child_inputs[c]) {
+          Item ci;
+          ci.q = q;
+          ci.stage = st.children[c].stage;
+          ci.parent = my_index;
+          ci.input = std::move(in);
+          if (cs.pre) {
+            try {
+              ci.model_input = cs.pre(ci.input);
+            } catch (const std::exception& e) {
+              end_item(ci, RequestStatus::kFailed, Reason::kStageError,
+                       fmt::format("preprocess of stage '{}' threw: {}", cs.name, e.what()), done);
+              continue;
+            }
+          } else {
+            ci.model_input = ci.input;
+          }
+          const ModelState& cm = model(cs.model);
+          if (cm.item_shape.rank() > 0) {
+            const Shape& sh = ci.model_input.shape();
+            const bool ok = sh == cm.item_shape || (sh.rank() == cm.item_shape.rank() + 1 && sh[0] == 1 &&
+                                                    sh.drop_front() == cm.item_shape);
+            if (!ok || ci.model_input.dtype() != cm.spec.input_dtype) {
+              end_item(ci, RequestStatus::kFailed, Reason::kStageError,
+                       fmt::format("stage '{}' input {} {} does not match model '{}' (expected {} {})",
+                                   cs.name, sh, name_of(ci.model_input.dtype()), cm.spec.name,
+                                   cm.item_shape, name_of(cm.spec.input_dtype)),
+                       done);
+              continue;
+            }
+          }
+          dispatch(std::move(ci));
+        }
+      }
+    }
+    release(q, done);
+  }
+}
+
+void Engine::Impl::end_item(Item& it, RequestStatus status, Reason reason, std::string message,
+                            std::vector<QueryResult>* done) {
+  QueryState* q = it.q;
+  const QueryDef& qd = *q->query;
+  const StageDef& st = qd.stages[static_cast<std::size_t>(it.stage)];
+  SessionState* s = session(st.session);
+  s->drops[reason_index(reason)].fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard lock(q->mu);
+    if (q->reason == Reason::kNone) {  // the first outcome that ends the query wins
+      q->status = status;
+      q->reason = reason;
+      q->message = std::move(message);
+      q->stage = st.name;
+    }
+  }
+  q->dead.store(true, std::memory_order_release);
+  release(q, done);
+}
+
+void Engine::Impl::release(QueryState* q, std::vector<QueryResult>* done) {
+  if (q->outstanding.fetch_sub(1, std::memory_order_acq_rel) == 1) finalize(q, done);
+}
+
+void Engine::Impl::finalize(QueryState* q, std::vector<QueryResult>* done) {
+  QueryResult r;
+  QueryDef& qd = const_cast<QueryDef&>(*q->query);
+  r.id = q->id;
+  r.query = qd.name;
+  r.submitted = q->submitted;
+  {
+    std::lock_guard lock(q->mu);
+    r.status = q->status;
+    r.reason = q->reason;
+    r.message = std::move(q->message);
+    r.stage = std::move(q->stage);
+    r.stages = std::move(q->stages);
+  }
+  r.finished = r.submitted;
+  for (const auto& s : r.stages) r.finished = std::max(r.finished, s.finished);
+  if (r.status != RequestStatus::kCompleted || r.stages.empty()) r.finished = std::max(r.finished, clock_->now());
+  r.met_slo = r.status == RequestStatus::kCompleted && r.finished - r.submitted <= qd.slo;
+  switch (r.status) {
+    case RequestStatus::kCompleted:
+      completed_.fetch_add(1, std::memory_order_relaxed);
+      qd.completions.fetch_add(1, std::memory_order_relaxed);
+      qd.latency.record(r.finished - r.submitted);
+      break;
+    case RequestStatus::kDropped:
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      qd.dropped.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case RequestStatus::kRejected:
+      rejected_.fetch_add(1, std::memory_order_relaxed);
+      qd.rejected.fetch_add(1, std::memory_order_relaxed);
+      break;
+    case RequestStatus::kFailed:
+      failed_.fetch_add(1, std::memory_order_relaxed);
+      qd.failed.fetch_add(1, std::memory_order_relaxed);
+      break;
+  }
+  if (r.reason != Reason::kNone) qd.reasons[reason_index(r.reason)].fetch_add(1, std::memory_order_relaxed);
+  if (r.met_slo) {
+    good_.fetch_add(1, std::memory_order_relaxed);
+    qd.good.fetch_add(1, std::memory_order_relaxed);
+  }
+  delete q;
+  if (done)
+    done->push_back(std::move(r));
+  else
+    results_.push(std::move(r));
+  in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+}
+
+void Engine::Impl::flush(std::vector<QueryResult>& done) {
+  if (done.empty()) return;
+  results_.push_all(done);
+  done.clear();
+}
+
+std::vector<QueryResult> Engine::Impl::poll(std::size_t max, Duration timeout) {
+  if (max == 0) return {};
+  return results_.pop_some(max, virtual_ ? Duration::zero() : timeout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Virtual time
+
+std::optional<TimePoint> Engine::Impl::sim_next_event() const {
+  const TimePoint now = clock_->now();
+  std::optional<TimePoint> t;
+  for (auto& e : executors_)
+    if (auto x = e->next_event(now); x && (!t || *x < *t)) t = x;
+  return t;
+}
+
+void Engine::Impl::run_until(TimePoint t) {
+  NEXUS_CHECK(virtual_, "run_until: only in virtual time (EngineOptions::clock a VirtualClock)");
+  auto& vc = static_cast<VirtualClock&>(*clock_);
+  while (true) {
+    auto next = sim_next_event();
+    std::optional<TimePoint> epoch;
+    if (options_.epoch.count() > 0 && accepting_.load()) epoch = last_epoch_ + options_.epoch;
+    TimePoint when;
+    if (next && (!epoch || *next <= *epoch))
+      when = *next;
+    else if (epoch)
+      when = *epoch;
+    else
+      break;
+    if (when > t) break;
+    vc.advance_to(when);
+    const TimePoint now = clock_->now();
+    if (epoch && now >= *epoch) epoch_tick(now);
+    for (auto& e : executors_)
+      if (auto x = e->next_event(now); x && *x <= now) e->sim_step(now);
+  }
+  vc.advance_to(t);
+}
+
+void Engine::Impl::run_until_idle() {
+  NEXUS_CHECK(virtual_, "run_until_idle: only in virtual time (EngineOptions::clock a VirtualClock)");
+  auto& vc = static_cast<VirtualClock&>(*clock_);
+  while (auto next = sim_next_event()) {
+    vc.advance_to(*next);
+    const TimePoint now = clock_->now();
+    for (auto& e : executors_)
+      if (auto x = e->next_event(now); x && *x <= now) e->sim_step(now);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shutdown
+
+void Engine::Impl::shutdown() {
+  std::lock_guard sl(shutdown_mu_);
+  if (shut_down_) return;
+  accepting_.store(false, std::memory_order_seq_cst);
+  if (virtual_) {
+    run_until_idle();
+    for (auto& e : executors_) e->drop_all(Reason::kShutdown, "the engine shut down before it ran");
+  } else {
+    // Drain: executors keep running until nothing is queued, in flight or post-processing.
+    // Every item either runs or is dropped by the batch policy within its deadline; the bound
+    // below only guards against a backend that never returns.
+    const TimePoint give_up = clock_->now() + std::chrono::seconds(60);
+    while (in_flight_.load(std::memory_order_acquire) > 0 && clock_->now() < give_up)
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    {
+      std::lock_guard lock(epoch_mu_);
+      stopping_ = true;
+    }
+    epoch_cv_.notify_all();
+    if (epoch_thread_.joinable()) epoch_thread_.join();
+    for (auto& e : executors_) e->stop();
+    {
+      std::lock_guard lock(pool_.mu);
+      pool_.stop = true;
+    }
+    pool_.cv.notify_all();
+    for (auto& t : pool_.threads) t.join();
+    pool_.threads.clear();
+    for (auto& e : executors_) e->drop_all(Reason::kShutdown, "the engine shut down before it ran");
+  }
+  {
+    std::lock_guard lock(control_mu_);
+    shut_down_ = true;
+  }
+  results_.wake_all();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stats and metrics
+
+EngineStats Engine::Impl::stats() const {
+  EngineStats st;
+  st.submitted = submitted_.load();
+  st.completed = completed_.load();
+  st.good = good_.load();
+  st.dropped = dropped_.load();
+  st.rejected = rejected_.load();
+  st.failed = failed_.load();
+  st.in_flight = static_cast<std::uint64_t>(std::max<std::int64_t>(0, in_flight_.load()));
+  std::lock_guard lock(control_mu_);
+  const int ns = num_sessions_.load();
+  for (int i = 0; i < ns; ++i) {
+    const SessionState* s = session(i);
+    SessionMetricsSnapshot m;
+    m.arrivals = s->arrivals.load();
+    m.completions = s->completions.load();
+    m.good = s->good.load();
+    for (int r = 1; r < kNumReasons; ++r)
+      if (auto v = s->drops[static_cast<std::size_t>(r)].load())
+        m.drops[std::string(to_string(static_cast<Reason>(r)))] = v;
+    m.batches = s->batches.load();
+    m.mean_batch = m.batches ? double(s->batch_items.load()) / double(m.batches) : 0.0;
+    for (int b = 1; b < s->hist_size; ++b)
+      if (auto v = s->batch_hist[static_cast<std::size_t>(b)].load()) m.batch_sizes[b] = v;
+    m.latency = s->latency.summary();
+    m.rate_rps = s->rate_published.load();
+    st.sessions[s->id] = m;
+  }
+  for (const auto& q : query_store_) {
+    QueryMetricsSnapshot m;
+    m.arrivals = q->arrivals.load();
+    m.completions = q->completions.load();
+    m.good = q->good.load();
+    m.dropped = q->dropped.load();
+    m.rejected = q->rejected.load();
+    m.failed = q->failed.load();
+    for (int r = 1; r < kNumReasons; ++r)
+      if (auto v = q->reasons[static_cast<std::size_t>(r)].load())
+        m.reasons[std::string(to_string(static_cast<Reason>(r)))] = v;
+    m.latency = q->latency.summary();
+    st.queries[q->name] = m;
+  }
+  const double elapsed = std::chrono::duration<double>(clock_->now() - started_at_).count();
+  for (const auto& e : executors_) {
+    DeviceMetricsSnapshot d;
+    d.device = e->device();
+    d.name = devices_[static_cast<std::size_t>(d.device)].name;
+    d.batches = e->batches.load();
+    d.items = e->items.load();
+    d.busy_seconds = double(e->busy_ns.load()) * 1e-9;
+    d.occupancy = elapsed > 0 ? std::min(1.0, d.busy_seconds / elapsed) : 0.0;
+    st.devices.push_back(d);
+  }
+  return st;
+}
+
+std::string Engine::Impl::metrics_text() const {
+  const EngineStats st = stats();
+  std::string out;
+#define line(...) out += fmt::format(__VA_ARGS__)
+  line("# HELP nexus_requests_total Submitted requests by terminal status.\n");
+  line("# TYPE nexus_requests_total counter\n");
+  for (const auto& [name, q] : st.queries) {
+    line("nexus_requests_total{{query=\"{}\",status=\"completed\"}} {}\n", name, q.completions);
+    line("nexus_requests_total{{query=\"{}\",status=\"dropped\"}} {}\n", name, q.dropped);
+    line("nexus_requests_total{{query=\"{}\",status=\"rejected\"}} {}\n", name, q.rejected);
+    line("nexus_requests_total{{query=\"{}\",status=\"failed\"}} {}\n", name, q.failed);
+  }
+  line("# HELP nexus_query_arrivals_total Requests submitted per query.\n");
+  line("# TYPE nexus_query_arrivals_total counter\n");
+  for (const auto& [name, q] : st.queries) line("nexus_query_arrivals_total{{query=\"{}\"}} {}\n", name, q.arrivals);
+  line("# HELP nexus_query_good_total Requests completed within the query SLO.\n");
+  line("# TYPE nexus_query_good_total counter\n");
+  for (const auto& [name, q] : st.queries) line("nexus_query_good_total{{query=\"{}\"}} {}\n", name, q.good);
+  line("# HELP nexus_query_not_completed_total Requests not completed, by reason.\n");
+  line("# TYPE nexus_query_not_completed_total counter\n");
+  for (const auto& [name, q] : st.queries)
+    for (const auto& [reason, v] : q.reasons)
+      line("nexus_query_not_completed_total{{query=\"{}\",reason=\"{}\"}} {}\n", name, reason, v);
+  const std::vector<double> bounds_us{1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6};
+  line("# HELP nexus_query_latency_seconds End-to-end latency of completed requests.\n");
+  line("# TYPE nexus_query_latency_seconds histogram\n");
+  std::unique_lock qlock(control_mu_);
+  for (const auto& q : query_store_) {
+    const auto c = q->latency.cumulative(bounds_us);
+    for (std::size_t i = 0; i < bounds_us.size(); ++i)
+      line("nexus_query_latency_seconds_bucket{{query=\"{}\",le=\"{}\"}} {}\n", q->name, bounds_us[i] * 1e-6, c[i]);
+    line("nexus_query_latency_seconds_bucket{{query=\"{}\",le=\"+Inf\"}} {}\n", q->name, q->latency.count());
+    line("nexus_query_latency_seconds_sum{{query=\"{}\"}} {}\n", q->name, q->latency.sum_seconds());
+    line("nexus_query_latency_seconds_count{{query=\"{}\"}} {}\n", q->name, q->latency.count());
+  }
+  qlock.unlock();
+  line("# HELP nexus_query_latency_quantile_seconds Latency quantiles of completed requests.\n");
+  line("# TYPE nexus_query_latency_quantile_seconds gauge\n");
+  for (const auto& [name, q] : st.queries) {
+    line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"0.5\"}} {}\n", name, q.latency.p50_us * 1e-6);
+    line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"0.9\"}} {}\n", name, q.latency.p90_us * 1e-6);
+    line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"0.99\"}} {}\n", name, q.latency.p99_us * 1e-6);
+    line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"1\"}} {}\n", name, q.latency.max_us * 1e-6);
+  }
+  line("# HELP nexus_session_arrivals_total Stage items routed to a session.\n");
+  line("# TYPE nexus_session_arrivals_total counter\n");
+  for (const auto& [id, s] : st.sessions) line("nexus_session_arrivals_total{{session=\"{}\"}} {}\n", id, s.arrivals);
+  line("# HELP nexus_session_completions_total Stage items that ran.\n");
+  line("# TYPE nexus_session_completions_total counter\n");
+  for (const auto& [id, s] : st.sessions) line("nexus_session_completions_total{{session=\"{}\"}} {}\n", id, s.completions);
+  line("# HELP nexus_session_good_total Stage items finished by their stage deadline.\n");
+  line("# TYPE nexus_session_good_total counter\n");
+  for (const auto& [id, s] : st.sessions) line("nexus_session_good_total{{session=\"{}\"}} {}\n", id, s.good);
+  line("# HELP nexus_session_drops_total Stage items ended without running, by reason.\n");
+  line("# TYPE nexus_session_drops_total counter\n");
+  for (const auto& [id, s] : st.sessions)
+    for (const auto& [reason, v] : s.drops)
+      line("nexus_session_drops_total{{session=\"{}\",reason=\"{}\"}} {}\n", id, reason, v);
+  line("# HELP nexus_session_batches_total Batches run per session.\n");
+  line("# TYPE nexus_session_batches_total counter\n");
+  for (const auto& [id, s] : st.sessions) line("nexus_session_batches_total{{session=\"{}\"}} {}\n", id, s.batches);
+  line("# HELP nexus_session_batch_size_mean Achieved mean batch size.\n");
+  line("# TYPE nexus_session_batch_size_mean gauge\n");
+  for (const auto& [id, s] : st.sessions) line("nexus_session_batch_size_mean{{session=\"{}\"}} {}\n", id, s.mean_batch);
+  line("# HELP nexus_session_rate_rps EWMA arrival rate measured by the epoch loop.\n");
+  line("# TYPE nexus_session_rate_rps gauge\n");
+  for (const auto& [id, s] : st.sessions) line("nexus_session_rate_rps{{session=\"{}\"}} {}\n", id, s.rate_rps);
+  line("# HELP nexus_session_latency_quantile_seconds Stage item latency (enqueue to post-processed).\n");
+  line("# TYPE nexus_session_latency_quantile_seconds gauge\n");
+  for (const auto& [id, s] : st.sessions) {
+    line("nexus_session_latency_quantile_seconds{{session=\"{}\",quantile=\"0.5\"}} {}\n", id, s.latency.p50_us * 1e-6);
+    line("nexus_session_latency_quantile_seconds{{session=\"{}\",quantile=\"0.99\"}} {}\n", id, s.latency.p99_us * 1e-6);
+  }
+  line("# HELP nexus_device_busy_seconds_total Time the device spent running batches.\n");
+  line("# TYPE nexus_device_busy_seconds_total counter\n");
+  for (const auto& d : st.devices) line("nexus_device_busy_seconds_total{{device=\"{}\"}} {}\n", d.name, d.busy_seconds);
+  line("# HELP nexus_device_batches_total Batches run on the device.\n");
+  line("# TYPE nexus_device_batches_total counter\n");
+  for (const auto& d : st.devices) line("nexus_device_batches_total{{device=\"{}\"}} {}\n", d.name, d.batches);
+  line("# HELP nexus_device_occupancy Busy time / elapsed time since the engine started.\n");
+  line("# TYPE nexus_device_occupancy gauge\n");
+  for (const auto& d : st.devices) line("nexus_device_occupancy{{device=\"{}\"}} {}\n", d.name, d.occupancy);
+#undef line
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine facade
+
+Engine::Engine(EngineOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+Engine::~Engine() {
+  if (impl_) impl_->shutdown();
+}
+void Engine::load_model(ModelSpec spec) { impl_->load_model(std::move(spec)); }
+int Engine::add_query(QuerySpec spec) { return impl_->add_query(std::move(spec)); }
+
+RequestId Engine::submit(std::string_view query, Tensor input) {
+  const QueryDef* q = impl_->find_query(query);
+  NEXUS_CHECK(q != nullptr, "submit: unknown query '{}'", query);
+  return impl_->submit(*q, std::move(input));
+}
+
+RequestId Engine::submit(int handle, Tensor input) {
+  const QueryDef* q = handle >= 0 && handle < kMaxQueries
+                          ? impl_->queries_[static_cast<std::size_t>(handle)].load(std::memory_order_acquire)
+                          : nullptr;
+  NEXUS_CHECK(q != nullptr, "submit: unknown query handle {}", handle);
+  return impl_->submit(*q, std::move(input));
+}
+
+std::vector<QueryResult> Engine::poll(std::size_t max, Duration timeout) { return impl_->poll(max, timeout); }
+void Engine::shutdown() { impl_->shutdown(); }
+void Engine::run_until(TimePoint t) { impl_->run_until(t); }
+void Engine::run_until_idle() { impl_->run_until_idle(); }
+void Engine::replan() { impl_->replan(); }
+Plan Engine::plan() const { return impl_->plan(); }
+EngineStats Engine::stats() const { return impl_->stats(); }
+std::string Engine::metrics_text() const { return impl_->metrics_text(); }
+const std::vector<DeviceInfo>& Engine::devices() const { return impl_->devices_; }
+Clock& Engine::clock() const { return *impl_->clock_; }
+
+}  // namespace nexus::runtime

@@ -1,0 +1,222 @@
+#pragma once
+// Private parts of the Engine: query/session/model state, the Dispatcher's routing, the
+// GpuExecutor and the CPU pool. Only src/runtime/*.cpp include this.
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "nexus/core/blocking_queue.hpp"
+#include "nexus/core/handoff_queue.hpp"
+#include "nexus/dispatch/batch_policy.hpp"
+#include "nexus/dispatch/routing.hpp"
+#include "nexus/runtime/engine.hpp"
+
+namespace nexus::runtime {
+
+constexpr int kMaxSessions = 512;
+constexpr int kNumReasons = 7;
+constexpr int kMaxModels = 256;
+constexpr int kMaxQueries = 256;
+
+struct QueryDef;
+
+/// One submitted request while it is in flight.
+struct QueryState {
+  RequestId id = 0;
+  const QueryDef* query = nullptr;
+  Tensor input;
+  TimePoint submitted{}, deadline{};
+  std::atomic<int> outstanding{1};   // stage items not yet finished
+  std::atomic<bool> dead{false};     // ended early: no more fan-out
+  std::mutex mu;                     // guards the fields below
+  RequestStatus status = RequestStatus::kCompleted;
+  Reason reason = Reason::kNone;
+  std::string message, stage;
+  std::vector<StageResult> stages;
+};
+
+/// One stage item in a session queue.
+struct Item {
+  QueryState* q = nullptr;
+  int stage = 0;
+  int parent = -1;         // index into q->stages of the parent item
+  Tensor input;            // as given (fan-out view)
+  Tensor model_input;      // after preprocess, per-item shape
+  TimePoint deadline{}, enqueued{};
+};
+
+struct StageDef {
+  std::string name;
+  int model = -1;
+  int session = -1;
+  PreprocessFn pre;
+  PostprocessFn post;
+  struct Child {
+    int stage;
+    FanoutFn fanout;
+    double fanout_mean;
+  };
+  std::vector<Child> children;
+  std::vector<int> parents;
+};
+
+struct QueryDef {
+  int handle = 0;
+  std::string name;
+  Duration slo{};
+  double expected_rate = 0;
+  std::vector<StageDef> stages;
+  // metrics
+  std::atomic<std::uint64_t> arrivals{0}, completions{0}, good{0}, dropped{0}, rejected{0},
+      failed{0};
+  std::array<std::atomic<std::uint64_t>, kNumReasons> reasons{};
+  LatencyHistogram latency;
+};
+
+struct ModelState {
+  ModelSpec spec;
+  int index = 0;
+  int max_batch = 1;
+  dispatch::LatencyTable plan_latency;   // planning ℓ(b): the batch policy's estimate
+  std::vector<Duration> sim_latency;     // mean ℓ(b): virtual-time batch duration
+  Shape item_shape;                      // per-item input shape ({} = unchecked)
+  std::vector<std::unique_ptr<Backend>> backends;  // one per device
+};
+
+struct SessionState {
+  int index = 0;
+  std::string id;            // "<query>/<stage>"
+  int query = 0, stage = 0, model = 0;
+  std::atomic<Duration::rep> budget_ns{0};      // this stage's latency budget
+  std::atomic<Duration::rep> downstream_ns{0};  // budgets of the stages below it (max path)
+  std::atomic<const dispatch::RoutingTable*> routes{nullptr};
+  std::atomic<std::uint64_t> rr{0};
+  // metrics
+  std::atomic<std::uint64_t> arrivals{0}, completions{0}, good{0}, batches{0}, batch_items{0};
+  std::array<std::atomic<std::uint64_t>, kNumReasons> drops{};
+  std::unique_ptr<std::atomic<std::uint64_t>[]> batch_hist;  // [0..max_batch]
+  int hist_size = 0;
+  LatencyHistogram latency;
+  // epoch loop (control thread only)
+  std::uint64_t last_arrivals = 0;
+  double rate_rps = 0;
+  std::atomic<double> rate_published{0};
+};
+
+/// A batch between the device and its post-processing.
+struct Batch {
+  int session = 0;
+  int device = 0;
+  std::vector<Item> items;
+  std::vector<Tensor> outputs;
+  TimePoint started{}, finished{};
+  bool failed = false;
+  std::string error;
+};
+
+class Executor;
+
+class Engine::Impl {
+ public:
+  explicit Impl(EngineOptions options);
+  ~Impl();
+
+  // --- API ---
+  void load_model(ModelSpec spec);
+  int add_query(QuerySpec spec);
+  RequestId submit(const QueryDef& q, Tensor input);
+  std::vector<QueryResult> poll(std::size_t max, Duration timeout);
+  void shutdown();
+  void run_until(TimePoint t);
+  void run_until_idle();
+  void replan();
+  Plan plan() const;
+  EngineStats stats() const;
+  std::string metrics_text() const;
+
+  // --- shared with the executors ---
+  /// Routes an item to a device queue (admission control); ends it when it cannot be queued.
+  void dispatch(Item&& item);
+  /// Finishes a batch: per item postprocess, stage result, fan-out, release. `done` collects
+  /// finished QueryResults to push at once.
+  void complete_batch(Batch& batch, std::vector<QueryResult>* done);
+  /// Ends one item with a non-completed outcome (the query ends with it).
+  void end_item(Item& item, RequestStatus status, Reason reason, std::string message,
+                std::vector<QueryResult>* done);
+  /// Runs fn on the CPU pool (or inline without one / in virtual time).
+  void post_to_pool(std::function<void()> fn);
+  void flush(std::vector<QueryResult>& done);
+
+  EngineOptions options_;
+  std::shared_ptr<Clock> clock_;
+  bool virtual_ = false;
+  std::vector<DeviceInfo> devices_;
+  TimePoint started_at_{};
+
+  // Read lock-free by submit() and the executors: fixed arrays of published pointers.
+  std::array<std::atomic<ModelState*>, kMaxModels> models_{};
+  std::vector<std::unique_ptr<ModelState>> model_store_;
+  std::map<std::string, int> model_index_;       // control_mu_
+  std::array<std::atomic<QueryDef*>, kMaxQueries> queries_{};
+  std::vector<std::unique_ptr<QueryDef>> query_store_;
+  using QueryIndex = std::map<std::string, QueryDef*, std::less<>>;
+  std::atomic<const QueryIndex*> query_index_{nullptr};  // replaced on add_query
+  std::vector<std::unique_ptr<QueryIndex>> query_index_store_;
+  const ModelState& model(int i) const { return *models_[static_cast<std::size_t>(i)].load(std::memory_order_acquire); }
+  const QueryDef* find_query(std::string_view name) const;
+  std::array<std::atomic<SessionState*>, kMaxSessions> sessions_{};
+  std::vector<std::unique_ptr<SessionState>> session_store_;
+  std::atomic<int> num_sessions_{0};
+  std::vector<std::unique_ptr<Executor>> executors_;
+
+  std::atomic<RequestId> next_id_{1};
+  std::atomic<bool> accepting_{true};
+  std::atomic<std::int64_t> in_flight_{0};
+  std::atomic<std::uint64_t> submitted_{0}, completed_{0}, good_{0}, dropped_{0}, rejected_{0},
+      failed_{0};
+  BlockingQueue<QueryResult> results_;
+
+  // control plane
+  mutable std::mutex control_mu_;
+  Plan plan_;
+  std::vector<std::unique_ptr<dispatch::RoutingTable>> old_tables_;  // retired, kept alive
+  TimePoint last_epoch_{};
+  std::thread epoch_thread_;
+  std::mutex epoch_mu_;
+  std::condition_variable epoch_cv_;
+  bool stopping_ = false;
+  bool shut_down_ = false;
+  std::mutex shutdown_mu_;
+
+  // CPU pool
+  struct Pool {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::function<void()>> tasks;
+    bool stop = false;
+    std::vector<std::thread> threads;
+    std::atomic<std::int64_t> pending{0};
+  } pool_;
+
+ private:
+  void finalize(QueryState* q, std::vector<QueryResult>* done);
+  void release(QueryState* q, std::vector<QueryResult>* done);
+  void compute_budgets(QueryDef& q);
+  void epoch_tick(TimePoint now);
+  void apply_plan(const Plan& plan);
+  void sim_step_all(TimePoint now);
+  std::optional<TimePoint> sim_next_event() const;
+  SessionState* session(int i) const { return sessions_[static_cast<std::size_t>(i)].load(std::memory_order_acquire); }
+};
+
+}  // namespace nexus::runtime

@@ -1,0 +1,351 @@
+#include "gpu_executor.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace nexus::runtime {
+
+namespace {
+
+class DequeView final : public dispatch::QueueView {
+ public:
+  explicit DequeView(const std::deque<Item>& q) : q_(q) {}
+  std::size_t size() const override { return q_.size(); }
+  TimePoint deadline(std::size_t i) const override { return q_[i].deadline; }
+  TimePoint arrival(std::size_t i) const override { return q_[i].enqueued; }
+
+ private:
+  const std::deque<Item>& q_;
+};
+
+}  // namespace
+
+Executor::Executor(Engine::Impl& engine, int device) : eng_(engine), device_(device) {}
+
+Executor::~Executor() { stop(); }
+
+void Executor::add_session(int session_index) {
+  std::lock_guard lock(slot_mu_);
+  auto s = std::make_unique<Slot>(session_index);
+  s->policy = dispatch::make_batch_policy(eng_.options_.batch_policy);
+  slots_[static_cast<std::size_t>(session_index)].store(s.get(), std::memory_order_release);
+  slot_store_.push_back(std::move(s));
+  num_slots_.store(std::max(num_slots_.load(), session_index + 1), std::memory_order_release);
+}
+
+void Executor::set_plan(std::vector<std::pair<int, int>> targets) {
+  {
+    std::lock_guard lock(plan_mu_);
+    pending_plan_ = std::move(targets);
+    plan_pending_.store(true, std::memory_order_release);
+  }
+  notify();
+}
+
+void Executor::notify() {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (sleeping_.load(std::memory_order_seq_cst)) {
+    std::lock_guard lock(wake_mu_);
+    wake_cv_.notify_one();
+  }
+}
+
+void Executor::start() { thread_ = std::thread([this] { loop(); }); }
+
+void Executor::stop() {
+  if (!thread_.joinable()) return;
+  {
+    std::lock_guard lock(wake_mu_);
+    stop_.store(true);
+  }
+  wake_cv_.notify_all();
+  thread_.join();
+}
+
+std::size_t Executor::queued() const {
+  std::size_t n = 0;
+  const int ns = num_slots_.load(std::memory_order_acquire);
+  for (int i = 0; i < ns; ++i)
+    if (auto* s = slot(i)) n += s->queued.load(std::memory_order_acquire);
+  return n;
+}
+
+void Executor::apply_pending_plan() {
+  if (!plan_pending_.load(std::memory_order_acquire)) return;
+  std::vector<std::pair<int, int>> targets;
+  {
+    std::lock_guard lock(plan_mu_);
+    if (!pending_plan_) return;
+    targets = std::move(*pending_plan_);
+    pending_plan_.reset();
+    plan_pending_.store(false, std::memory_order_release);
+  }
+  const int ns = num_slots_.load(std::memory_order_acquire);
+  for (int i = 0; i < ns; ++i) {
+    Slot* s = slot(i);
+    if (!s) continue;
+    s->active = false;
+  }
+  for (auto [session, batch] : targets) {
+    if (Slot* s = slot(session)) {
+      s->active = true;
+      s->target_batch = std::max(1, batch);
+    }
+  }
+  // Items queued for sessions this device no longer serves move to their new route: each
+  // leaves this queue exactly when it enters another (or ends), so none is lost or doubled.
+  for (int i = 0; i < ns; ++i) {
+    Slot* s = slot(i);
+    if (!s || s->active) continue;
+    merge_inbox(*s);
+    while (!s->queue.empty()) {
+      Item it = std::move(s->queue.front());
+      s->queue.pop_front();
+      s->queued.fetch_sub(1, std::memory_order_acq_rel);
+      eng_.dispatch(std::move(it));
+    }
+  }
+}
+
+void Executor::merge_inbox(Slot& s) {
+  scratch_.clear();
+  s.inbox.drain_into(scratch_);
+  for (auto& it : scratch_) {
+    if (s.queue.empty() || s.queue.back().deadline <= it.deadline) {
+      s.queue.push_back(std::move(it));
+    } else {
+      auto pos = std::upper_bound(s.queue.begin(), s.queue.end(), it.deadline,
+                                  [](TimePoint d, const Item& x) { return d < x.deadline; });
+      s.queue.insert(pos, std::move(it));
+    }
+  }
+  scratch_.clear();
+}
+
+bool Executor::step(TimePoint now) {
+  apply_pending_plan();
+  const int ns = num_slots_.load(std::memory_order_acquire);
+  if (ns == 0) return false;
+  std::vector<QueryResult> done;
+  for (int k = 0; k < ns; ++k) {
+    const auto idx = static_cast<int>((rr_ + static_cast<std::size_t>(k)) % static_cast<std::size_t>(ns));
+    Slot* s = slot(idx);
+    if (!s) continue;
+    merge_inbox(*s);
+    if (s->queue.empty()) continue;
+    if (!s->active) {
+      apply_pending_plan();
+      if (!s->active) {
+        // Not served here (the plan changed under a producer): re-route.
+        while (!s->queue.empty()) {
+          Item it = std::move(s->queue.front());
+          s->queue.pop_front();
+          s->queued.fetch_sub(1, std::memory_order_acq_rel);
+          eng_.dispatch(std::move(it));
+        }
+        continue;
+      }
+    }
+    const SessionState* ss = eng_.sessions_[static_cast<std::size_t>(idx)].load();
+    const ModelState& m = eng_.model(ss->model);
+    s->wait_until.reset();
+    const auto d = s->policy->decide(DequeView(s->queue), now, m.plan_latency, s->target_batch);
+    for (std::size_t i = 0; i < d.drop; ++i) {
+      Item it = std::move(s->queue.front());
+      s->queue.pop_front();
+      s->queued.fetch_sub(1, std::memory_order_acq_rel);
+      eng_.end_item(it, RequestStatus::kDropped, Reason::kDeadline,
+                    "dropped by the batch policy: cannot finish by its deadline", &done);
+    }
+    if (d.take > 0) {
+      eng_.flush(done);
+      rr_ = static_cast<std::size_t>(idx) + 1;
+      run_batch(*s, d.take, now);
+      return true;
+    }
+    s->wait_until = d.wait_until;
+  }
+  eng_.flush(done);
+  return false;
+}
+
+Tensor Executor::stage_inputs(int model, std::vector<Item>& items) {
+  const ModelState& m = eng_.model(model);
+  if (staging_.size() <= static_cast<std::size_t>(model)) staging_.resize(static_cast<std::size_t>(model) + 1);
+  Tensor& buf = staging_[static_cast<std::size_t>(model)];
+  const auto n = static_cast<std::int64_t>(items.size());
+  if (m.item_shape.rank() == 0) {
+    // Unchecked shape: stack when every item has the same size, else hand over item 0's layout.
+    const std::int64_t per = items[0].model_input.numel();
+    for (auto& it : items)
+      if (it.model_input.numel() != per || it.model_input.dtype() != items[0].model_input.dtype())
+        throw_error("batch of '{}': items of different sizes ({} and {} elements)", m.spec.name,
+                    per, it.model_input.numel());
+    if (per == 0) {
+      if (buf.empty()) buf = Tensor(Shape{m.max_batch, 0});
+      return buf.slice(0, n);
+    }
+    std::vector<std::int64_t> dims{n};
+    const auto& s = items[0].model_input.shape();
+    for (int i = (s.rank() > 0 && s[0] == 1 && s.rank() > 1) ? 1 : 0; i < s.rank(); ++i) dims.push_back(s[i]);
+    Tensor out{Shape(dims), items[0].model_input.dtype()};
+    const std::size_t bytes = items[0].model_input.nbytes();
+    auto* dst = static_cast<std::byte*>(out.raw_data());
+    for (std::int64_t i = 0; i < n; ++i)
+      std::memcpy(dst + static_cast<std::size_t>(i) * bytes, items[static_cast<std::size_t>(i)].model_input.raw_data(), bytes);
+    return out;
+  }
+  if (buf.empty()) {
+    std::vector<std::int64_t> dims{m.max_batch};
+    for (auto d : m.item_shape.dims()) dims.push_back(d);
+    buf = Tensor(Shape(dims), m.spec.input_dtype);
+  }
+  const std::size_t bytes = static_cast<std::size_t>(m.item_shape.numel()) * size_of(m.spec.input_dtype);
+  auto* dst = static_cast<std::byte*>(buf.raw_data());
+  for (std::int64_t i = 0; i < n; ++i) {
+    const Tensor& t = items[static_cast<std::size_t>(i)].model_input;
+    NEXUS_CHECK(t.nbytes() == bytes && t.dtype() == m.spec.input_dtype,
+                "model '{}': item input {} {} (expected {} {})", m.spec.name, t.shape(),
+                name_of(t.dtype()), m.item_shape, name_of(m.spec.input_dtype));
+    std::memcpy(dst + static_cast<std::size_t>(i) * bytes, t.raw_data(), bytes);
+  }
+  return buf.slice(0, n);
+}
+
+void Executor::run_batch(Slot& s, std::size_t take, TimePoint now) {
+  const SessionState& ss = *eng_.sessions_[static_cast<std::size_t>(s.session)].load();
+  const ModelState& m = eng_.model(ss.model);
+  Batch b;
+  b.session = s.session;
+  b.device = device_;
+  b.items.reserve(take);
+  for (std::size_t i = 0; i < take; ++i) {
+    b.items.push_back(std::move(s.queue.front()));
+    s.queue.pop_front();
+  }
+  s.queued.fetch_sub(take, std::memory_order_acq_rel);
+  b.started = now;
+  Backend& backend = *m.backends[static_cast<std::size_t>(device_)];
+  try {
+    Tensor in = stage_inputs(ss.model, b.items);
+    b.outputs = backend.run({in});
+  } catch (const std::exception& e) {
+    b.failed = true;
+    b.error = e.what();
+  } catch (...) {
+    b.failed = true;
+    b.error = "unknown exception from the backend";
+  }
+  const auto n = static_cast<int>(take);
+  Duration busy;
+  if (eng_.virtual_) {
+    busy = m.sim_latency[static_cast<std::size_t>(std::clamp(n, 1, m.max_batch) - 1)];
+    b.finished = now + busy;
+  } else {
+    b.finished = eng_.clock_->now();
+    busy = b.finished - now;
+  }
+  busy_ns.fetch_add(static_cast<std::uint64_t>(std::max<Duration::rep>(0, busy.count())), std::memory_order_relaxed);
+  batches.fetch_add(1, std::memory_order_relaxed);
+  items.fetch_add(take, std::memory_order_relaxed);
+  auto& sm = const_cast<SessionState&>(ss);
+  sm.batches.fetch_add(1, std::memory_order_relaxed);
+  sm.batch_items.fetch_add(take, std::memory_order_relaxed);
+  if (n < sm.hist_size) sm.batch_hist[static_cast<std::size_t>(n)].fetch_add(1, std::memory_order_relaxed);
+  bool all_met = !b.failed;
+  for (auto& it : b.items) all_met = all_met && b.finished <= it.deadline;
+  s.policy->on_batch_done(n, all_met);
+
+  if (eng_.virtual_) {
+    inflight_ = std::move(b);
+    busy_until_ = inflight_->finished;
+    return;
+  }
+  if (eng_.options_.cpu_workers <= 0) {
+    std::vector<QueryResult> done;
+    eng_.complete_batch(b, &done);
+    eng_.flush(done);
+  } else {
+    auto shared = std::make_shared<Batch>(std::move(b));
+    eng_.post_to_pool([this, shared] {
+      std::vector<QueryResult> done;
+      eng_.complete_batch(*shared, &done);
+      eng_.flush(done);
+    });
+  }
+}
+
+void Executor::loop() {
+  while (true) {
+    if (step(eng_.clock_->now())) continue;
+    if (stop_.load(std::memory_order_acquire)) break;
+    // Sleep until a push, a plan, a policy timeout or a 2 ms backstop.
+    TimePoint wake = eng_.clock_->now() + std::chrono::milliseconds(2);
+    const int ns = num_slots_.load(std::memory_order_acquire);
+    for (int i = 0; i < ns; ++i)
+      if (Slot* s = slot(i); s && s->wait_until && !s->queue.empty()) wake = std::min(wake, *s->wait_until);
+    std::unique_lock lock(wake_mu_);
+    sleeping_.store(true, std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    bool pending = plan_pending_.load();
+    for (int i = 0; i < ns && !pending; ++i)
+      if (Slot* s = slot(i); s && !s->inbox.empty()) pending = true;
+    if (!pending && !stop_.load()) {
+      const auto rel = wake - eng_.clock_->now();
+      if (rel > Duration::zero()) wake_cv_.wait_for(lock, rel);
+    }
+    sleeping_.store(false, std::memory_order_seq_cst);
+  }
+}
+
+std::optional<TimePoint> Executor::next_event(TimePoint now) const {
+  if (inflight_) return busy_until_;
+  if (plan_pending_.load()) return now;
+  std::optional<TimePoint> t;
+  const int ns = num_slots_.load(std::memory_order_acquire);
+  for (int i = 0; i < ns; ++i) {
+    const Slot* s = slot(i);
+    if (!s) continue;
+    if (!s->inbox.empty()) return now;
+    if (!s->queue.empty()) {
+      const TimePoint w = s->wait_until ? std::max(now, *s->wait_until) : now;
+      if (!t || w < *t) t = w;
+    }
+  }
+  return t;
+}
+
+void Executor::sim_step(TimePoint now) {
+  if (inflight_ && now >= busy_until_) {
+    Batch b = std::move(*inflight_);
+    inflight_.reset();
+    std::vector<QueryResult> done;
+    eng_.complete_batch(b, &done);
+    eng_.flush(done);
+  }
+  if (!inflight_) step(now);
+}
+
+void Executor::drop_all(Reason reason, const char* message) {
+  std::vector<QueryResult> done;
+  if (inflight_) {
+    Batch b = std::move(*inflight_);
+    inflight_.reset();
+    eng_.complete_batch(b, &done);
+  }
+  const int ns = num_slots_.load(std::memory_order_acquire);
+  for (int i = 0; i < ns; ++i) {
+    Slot* s = slot(i);
+    if (!s) continue;
+    merge_inbox(*s);
+    while (!s->queue.empty()) {
+      Item it = std::move(s->queue.front());
+      s->queue.pop_front();
+      s->queued.fetch_sub(1, std::memory_order_acq_rel);
+      eng_.end_item(it, RequestStatus::kDropped, reason, message, &done);
+    }
+  }
+  eng_.flush(done);
+}
+
+}  // namespace nexus::runtime

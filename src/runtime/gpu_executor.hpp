@@ -1,0 +1,105 @@
+#pragma once
+// GpuExecutor: one per device (paper §6.3; notes §6). Runs the sessions the plan gives its device
+// round robin, one batch per session per turn (no two models contending on the device); each
+// batch is formed by the BatchPolicy over the session's deadline-ordered queue and staged into a
+// pre-allocated input buffer; post-processing and fan-out go to the CPU pool so the device can
+// start the next batch at once.
+//
+// Real time: a thread loops step(); it sleeps on a condition variable when there is nothing to do.
+// Virtual time: no thread; the engine's discrete-event driver calls sim_step(now) at the times
+// next_event() reports, and a batch occupies the device for the profile's mean ℓ(b).
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "engine_impl.hpp"
+
+namespace nexus::runtime {
+
+/// One session's queue on one executor.
+struct Slot {
+  explicit Slot(int session_index) : session(session_index) {}
+  int session;
+  HandoffQueue<Item> inbox;                 // producers → executor (batched hand-off)
+  std::atomic<std::size_t> queued{0};       // inbox + queue, for admission control
+  // executor thread only:
+  std::deque<Item> queue;                   // deadline order
+  std::unique_ptr<dispatch::BatchPolicy> policy;
+  int target_batch = 1;
+  bool active = false;
+  std::optional<TimePoint> wait_until;
+};
+
+class Executor {
+ public:
+  Executor(Engine::Impl& engine, int device);
+  ~Executor();
+
+  /// Creates the slot of a new session (control thread, before it is routed to).
+  void add_session(int session_index);
+  Slot* slot(int session_index) const {
+    return slots_[static_cast<std::size_t>(session_index)].load(std::memory_order_acquire);
+  }
+  /// Hands a new schedule to the executor: session → target batch (absent = not served here).
+  void set_plan(std::vector<std::pair<int, int>> targets);
+  /// Wakes the thread if it sleeps (after a push).
+  void notify();
+
+  void start();
+  /// Stops the thread once `engine` says nothing is left to do; joins.
+  void stop();
+
+  // virtual time
+  std::optional<TimePoint> next_event(TimePoint now) const;
+  void sim_step(TimePoint now);
+
+  /// Items still queued (inbox + queues); racy snapshot.
+  std::size_t queued() const;
+  /// Ends every queued item with kShutdown (after the thread stopped).
+  void drop_all(Reason reason, const char* message);
+
+  int device() const { return device_; }
+  std::atomic<std::uint64_t> busy_ns{0}, batches{0}, items{0};
+
+ private:
+  void loop();
+  /// Tries one batch, visiting sessions round robin. Returns true if a batch ran.
+  bool step(TimePoint now);
+  void apply_pending_plan();
+  void run_batch(Slot& slot, std::size_t take, TimePoint now);
+  void merge_inbox(Slot& slot);
+  Tensor stage_inputs(int model, std::vector<Item>& items);
+
+  Engine::Impl& eng_;
+  int device_;
+  std::array<std::atomic<Slot*>, kMaxSessions> slots_{};
+  std::vector<std::unique_ptr<Slot>> slot_store_;
+  std::mutex slot_mu_;
+  std::atomic<int> num_slots_{0};
+  std::size_t rr_ = 0;
+  std::vector<Item> scratch_;
+  std::vector<Tensor> staging_;  // per model: [max_batch, ...item_shape]
+
+  std::mutex plan_mu_;
+  std::optional<std::vector<std::pair<int, int>>> pending_plan_;
+  std::atomic<bool> plan_pending_{false};
+
+  std::mutex wake_mu_;
+  std::condition_variable wake_cv_;
+  std::atomic<bool> sleeping_{false};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+
+  // virtual time: the batch on the device
+  std::optional<Batch> inflight_;
+  TimePoint busy_until_{};
+};
+
+}  // namespace nexus::runtime
