@@ -1,0 +1,94 @@
+// CpuBackend throughput on ResNet-50 and MobileNetV1 (seeded random weights) at batch 1 and 8,
+// next to Eigen's own multi-threaded SGEMM measured in the same run with the same thread count.
+// Prints one JSON object. Figures: images/s and GFLOP/s (2 x MACs per image) from the median of
+// --runs timed runs after one warm-up run; ratio = model GFLOP/s / GEMM GFLOP/s.
+//
+// Usage: cpu_backend [--threads N] [--runs R] [--gemm-n N] [--machine "text"]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "nexus/exec/cpu_backend.hpp"
+#include "nexus/model/graph.hpp"
+#include "nexus/model/zoo/standard.hpp"
+
+int main(int argc, char** argv) {
+  int threads = 0, runs = 5, gemm_n = 2048;
+  std::string machine = "2-core x86_64 CPU box";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string key = argv[i];
+    if (key == "--threads") threads = std::atoi(argv[i + 1]);
+    else if (key == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
+    else if (key == "--gemm-n") gemm_n = std::max(64, std::atoi(argv[i + 1]));
+    else if (key == "--machine") machine = argv[i + 1];
+    else {
+      std::fprintf(stderr, "unknown option %s\n", key.c_str());
+      return 2;
+    }
+  }
+
+  nexus::CpuBackend probe(nexus::CpuBackendOptions{threads});
+  threads = probe.threads();
+  const double gemm = nexus::exec::eigen_gemm_gflops(gemm_n, threads, runs);
+
+  nlohmann::json out;
+  const std::time_t now = std::time(nullptr);
+  char date[32];
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  out["benchmark"] = "cpu_backend";
+  out["date"] = date;
+  out["machine"] = machine;
+  out["hardware_concurrency"] = std::thread::hardware_concurrency();
+  out["threads"] = threads;
+  out["runs"] = runs;
+  out["eigen_gemm"] = {{"n", gemm_n}, {"gflops", gemm},
+                       {"how", "Eigen Tensor contraction on a ThreadPoolDevice, median"}};
+
+  nlohmann::json models = nlohmann::json::array();
+  for (const char* name : {"resnet50", "mobilenet_v1"}) {
+    const nexus::model::Graph g = nexus::model::zoo::standard_model(name);
+    const double flops_per_image = 2.0 * static_cast<double>(g.macs_per_item());
+    for (int batch : {1, 8}) {
+      nexus::CpuBackend be(nexus::CpuBackendOptions{threads});
+      be.load(g, batch);
+      std::vector<std::int64_t> dims{batch};
+      const nexus::Shape item = be.input_shape();
+      for (auto d : item.dims()) dims.push_back(d);
+      nexus::Tensor x{nexus::Shape(dims)};
+      float v = 0.0f;
+      for (float& e : x.values()) e = (v = v * 0.7f + 0.31f, v - static_cast<int>(v));
+      be.run_one(x);  // warm-up
+      std::vector<double> seconds;
+      for (int r = 0; r < runs; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        be.run_one(x);
+        seconds.push_back(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+      }
+      std::sort(seconds.begin(), seconds.end());
+      const double median = seconds[seconds.size() / 2];
+      const double gflops = flops_per_image * batch / median / 1e9;
+      models.push_back({{"model", name},
+                        {"batch", batch},
+                        {"median_ms", median * 1e3},
+                        {"min_ms", seconds.front() * 1e3},
+                        {"images_per_s", batch / median},
+                        {"gflops", gflops},
+                        {"ratio_to_gemm", gflops / gemm},
+                        {"gmacs_per_image", g.macs_per_item() / 1e9},
+                        {"weights_bytes", be.weights_bytes()},
+                        {"activation_bytes", be.activation_bytes(batch)}});
+    }
+  }
+  out["models"] = models;
+  std::printf("%s\n", out.dump(2).c_str());
+  return 0;
+}
