@@ -1,0 +1,211 @@
+// QueryPlanner: a hand-solved chain, brute force over the budget grid for random trees and for
+// the layered DAG fallback, and every structural error.
+
+#include <catch2/catch.hpp>
+
+#include <functional>
+#include <limits>
+#include <random>
+
+#include "helpers.hpp"
+#include "nexus/core/error.hpp"
+#include "nexus/schedule/query_planner.hpp"
+
+using namespace nexus;
+using namespace nexus::test;
+
+namespace {
+
+ProfileMap chain_profiles() {
+  ProfileMap p;
+  // X: ℓ = 10, 15, 20, 25 ms → T = 100, 133.3, 150, 160 req/s.
+  p.emplace("X", BatchProfile("X", "gpu", {1, 2, 3, 4}, {10000, 15000, 20000, 25000}));
+  // Y: ℓ = 20, 30, 40, 50 ms → T = 50, 66.7, 75, 80 req/s.
+  p.emplace("Y", BatchProfile("Y", "gpu", {1, 2, 3, 4}, {20000, 30000, 40000, 50000}));
+  return p;
+}
+
+QuerySpec chain(double fanout) {
+  QuerySpec q;
+  q.id = "q";
+  q.slo = 100ms;
+  q.rate_rps = 100;
+  q.stages = {{"x", "X", {{"y", fanout}}}, {"y", "Y", {}}};
+  return q;
+}
+
+// Independent reference: R / (best b/ℓ(b) with 2ℓ(b) ≤ budget), scanning the profile directly.
+double stage_cost(const BatchProfile& p, double rate, std::int64_t budget_us) {
+  double best = 0;
+  for (int b = 1; b <= p.max_batch(); ++b)
+    if (2 * p.latency(b).count() <= budget_us) best = std::max(best, p.throughput(b));
+  return best > 0 ? rate / best : std::numeric_limits<double>::infinity();
+}
+
+}  // namespace
+
+TEST_CASE("hand-solved chain X → Y (γ = 3), SLO 100 ms in 10 ms steps", "[query][known]") {
+  // Rates: X 100, Y 300. Costs: X(20) = 1, X(30) = 0.75, X(40) = 0.667, X(≥50) = 0.625;
+  // Y(40..50) = 6, Y(60..70) = 4.5, Y(80..90) = 4, Y(100) = 3.75.
+  // Splits: 20/80 → 5.0; 30/70 → 5.25; 40/60 → 5.167; 50/50 → 6.625. Best: X 20 ms, Y 80 ms.
+  QueryPlanner planner({10});
+  const auto split = planner.split(chain(3), chain_profiles());
+  CHECK(split.gpus == Approx(5.0));
+  CHECK(split.budgets.at("x") == 20ms);
+  CHECK(split.budgets.at("y") == 80ms);
+  CHECK(split.rates.at("y") == Approx(300));
+  CHECK_FALSE(split.layered);
+  // With γ = 0.1 (a filter) Y's rate is 10 and X gets more of the budget:
+  // 20/80 → 1 + 0.133; 30/70 → 0.75 + 0.15; 40/60 → 0.667 + 0.15 = 0.8167; 50/50 → 0.625 + 0.2.
+  const auto filter = planner.split(chain(0.1), chain_profiles());
+  CHECK(filter.gpus == Approx(2.0 / 3 + 0.15));
+  CHECK(filter.budgets.at("x") == 40ms);
+  CHECK(filter.budgets.at("y") == 60ms);
+  const auto sessions = QueryPlanner::sessions(chain(3), split);
+  REQUIRE(sessions.size() == 2);
+  CHECK(sessions[1].id == "q/y");
+  CHECK(sessions[1].slo == 80ms);
+  CHECK(sessions[1].rate_rps == Approx(300));
+}
+
+TEST_CASE("random trees: the DP equals brute force over the budget grid", "[query][property]") {
+  std::mt19937_64 rng(42);
+  for (int trial = 0; trial < 60; ++trial) {
+    ProfileMap profiles;
+    for (int m = 0; m < 3; ++m) {
+      const std::string name = "m" + std::to_string(m);
+      profiles.emplace(name, random_profile(rng, name, 16));
+    }
+    const int n = 1 + static_cast<int>(rng() % 4);
+    QuerySpec q;
+    q.id = "t";
+    q.slo = std::chrono::microseconds(60000 + rng() % 300000);
+    q.rate_rps = 10 + rng() % 500;
+    std::vector<int> parent(n, -1);
+    for (int i = 0; i < n; ++i) {
+      q.stages.push_back({"s" + std::to_string(i), "m" + std::to_string(rng() % 3), {}});
+      if (i > 0) {
+        parent[i] = static_cast<int>(rng() % i);
+        q.stages[parent[i]].children.push_back({q.stages[i].id, 0.2 + (rng() % 40) / 10.0});
+      }
+    }
+    const int S = 12;
+    QueryPlanner planner({S});
+    const auto rates = QueryPlanner::stage_rates(q);
+    // Brute force: every assignment of k_i ∈ 1..S with each root-to-leaf path summing ≤ S.
+    double best = std::numeric_limits<double>::infinity();
+    std::vector<int> k(n, 1);
+    std::function<void(int)> rec = [&](int i) {
+      if (i == n) {
+        double c = 0;
+        for (int j = 0; j < n; ++j) {
+          c += stage_cost(profiles.at(q.stages[j].model), rates.at(q.stages[j].id),
+                          q.slo.count() * k[j] / S);
+        }
+        best = std::min(best, c);
+        return;
+      }
+      int used = 0;
+      for (int a = parent[i]; a >= 0; a = parent[a]) used += k[a];
+      for (int v = 1; v + used <= S; ++v) {
+        k[i] = v;
+        rec(i + 1);
+      }
+    };
+    rec(0);
+    INFO("trial " << trial);
+    if (best == std::numeric_limits<double>::infinity()) {
+      CHECK_THROWS_AS(planner.split(q, profiles), InfeasibleSlo);
+      continue;
+    }
+    const auto split = planner.split(q, profiles);
+    CHECK(split.gpus == Approx(best).epsilon(1e-9));
+    // The returned budgets achieve the objective and respect every path.
+    double c = 0;
+    for (int j = 0; j < n; ++j) {
+      const auto& st = q.stages[j];
+      c += stage_cost(profiles.at(st.model), rates.at(st.id), split.budgets.at(st.id).count());
+      std::int64_t path = 0;
+      for (int a = j; a >= 0; a = parent[a]) path += split.budgets.at(q.stages[a].id).count();
+      CHECK(path <= q.slo.count());
+    }
+    CHECK(c <= best * (1 + 1e-9));
+  }
+}
+
+TEST_CASE("DAG with a join: layered fallback, same budget per layer", "[query][dag]") {
+  // x → {y, z} → w. w's rate adds both parents: 100·2·1 + 100·1·0.5 = 250.
+  ProfileMap p = chain_profiles();
+  QuerySpec q;
+  q.id = "d";
+  q.slo = 150ms;
+  q.rate_rps = 100;
+  q.stages = {{"x", "X", {{"y", 2}, {"z", 1}}},
+              {"y", "Y", {{"w", 1}}},
+              {"z", "X", {{"w", 0.5}}},
+              {"w", "X", {}}};
+  const auto rates = QueryPlanner::stage_rates(q);
+  CHECK(rates.at("w") == Approx(250));
+  const int S = 15;
+  const auto split = QueryPlanner({S}).split(q, p);
+  CHECK(split.layered);
+  CHECK(split.budgets.at("y") == split.budgets.at("z"));
+  CHECK(split.budgets.at("x") + split.budgets.at("y") + split.budgets.at("w") <= q.slo);
+  // Brute force over the three layer budgets.
+  double best = std::numeric_limits<double>::infinity();
+  for (int a = 1; a <= S; ++a)
+    for (int b = 1; a + b <= S; ++b)
+      for (int c = 1; a + b + c <= S; ++c) {
+        auto us = [&](int k) { return q.slo.count() * k / S; };
+        const double v = stage_cost(p.at("X"), 100, us(a)) + stage_cost(p.at("Y"), 200, us(b)) +
+                         stage_cost(p.at("X"), 100, us(b)) + stage_cost(p.at("X"), 250, us(c));
+        best = std::min(best, v);
+      }
+  CHECK(split.gpus == Approx(best));
+}
+
+TEST_CASE("bad query graphs: clear errors naming the query and stage", "[query][errors]") {
+  const auto p = chain_profiles();
+  QueryPlanner planner;
+  QuerySpec q = chain(1);
+  q.stages[1].children.push_back({"x", 1});  // y → x: a cycle, and no root
+  CHECK_THROWS_WITH(planner.split(q, p), Catch::Contains("cycle") && Catch::Contains("'q'"));
+  q = chain(1);
+  q.stages.push_back({"z", "X", {}});  // a second root
+  CHECK_THROWS_WITH(planner.split(q, p), Catch::Contains("exactly one root") && Catch::Contains("z"));
+  q = chain(1);
+  q.stages[0].children.push_back({"nope", 1});
+  CHECK_THROWS_WITH(planner.split(q, p), Catch::Contains("unknown stage 'nope'"));
+  q = chain(1);
+  q.stages[1].model = "missing";
+  CHECK_THROWS_WITH(planner.split(q, p), Catch::Contains("'missing'") && Catch::Contains("'y'"));
+  q = chain(0);
+  CHECK_THROWS_WITH(planner.split(q, p), Catch::Contains("fan-out"));
+  q = chain(1);
+  q.rate_rps = 0;
+  CHECK_THROWS_WITH(planner.split(q, p), Catch::Contains("rate"));
+  q = chain(1);
+  q.slo = 0ms;
+  CHECK_THROWS_WITH(planner.split(q, p), Catch::Contains("SLO"));
+  q = chain(1);
+  q.stages[1].id = "x";
+  CHECK_THROWS_WITH(planner.split(q, p), Catch::Contains("duplicate stage id 'x'"));
+  q = chain(1);
+  q.stages[0].children[0].stage = "x";
+  CHECK_THROWS_WITH(planner.split(q, p), Catch::Contains("itself"));
+}
+
+TEST_CASE("an SLO no split meets: InfeasibleSlo with the SLO needed", "[query][errors]") {
+  // Tightest path: X needs 2·10 ms, Y 2·20 ms → 60 ms.
+  QuerySpec q = chain(1);
+  q.slo = 50ms;
+  try {
+    QueryPlanner({10}).split(q, chain_profiles());
+    FAIL("expected InfeasibleSlo");
+  } catch (const InfeasibleSlo& e) {
+    CHECK(e.required_slo == 60ms);
+    CHECK_THAT(std::string(e.what()), Catch::Contains("60.000 ms") && Catch::Contains("'q'"));
+  }
+  q.slo = 60ms;
+  CHECK(QueryPlanner({6}).split(q, chain_profiles()).budgets.at("x") == 20ms);
+}
