@@ -169,6 +169,17 @@ Dims4 contiguous_strides(Dims4 d) {
   return Dims4{{d.v[1] * d.v[2] * d.v[3], d.v[2] * d.v[3], d.v[3], 1}};
 }
 
+/// Destroys a tensor descriptor at scope exit.
+struct DescGuard {
+  cudnnTensorDescriptor_t d = nullptr;
+  explicit DescGuard(cudnnTensorDescriptor_t desc) : d(desc) {}
+  DescGuard(const DescGuard&) = delete;
+  DescGuard& operator=(const DescGuard&) = delete;
+  ~DescGuard() {
+    if (d) cudnnDestroyTensorDescriptor(d);
+  }
+};
+
 std::vector<float> values_of(const Tensor& t) {
   auto v = t.values();
   return std::vector<float>(v.begin(), v.end());
@@ -291,6 +302,7 @@ struct CudaBackend::Impl {
   // ---- run --------------------------------------------------------------------------------
   void prepare(int n);
   void choose_conv_algorithm(Step& s, int n);
+  cudaGraphExec_t capture(int n);
   void run_sequence(int n, cudaStream_t stream);
   void run_step(Step& s, int n, cudaStream_t stream);
   std::vector<Tensor> run(const std::vector<Tensor>& inputs);
@@ -374,7 +386,6 @@ void CudaBackend::Impl::build_steps(const model::Graph& graph) {
     switch (n.op) {
       case OpType::kInput:
         v.materialized = true;
-        input_values.push_back(n.id);
         continue;
       case OpType::kConstant: {
         NEXUS_CHECK(n.weight.numel() == v.item_elems(),
@@ -510,6 +521,10 @@ void CudaBackend::Impl::build_steps(const model::Graph& graph) {
     }
     steps.push_back(std::move(s));
   }
+  input_values = graph.inputs();  // run()'s order
+  for (int i : input_values)
+    NEXUS_CHECK(nodes.at(static_cast<std::size_t>(i)).op == OpType::kInput,
+                "CudaBackend: graph input {} is not an Input node", i);
   output_values = graph.outputs();
   NEXUS_CHECK(!input_values.empty() && !output_values.empty(),
               "CudaBackend: graph '{}' has no input or no output", graph.name());
@@ -626,12 +641,11 @@ void CudaBackend::Impl::check_layers() {
     if (s.kind == StepKind::kConv) {
       const Value& x = values[static_cast<std::size_t>(s.temp >= 0 ? s.temp : s.ins[0])];
       const Value& y = values[static_cast<std::size_t>(s.out)];
-      cudnnTensorDescriptor_t xd = tensor_desc(x, 1, s.name);
+      const DescGuard xd{tensor_desc(x, 1, s.name)};
       int n = 0, c = 0, h = 0, w = 0;
-      const cudnnStatus_t st =
-          cudnnGetConvolution2dForwardOutputDim(s.conv_desc, xd, s.w_desc, &n, &c, &h, &w);
-      cudnnDestroyTensorDescriptor(xd);
-      NEXUS_CUDNN_CHECK(st, s.name);
+      NEXUS_CUDNN_CHECK(
+          cudnnGetConvolution2dForwardOutputDim(s.conv_desc, xd.d, s.w_desc, &n, &c, &h, &w),
+          s.name);
       NEXUS_CHECK(c == y.d[0] && h == y.d[1] && w == y.d[2],
                   "CudaBackend: conv '{}': cuDNN computes [{}, {}, {}], the graph says [{}, {}, "
                   "{}]", s.name, c, h, w, y.d[0], y.d[1], y.d[2]);
@@ -645,11 +659,10 @@ void CudaBackend::Impl::check_layers() {
                                                     s.pool.pads.top, s.pool.pads.left,
                                                     s.pool.stride_h, s.pool.stride_w),
                         s.name);
-      cudnnTensorDescriptor_t xd = tensor_desc(x, 1, s.name);
+      const DescGuard xd{tensor_desc(x, 1, s.name)};
       int n = 0, c = 0, h = 0, w = 0;
-      const cudnnStatus_t st = cudnnGetPooling2dForwardOutputDim(s.pool_desc, xd, &n, &c, &h, &w);
-      cudnnDestroyTensorDescriptor(xd);
-      NEXUS_CUDNN_CHECK(st, s.name);
+      NEXUS_CUDNN_CHECK(cudnnGetPooling2dForwardOutputDim(s.pool_desc, xd.d, &n, &c, &h, &w),
+                        s.name);
       const std::int64_t oh = y.rank == 3 ? y.d[1] : 1, ow = y.rank == 3 ? y.d[2] : 1;
       if (c != y.d[0] || h != oh || w != ow) s.kind = StepKind::kPoolKernel;  // exact TF sizes
     }
@@ -840,8 +853,16 @@ void CudaBackend::Impl::unload() {
 void CudaBackend::Impl::choose_conv_algorithm(Step& s, int n) {
   ConvPerBatch& pb = s.conv_batches[static_cast<std::size_t>(n)];
   const Value& x = values[static_cast<std::size_t>(s.temp >= 0 ? s.temp : s.ins[0])];
+  if (pb.x) cudnnDestroyTensorDescriptor(pb.x);  // left by an earlier, failed prepare()
+  if (pb.y) cudnnDestroyTensorDescriptor(pb.y);
+  pb.x = pb.y = nullptr;
   pb.x = tensor_desc(x, n, s.name);
   pb.y = tensor_desc(values[static_cast<std::size_t>(s.out)], n, s.name);
+  // Measure with every kernel of the precision allowed (an earlier batch may have narrowed it).
+  NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, elem == Elem::kF16
+                                                                 ? CUDNN_TENSOR_OP_MATH
+                                                                 : CUDNN_FMA_MATH),
+                    s.name);
   constexpr int kMaxAlgos = 16;
   cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
   int returned = 0;
@@ -896,34 +917,50 @@ void CudaBackend::Impl::prepare(int n) {
       Value y = values[static_cast<std::size_t>(s.out)];
       if (y.rank != 3) y.nhwc = x.nhwc;  // global pool: [C] viewed as [C, 1, 1] in x's format
       auto& pb = s.pool_batches[static_cast<std::size_t>(n)];
+      if (pb.first) cudnnDestroyTensorDescriptor(pb.first);
+      if (pb.second) cudnnDestroyTensorDescriptor(pb.second);
+      pb.first = pb.second = nullptr;
       pb.first = tensor_desc(x, n, s.name);
       pb.second = tensor_desc(y, n, s.name);
     }
   }
-  if (options.use_cuda_graphs) {
-    cudaGraph_t graph = nullptr;
-    NEXUS_CUDA_CHECK(cudaStreamBeginCapture(compute, cudaStreamCaptureModeThreadLocal),
-                     model_name);
-    try {
-      run_sequence(n, compute);
-    } catch (const Error& e) {
-      cudaStreamEndCapture(compute, &graph);
-      if (graph) cudaGraphDestroy(graph);
-      (void)cudaGetLastError();
-      // Some library call refused capture: run this batch size step by step instead.
-      std::fprintf(stderr, "nexus: CudaBackend '%s' batch %d runs without a CUDA Graph: %s\n",
-                   model_name.c_str(), n, e.what());
-      prepared[static_cast<std::size_t>(n)] = true;
-      return;
-    }
-    NEXUS_CUDA_CHECK(cudaStreamEndCapture(compute, &graph), model_name);
-    cudaGraphExec_t exec = nullptr;
-    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    NEXUS_CUDA_CHECK(e, model_name);
-    graphs[static_cast<std::size_t>(n)] = exec;
-  }
+  if (options.use_cuda_graphs) graphs[static_cast<std::size_t>(n)] = capture(n);
   prepared[static_cast<std::size_t>(n)] = true;
+}
+
+// Captures run_sequence(n) into a CUDA Graph. If a library call refuses capture, the batch size
+// runs step by step instead (null), with a note on stderr: slower, never wrong.
+cudaGraphExec_t CudaBackend::Impl::capture(int n) {
+  auto give_up = [&](const char* why) -> cudaGraphExec_t {
+    std::fprintf(stderr, "nexus: CudaBackend '%s' batch %d runs without a CUDA Graph: %s\n",
+                 model_name.c_str(), n, why);
+    return nullptr;
+  };
+  NEXUS_CUDA_CHECK(cudaStreamBeginCapture(compute, cudaStreamCaptureModeThreadLocal),
+                   model_name);
+  cudaGraph_t graph = nullptr;
+  try {
+    run_sequence(n, compute);
+  } catch (const Error& e) {
+    cudaStreamEndCapture(compute, &graph);
+    if (graph) cudaGraphDestroy(graph);
+    (void)cudaGetLastError();
+    return give_up(e.what());
+  }
+  cudaError_t status = cudaStreamEndCapture(compute, &graph);
+  if (status != cudaSuccess) {
+    if (graph) cudaGraphDestroy(graph);
+    (void)cudaGetLastError();
+    return give_up(cudaGetErrorName(status));
+  }
+  cudaGraphExec_t exec = nullptr;
+  status = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();
+    return give_up(cudaGetErrorName(status));
+  }
+  return exec;
 }
 
 // Input conversions, every step, output conversions: the work captured into a batch's graph.
