@@ -6,7 +6,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
-#include <functional>
+#include <type_traits>
 #include <limits>
 #include <mutex>
 #include <new>
@@ -36,6 +36,21 @@ std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1) / m *
 
 // ---- thread pool -------------------------------------------------------------------------------
 
+// A non-owning reference to a callable void(int): no allocation per parallel region (a
+// std::function would allocate for the larger lambdas). The callable outlives the call.
+class TaskRef {
+ public:
+  template <typename F>
+  TaskRef(F&& f)  // NOLINT: implicit by design
+      : obj_(const_cast<void*>(static_cast<const void*>(&f))),
+        call_([](void* o, int i) { (*static_cast<std::remove_reference_t<F>*>(o))(i); }) {}
+  void operator()(int i) const { call_(obj_, i); }
+
+ private:
+  void* obj_;
+  void (*call_)(void*, int);
+};
+
 // A fixed pool: run(tasks, fn) calls fn(0..tasks-1) on the workers and the caller, and returns
 // when all calls are done. One caller at a time (the Backend's run() contract).
 class ThreadPool {
@@ -53,7 +68,7 @@ class ThreadPool {
   }
   int size() const { return size_; }
 
-  void run(int tasks, const std::function<void(int)>& fn) {
+  void run(int tasks, TaskRef fn) {
     if (tasks <= 0) return;
     if (tasks == 1 || workers_.empty()) {
       for (int i = 0; i < tasks; ++i) fn(i);
@@ -111,7 +126,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   std::mutex mu_;
   std::condition_variable wake_, done_cv_;
-  const std::function<void(int)>* job_ = nullptr;
+  const TaskRef* job_ = nullptr;
   int tasks_ = 0;  // written under mu_ before next_ is reset; read after a fetch_add on next_
   std::atomic<int> next_{0};
   int done_ = 0, active_ = 0;
@@ -119,9 +134,10 @@ class ThreadPool {
   std::uint64_t generation_ = 0;
 };
 
-// Splits [0, total) into at most `parts` contiguous chunks of at least `grain`, run on the pool.
-void parallel_range(ThreadPool& pool, std::int64_t total, std::int64_t grain,
-                    const std::function<void(std::int64_t, std::int64_t)>& fn) {
+// Splits [0, total) into at most pool.size() contiguous chunks of at least `grain` and runs
+// fn(begin, end) on each.
+template <typename F>
+void parallel_range(ThreadPool& pool, std::int64_t total, std::int64_t grain, const F& fn) {
   if (total <= 0) return;
   const std::int64_t parts =
       std::clamp<std::int64_t>(total / std::max<std::int64_t>(grain, 1), 1, pool.size());
@@ -311,7 +327,8 @@ void CpuBackend::Impl::plan() {
         // Fuse into a Conv2D / FC whose only consumer this is.
         const Node& p = graph.node(n.inputs[0]);
         const auto pi = static_cast<std::size_t>(p.id);
-        if ((p.op == OpType::kConv2D || p.op == OpType::kFullyConnected) &&
+        if ((p.op == OpType::kConv2D || p.op == OpType::kFullyConnected ||
+             p.op == OpType::kAdd) &&
             consumers[pi] == 1 && !is_output[pi] && steps[pi].act == Act::kNone) {
           steps[pi].act = n.op == OpType::kRelu    ? Act::kRelu
                           : n.op == OpType::kRelu6 ? Act::kRelu6
@@ -375,7 +392,38 @@ void CpuBackend::Impl::plan() {
       lu = std::max(lu, i);
     }
   }
-  for (model::NodeId o : graph.outputs()) last_use[static_cast<std::size_t>(src[static_cast<std::size_t>(o)])] = count;
+  for (model::NodeId o : graph.outputs())
+    last_use[static_cast<std::size_t>(src[static_cast<std::size_t>(o)])] = count;
+
+  // In place: an elementwise op whose (first same-shaped) input buffer dies at this op writes
+  // its output into that buffer (out[i] depends on in[i] only). Views of this op then follow.
+  for (const Node& n : nodes) {
+    const auto i = static_cast<std::size_t>(n.id);
+    if (src[i] != n.id) {  // a view or fused op: re-resolve, its source may have moved in place
+      src[i] = src[static_cast<std::size_t>(src[i])];
+      continue;
+    }
+    bool elementwise = false;
+    switch (n.op) {
+      case OpType::kRelu: case OpType::kRelu6: case OpType::kLeakyRelu: case OpType::kSigmoid:
+      case OpType::kTanh: case OpType::kBatchNorm: case OpType::kScaleOffset: case OpType::kAdd:
+      case OpType::kMul:
+        elementwise = true;
+        break;
+      default:
+        break;
+    }
+    if (!elementwise) continue;
+    for (model::NodeId in : n.inputs) {
+      const auto s_in = static_cast<std::size_t>(src[static_cast<std::size_t>(in)]);
+      if (storage[s_in] != Storage::kArena || last_use[s_in] != i ||
+          graph.node(in).shape != n.shape)
+        continue;
+      src[i] = static_cast<model::NodeId>(s_in);
+      last_use[s_in] = last_use[i];
+      break;
+    }
+  }
 
   // Best-fit placement in a per-item arena; scaled by max_batch (linear, so no overlap appears).
   struct Block {
@@ -722,6 +770,11 @@ void CpuBackend::Impl::binary(const Step& s, int n) {
           for (std::int64_t i = off; i < off + inner; ++i) yp[i] = ap[i] + v;
         else
           for (std::int64_t i = off; i < off + inner; ++i) yp[i] = ap[i] * v;
+      }
+      if (s.act != Act::kNone) {
+        const std::int64_t b0 = b_item == item || b_item == 1 ? 0 : ch * inner;
+        const std::int64_t len = b_item == item || b_item == 1 ? item : inner;
+        apply_bias_act(yp + b0, len, 0.0f, s.act, s.act_alpha);
       }
     }
   });

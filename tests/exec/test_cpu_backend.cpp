@@ -416,15 +416,59 @@ TEST_CASE("Activation memory is planned by lifetime", "[exec]") {
   auto g = std::move(gb).build();
   CpuBackend be(CpuBackendOptions{2});
   be.load(g, 4);
-  // Ten [4, 8, 8] values, but at most two live at once: 2 x 256 floats per item.
-  CHECK(be.activation_bytes(1) == 2 * 256 * 4);
-  CHECK(be.activation_bytes(4) == 4 * 2 * 256 * 4);
+  // Ten [4, 8, 8] values, computed in place one after the other: one 256-float buffer per item.
+  CHECK(be.activation_bytes(1) == 256 * 4);
+  CHECK(be.activation_bytes(4) == 4 * 256 * 4);
   CHECK(be.weights_bytes() == 0);
   Tensor in = iota({4, 4, 8, 8}, -1.0f, 0.01f);
   const Tensor out = be.run_one(in);
   double v = -1.0;
   for (int i = 0; i < 10; ++i) v = 1.0 / (1.0 + std::exp(-v));
   CHECK(out.values()[0] == Approx(v));
+}
+
+TEST_CASE("Buffers are reused once their last consumer ran", "[exec]") {
+  // x -> a = conv(x) -> b = conv(a) -> c = conv(b) -> d = conv(c): 1x1 convs are not in place,
+  // so at most two [2, 4, 4] values (32 floats) are live at once; c reuses a's slot.
+  GraphBuilder gb("convs");
+  auto x = gb.input("x", Shape{2, 4, 4});
+  NodeId y = x;
+  for (int i = 0; i < 4; ++i)
+    y = gb.conv2d("c" + std::to_string(i), y, vals({2, 2, 1, 1}, {1, 1, 0, 1}), std::nullopt,
+                  conv_attrs(1, Padding::kSame));
+  gb.output(y);
+  auto g = std::move(gb).build();
+  CpuBackend be(CpuBackendOptions{2});
+  be.load(g, 1);
+  CHECK(be.activation_bytes(1) == 2 * 32 * 4);
+  // Each conv maps (p, q) -> (p + q, q): after four, (p + 4q, q).
+  Tensor in = iota({1, 2, 4, 4});
+  const Tensor out = be.run_one(in);
+  for (int i = 0; i < 16; ++i) {
+    CHECK(out.values()[static_cast<std::size_t>(i)] ==
+          Approx(in.values()[static_cast<std::size_t>(i)] + 4 * in.values()[static_cast<std::size_t>(16 + i)]));
+    CHECK(out.values()[static_cast<std::size_t>(16 + i)] == in.values()[static_cast<std::size_t>(16 + i)]);
+  }
+}
+
+TEST_CASE("Residual add with a fused ReLU, in place, keeps its operands intact for others", "[exec]") {
+  GraphBuilder gb("res");
+  auto x = gb.input("x", Shape{1, 2, 2});
+  auto a = gb.sigmoid("a", x);                           // a is used by sum and later by out2
+  auto b = gb.scale_offset("b", x, vals({1}, {-2}), vals({1}, {0}));
+  auto sum = gb.relu("relu", gb.add("sum", a, b));       // relu(a - 2x), in place into b
+  gb.output(sum);
+  gb.output(gb.mul("out2", a, a));
+  auto g = std::move(gb).build();
+  CpuBackend be(CpuBackendOptions{2});
+  be.load(g, 2);
+  const std::vector<float> xv = {-3, -1, 0.1f, 2, 1, -1, 0.5f, 0.25f};
+  auto o = be.run({vals({2, 1, 2, 2}, xv)});
+  for (std::size_t i = 0; i < xv.size(); ++i) {
+    const float s = 1.0f / (1.0f + std::exp(-xv[i]));
+    CHECK(o[0].values()[i] == Approx(std::max(s - 2 * xv[i], 0.0f)));
+    CHECK(o[1].values()[i] == Approx(s * s));
+  }
 }
 
 TEST_CASE("Wrong inputs throw errors naming the input and the expected shape", "[exec]") {
