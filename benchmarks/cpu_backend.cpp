@@ -20,6 +20,18 @@
 #include "nexus/model/graph.hpp"
 #include "nexus/model/zoo/standard.hpp"
 
+namespace {
+// The 1-minute load average (Linux), to tell a quiet machine from a busy one; -1 elsewhere.
+double load_average() {
+  double v = -1.0;
+  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &v) != 1) v = -1.0;
+    std::fclose(f);
+  }
+  return v;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   int threads = 0, runs = 5, gemm_n = 2048;
   std::string machine = "2-core x86_64 CPU box";
@@ -35,6 +47,7 @@ int main(int argc, char** argv) {
     }
   }
 
+  const double load_before = load_average();
   nexus::CpuBackend probe(nexus::CpuBackendOptions{threads});
   threads = probe.threads();
   const double gemm = nexus::exec::eigen_gemm_gflops(gemm_n, threads, runs);
@@ -89,6 +102,7 @@ int main(int argc, char** argv) {
     }
   }
   out["models"] = models;
+  out["load_average_1min"] = {{"before", load_before}, {"after", load_average()}};
   std::printf("%s\n", out.dump(2).c_str());
   return 0;
 }
