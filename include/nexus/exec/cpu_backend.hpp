@@ -4,12 +4,15 @@
 //
 // How it runs (planned at load, as CUTLASS plans before it launches):
 //  - Conv2D: im2col + one Eigen GEMM per item and group (1x1 stride-1 convs skip im2col);
-//    depthwise convs run as direct loops. Bias and a following Relu/Relu6/LeakyRelu (when the
-//    conv is its only producer-consumer pair) are fused into the GEMM's epilogue.
+//    depthwise convs run as direct loops. Bias and a following Relu/Relu6/LeakyRelu (when it is
+//    the conv's only consumer and the conv is no graph output) are fused into the epilogue;
+//    likewise FullyConnected, and a ReLU after an Add (residual blocks).
 //  - Every op of the IR (model/graph.hpp) is supported; Flatten/Reshape are zero-copy views.
 //  - Activation memory: one arena planned at load for max_batch; buffers are reused by lifetime
-//    (a value's slot is freed after its last consumer), plus one im2col scratch per thread.
-//    run() allocates nothing for intermediates; it allocates only the returned outputs.
+//    (a value's slot is freed after its last consumer, best-fit placement), and elementwise ops
+//    (activations, BatchNorm/ScaleOffset, Add/Mul) write in place into an input that dies there.
+//    Plus one im2col scratch per thread. run() allocates no intermediates (Eigen's GEMM may
+//    allocate its own packing buffers); it allocates only the returned outputs.
 //  - Threads: `threads` workers (the caller's thread is one of them) split each layer by items
 //    when the batch is at least the thread count, otherwise by GEMM rows/columns.
 //
