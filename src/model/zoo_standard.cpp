@@ -63,15 +63,22 @@ class Net {
   NodeId conv(const std::string& name, NodeId x, std::int64_t out, int k, int stride, Act act,
               bool batch_norm = true, int groups = 1, float bn_scale = 1.0f,
               Padding padding = Padding::kSame) {
+    return conv_hw(name, x, out, k, k, stride, act, batch_norm, groups, bn_scale, padding);
+  }
+
+  NodeId conv_hw(const std::string& name, NodeId x, std::int64_t out, int kh, int kw, int stride,
+                 Act act, bool batch_norm = true, int groups = 1, float bn_scale = 1.0f,
+                 Padding padding = Padding::kSame) {
     const std::int64_t in = b.shape(x)[0];
-    const std::int64_t fan_in = in / groups * k * k;
+    const std::int64_t fan_in = in / groups * kh * kw;
     Conv2DAttrs a;
-    a.kernel_h = a.kernel_w = k;
+    a.kernel_h = kh;
+    a.kernel_w = kw;
     a.stride_h = a.stride_w = stride;
     a.groups = groups;
     a.padding = padding;
     const float gain = act == Act::kNone ? 1.0f : 2.0f;
-    NodeId y = b.conv2d(name, x, random(Shape{out, in / groups, k, k}, fan_in, gain),
+    NodeId y = b.conv2d(name, x, random(Shape{out, in / groups, kh, kw}, fan_in, gain),
                         batch_norm ? std::nullopt : std::optional<Tensor>(filled(out, 0.0f)), a);
     if (batch_norm)
       y = b.batch_norm(name + "/bn", y, filled(out, 0.0f), filled(out, 1.0f),
@@ -88,11 +95,18 @@ class Net {
 
   NodeId max_pool(const std::string& name, NodeId x, int k, int stride,
                   Padding padding = Padding::kSame) {
+    return b.max_pool(name, x, pool_attrs(k, stride, padding));
+  }
+  NodeId avg_pool(const std::string& name, NodeId x, int k, int stride,
+                  Padding padding = Padding::kSame) {
+    return b.avg_pool(name, x, pool_attrs(k, stride, padding));
+  }
+  static Pool2DAttrs pool_attrs(int k, int stride, Padding padding) {
     Pool2DAttrs p;
     p.kernel_h = p.kernel_w = k;
     p.stride_h = p.stride_w = stride;
     p.padding = padding;
-    return b.max_pool(name, x, p);
+    return p;
   }
 
   Graph classifier_head(NodeId features, std::int64_t classes = 1000) {
@@ -149,6 +163,68 @@ NodeId inception(Net& n, const std::string& name, NodeId x, const Inception& s) 
   NodeId d = n.max_pool(name + "/pool", x, 3, 1);
   d = n.conv(name + "/pool_proj", d, s.b4, 1, 1, Act::kRelu, false);
   return n.b.concat(name + "/concat", {a, b, c, d}, 0);
+}
+
+// Inception-v3 blocks (Szegedy et al. 2016; names as TF-slim's Mixed_* layers).
+NodeId inception_a(Net& n, const std::string& name, NodeId x, std::int64_t pool_features) {
+  const NodeId a = n.conv(name + "/b0_1x1", x, 64, 1, 1, Act::kRelu);
+  NodeId b = n.conv(name + "/b1_1x1", x, 48, 1, 1, Act::kRelu);
+  b = n.conv(name + "/b1_5x5", b, 64, 5, 1, Act::kRelu);
+  NodeId c = n.conv(name + "/b2_1x1", x, 64, 1, 1, Act::kRelu);
+  c = n.conv(name + "/b2_3x3a", c, 96, 3, 1, Act::kRelu);
+  c = n.conv(name + "/b2_3x3b", c, 96, 3, 1, Act::kRelu);
+  NodeId d = n.avg_pool(name + "/b3_pool", x, 3, 1);
+  d = n.conv(name + "/b3_1x1", d, pool_features, 1, 1, Act::kRelu);
+  return n.b.concat(name + "/concat", {a, b, c, d}, 0);
+}
+
+NodeId inception_b(Net& n, const std::string& name, NodeId x) {  // 35 -> 17
+  const NodeId a = n.conv(name + "/b0_3x3", x, 384, 3, 2, Act::kRelu, true, 1, 1.0f, Padding::kValid);
+  NodeId b = n.conv(name + "/b1_1x1", x, 64, 1, 1, Act::kRelu);
+  b = n.conv(name + "/b1_3x3a", b, 96, 3, 1, Act::kRelu);
+  b = n.conv(name + "/b1_3x3b", b, 96, 3, 2, Act::kRelu, true, 1, 1.0f, Padding::kValid);
+  const NodeId c = n.max_pool(name + "/b2_pool", x, 3, 2, Padding::kValid);
+  return n.b.concat(name + "/concat", {a, b, c}, 0);
+}
+
+NodeId inception_c(Net& n, const std::string& name, NodeId x, std::int64_t c7) {
+  const NodeId a = n.conv(name + "/b0_1x1", x, 192, 1, 1, Act::kRelu);
+  NodeId b = n.conv(name + "/b1_1x1", x, c7, 1, 1, Act::kRelu);
+  b = n.conv_hw(name + "/b1_1x7", b, c7, 1, 7, 1, Act::kRelu);
+  b = n.conv_hw(name + "/b1_7x1", b, 192, 7, 1, 1, Act::kRelu);
+  NodeId c = n.conv(name + "/b2_1x1", x, c7, 1, 1, Act::kRelu);
+  c = n.conv_hw(name + "/b2_7x1a", c, c7, 7, 1, 1, Act::kRelu);
+  c = n.conv_hw(name + "/b2_1x7a", c, c7, 1, 7, 1, Act::kRelu);
+  c = n.conv_hw(name + "/b2_7x1b", c, c7, 7, 1, 1, Act::kRelu);
+  c = n.conv_hw(name + "/b2_1x7b", c, 192, 1, 7, 1, Act::kRelu);
+  NodeId d = n.avg_pool(name + "/b3_pool", x, 3, 1);
+  d = n.conv(name + "/b3_1x1", d, 192, 1, 1, Act::kRelu);
+  return n.b.concat(name + "/concat", {a, b, c, d}, 0);
+}
+
+NodeId inception_d(Net& n, const std::string& name, NodeId x) {  // 17 -> 8
+  NodeId a = n.conv(name + "/b0_1x1", x, 192, 1, 1, Act::kRelu);
+  a = n.conv(name + "/b0_3x3", a, 320, 3, 2, Act::kRelu, true, 1, 1.0f, Padding::kValid);
+  NodeId b = n.conv(name + "/b1_1x1", x, 192, 1, 1, Act::kRelu);
+  b = n.conv_hw(name + "/b1_1x7", b, 192, 1, 7, 1, Act::kRelu);
+  b = n.conv_hw(name + "/b1_7x1", b, 192, 7, 1, 1, Act::kRelu);
+  b = n.conv(name + "/b1_3x3", b, 192, 3, 2, Act::kRelu, true, 1, 1.0f, Padding::kValid);
+  const NodeId c = n.max_pool(name + "/b2_pool", x, 3, 2, Padding::kValid);
+  return n.b.concat(name + "/concat", {a, b, c}, 0);
+}
+
+NodeId inception_e(Net& n, const std::string& name, NodeId x) {
+  const NodeId a = n.conv(name + "/b0_1x1", x, 320, 1, 1, Act::kRelu);
+  const NodeId b = n.conv(name + "/b1_1x1", x, 384, 1, 1, Act::kRelu);
+  const NodeId b1 = n.conv_hw(name + "/b1_1x3", b, 384, 1, 3, 1, Act::kRelu);
+  const NodeId b2 = n.conv_hw(name + "/b1_3x1", b, 384, 3, 1, 1, Act::kRelu);
+  NodeId c = n.conv(name + "/b2_1x1", x, 448, 1, 1, Act::kRelu);
+  c = n.conv(name + "/b2_3x3", c, 384, 3, 1, Act::kRelu);
+  const NodeId c1 = n.conv_hw(name + "/b2_1x3", c, 384, 1, 3, 1, Act::kRelu);
+  const NodeId c2 = n.conv_hw(name + "/b2_3x1", c, 384, 3, 1, 1, Act::kRelu);
+  NodeId d = n.avg_pool(name + "/b3_pool", x, 3, 1);
+  d = n.conv(name + "/b3_1x1", d, 192, 1, 1, Act::kRelu);
+  return n.b.concat(name + "/concat", {a, b1, b2, c1, c2, d}, 0);
 }
 
 }  // namespace
@@ -213,6 +289,30 @@ Graph googlenet(std::uint64_t seed) {
   return n.classifier_head(y);
 }
 
+Graph inception_v3(std::uint64_t seed) {
+  Net n("inception_v3", seed);
+  NodeId x = n.b.input("image", Shape{3, 299, 299});
+  NodeId y = n.conv("Conv2d_1a_3x3", x, 32, 3, 2, Act::kRelu, true, 1, 1.0f, Padding::kValid);
+  y = n.conv("Conv2d_2a_3x3", y, 32, 3, 1, Act::kRelu, true, 1, 1.0f, Padding::kValid);
+  y = n.conv("Conv2d_2b_3x3", y, 64, 3, 1, Act::kRelu);
+  y = n.max_pool("MaxPool_3a_3x3", y, 3, 2, Padding::kValid);
+  y = n.conv("Conv2d_3b_1x1", y, 80, 1, 1, Act::kRelu);
+  y = n.conv("Conv2d_4a_3x3", y, 192, 3, 1, Act::kRelu, true, 1, 1.0f, Padding::kValid);
+  y = n.max_pool("MaxPool_5a_3x3", y, 3, 2, Padding::kValid);  // [192, 35, 35]
+  y = inception_a(n, "Mixed_5b", y, 32);
+  y = inception_a(n, "Mixed_5c", y, 64);
+  y = inception_a(n, "Mixed_5d", y, 64);
+  y = inception_b(n, "Mixed_6a", y);  // [768, 17, 17]
+  y = inception_c(n, "Mixed_6b", y, 128);
+  y = inception_c(n, "Mixed_6c", y, 160);
+  y = inception_c(n, "Mixed_6d", y, 160);
+  y = inception_c(n, "Mixed_6e", y, 192);
+  y = inception_d(n, "Mixed_7a", y);  // [1280, 8, 8]
+  y = inception_e(n, "Mixed_7b", y);
+  y = inception_e(n, "Mixed_7c", y);  // [2048, 8, 8]
+  return n.classifier_head(y);
+}
+
 Graph ssd_mobilenet_v1_300(std::uint64_t seed) {
   Net n("ssd_mobilenet_v1_300", seed);
   NodeId x = n.b.input("image", Shape{3, 300, 300});
@@ -240,7 +340,7 @@ Graph ssd_mobilenet_v1_300(std::uint64_t seed) {
 }
 
 std::vector<std::string> standard_model_names() {
-  return {"resnet50", "mobilenet_v1", "vgg16", "googlenet", "ssd_mobilenet_v1_300"};
+  return {"resnet50", "mobilenet_v1", "vgg16", "googlenet", "inception_v3", "ssd_mobilenet_v1_300"};
 }
 
 Graph standard_model(std::string_view name, std::uint64_t seed) {
@@ -248,9 +348,10 @@ Graph standard_model(std::string_view name, std::uint64_t seed) {
   if (name == "mobilenet_v1") return mobilenet_v1(seed);
   if (name == "vgg16") return vgg16(seed);
   if (name == "googlenet") return googlenet(seed);
+  if (name == "inception_v3") return inception_v3(seed);
   if (name == "ssd_mobilenet_v1_300") return ssd_mobilenet_v1_300(seed);
   throw_error("unknown standard model '{}': expected one of resnet50, mobilenet_v1, vgg16, "
-              "googlenet, ssd_mobilenet_v1_300",
+              "googlenet, inception_v3, ssd_mobilenet_v1_300",
               name);
 }
 

@@ -55,6 +55,10 @@ TEST_CASE("GoogLeNet forward: finite probabilities", "[exec][zoo]") {
   check_classifier(model::zoo::googlenet(), 1);
 }
 
+TEST_CASE("Inception-v3 forward: finite probabilities", "[exec][zoo]") {
+  check_classifier(model::zoo::inception_v3(), 1);
+}
+
 TEST_CASE("SSD MobileNetV1 300 forward: finite head outputs", "[exec][zoo]") {
   CpuBackend be(CpuBackendOptions{2});
   be.load(model::zoo::ssd_mobilenet_v1_300(), 1);

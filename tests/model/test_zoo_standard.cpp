@@ -49,6 +49,18 @@ TEST_CASE("GoogLeNet: ~1.5 GMACs, ~7 M parameters", "[model][zoo]") {
   CHECK(g.node(g.find("inception_5b/concat")).shape == Shape({1024, 7, 7}));
 }
 
+TEST_CASE("Inception-v3: 5.7 GMACs, 23.8 M parameters, 8x8x2048 before pooling", "[model][zoo]") {
+  const Graph g = zoo::inception_v3();
+  CHECK(g.node(g.inputs()[0]).shape == Shape({3, 299, 299}));
+  CHECK(out_shape(g, 0) == Shape({1000}));
+  // Szegedy et al. 2016: 5.72 G multiply-adds; 23.8 M parameters without the aux head.
+  CHECK(gmacs(g) == Approx(5.71).epsilon(0.01));
+  CHECK(mparams(g) == Approx(23.8).epsilon(0.01));
+  CHECK(g.node(g.find("Mixed_5b/concat")).shape == Shape({256, 35, 35}));
+  CHECK(g.node(g.find("Mixed_6a/concat")).shape == Shape({768, 17, 17}));
+  CHECK(g.node(g.find("Mixed_7c/concat")).shape == Shape({2048, 8, 8}));
+}
+
 TEST_CASE("SSD MobileNetV1 300: feature maps 19..1 and head shapes", "[model][zoo]") {
   const Graph g = zoo::ssd_mobilenet_v1_300();
   CHECK(g.node(g.inputs()[0]).shape == Shape({3, 300, 300}));
@@ -66,7 +78,8 @@ TEST_CASE("SSD MobileNetV1 300: feature maps 19..1 and head shapes", "[model][zo
 }
 
 TEST_CASE("standard_model by name; seeds are reproducible", "[model][zoo]") {
-  CHECK(zoo::standard_model_names().size() == 5);
+  CHECK(zoo::standard_model_names().size() == 6);
+  CHECK(zoo::standard_model("inception_v3").name() == "inception_v3");
   CHECK(zoo::standard_model("mobilenet_v1").name() == "mobilenet_v1");
   CHECK_THROWS_WITH(zoo::standard_model("alexnet"), Contains("alexnet") && Contains("resnet50"));
   const Graph a = zoo::mobilenet_v1(5), b = zoo::mobilenet_v1(5), c = zoo::mobilenet_v1(6);

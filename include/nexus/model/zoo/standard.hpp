@@ -13,6 +13,7 @@
 //   mobilenet_v1         [3, 224, 224]  ~0.57 G (width 1.0, ReLU6; Howard et al. 2017)
 //   vgg16                [3, 224, 224]  ~15.5 G (configuration D; Simonyan & Zisserman 2015)
 //   googlenet            [3, 224, 224]  ~1.5 G  (Inception v1 without LRN and aux heads; Szegedy et al. 2015)
+//   inception_v3         [3, 299, 299]  ~5.7 G  (without the aux head; Szegedy et al. 2016)
 //   ssd_mobilenet_v1_300 [3, 300, 300]  ~1.2 G  (TF object-detection API layout: MobileNetV1 to
 //                        conv13, 4 extra layers, box/class heads on 6 maps 19,10,5,3,2,1 with 3,6,6,6,6,6
 //                        anchors, 91 classes). Outputs, in order: the six box heads "box_predictor_<i>/box" [anchors*4, h, w], then
@@ -31,10 +32,11 @@ Graph resnet50(std::uint64_t seed = 1);
 Graph mobilenet_v1(std::uint64_t seed = 1);
 Graph vgg16(std::uint64_t seed = 1);
 Graph googlenet(std::uint64_t seed = 1);
+Graph inception_v3(std::uint64_t seed = 1);
 Graph ssd_mobilenet_v1_300(std::uint64_t seed = 1);
 
 /// The names standard_model() accepts: "resnet50", "mobilenet_v1", "vgg16", "googlenet",
-/// "ssd_mobilenet_v1_300".
+/// "inception_v3", "ssd_mobilenet_v1_300".
 std::vector<std::string> standard_model_names();
 /// One of the above by name. Throws nexus::Error naming the known models on an unknown name.
 Graph standard_model(std::string_view name, std::uint64_t seed = 1);
