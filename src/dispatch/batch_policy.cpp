@@ -53,7 +53,7 @@ int LatencyTable::largest_within(Duration budget, int limit) const {
 }
 
 BatchDecision early_drop_decision(const QueueView& q, TimePoint now, const LatencyTable& lat,
-                                  int target_batch) {
+                                  int target_batch, int grow_to) {
   const std::size_t n = q.size();
   const std::size_t batch =
       static_cast<std::size_t>(std::max(1, std::min(target_batch, lat.max_batch())));
@@ -61,7 +61,12 @@ BatchDecision early_drop_decision(const QueueView& q, TimePoint now, const Laten
     // The window shrinks when fewer than `batch` requests remain from i on.
     const std::size_t b = std::min(batch, n - i);
     // Sorted by deadline: the window's tightest deadline is its first request's.
-    if (q.deadline(i) >= now + lat(static_cast<int>(b))) return {i, b, std::nullopt};
+    if (q.deadline(i) >= now + lat(static_cast<int>(b))) {
+      std::size_t g = b;
+      const auto cap = static_cast<std::size_t>(std::min(grow_to, lat.max_batch()));
+      while (g < cap && i + g < n && q.deadline(i) >= now + lat(static_cast<int>(g + 1))) ++g;
+      return {i, g, std::nullopt};
+    }
   }
   return {n, 0, std::nullopt};
 }
@@ -81,11 +86,15 @@ namespace {
 
 class EarlyDrop final : public BatchPolicy {
  public:
+  explicit EarlyDrop(bool grow) : grow_(grow) {}
   BatchPolicyKind kind() const override { return BatchPolicyKind::kEarlyDrop; }
   BatchDecision decide(const QueueView& q, TimePoint now, const LatencyTable& lat,
                        int target) override {
-    return early_drop_decision(q, now, lat, target);
+    return early_drop_decision(q, now, lat, target, grow_ ? lat.max_batch() : 0);
   }
+
+ private:
+  bool grow_;
 };
 
 class LazyDrop final : public BatchPolicy {
@@ -145,7 +154,7 @@ class MaxBatchTimeout final : public BatchPolicy {
 
 std::unique_ptr<BatchPolicy> make_batch_policy(const BatchPolicyOptions& o) {
   switch (o.kind) {
-    case BatchPolicyKind::kEarlyDrop: return std::make_unique<EarlyDrop>();
+    case BatchPolicyKind::kEarlyDrop: return std::make_unique<EarlyDrop>(o.grow_batch);
     case BatchPolicyKind::kLazyDrop: return std::make_unique<LazyDrop>();
     case BatchPolicyKind::kAimd: return std::make_unique<Aimd>(o.aimd_backoff);
     case BatchPolicyKind::kMaxBatchTimeout: return std::make_unique<MaxBatchTimeout>(o.batch_timeout);

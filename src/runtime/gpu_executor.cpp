@@ -176,11 +176,12 @@ Tensor Executor::stage_inputs(int model, std::vector<Item>& items) {
   const auto n = static_cast<std::int64_t>(items.size());
   if (m.item_shape.rank() == 0) {
     // Unchecked shape: stack when every item has the same size, else hand over item 0's layout.
-    const std::int64_t per = items[0].model_input.numel();
+    auto size_of_item = [](const Tensor& t) -> std::int64_t { return t.empty() ? 0 : t.numel(); };
+    const std::int64_t per = size_of_item(items[0].model_input);
     for (auto& it : items)
-      if (it.model_input.numel() != per || it.model_input.dtype() != items[0].model_input.dtype())
+      if (size_of_item(it.model_input) != per || it.model_input.dtype() != items[0].model_input.dtype())
         throw_error("batch of '{}': items of different sizes ({} and {} elements)", m.spec.name,
-                    per, it.model_input.numel());
+                    per, size_of_item(it.model_input));
     if (per == 0) {
       if (buf.empty()) buf = Tensor(Shape{m.max_batch, 0});
       return buf.slice(0, n);

@@ -5,6 +5,8 @@
 //   kEarlyDrop  Nexus: a window of the planned batch size B slides over the queue; the first
 //               window whose earliest deadline d_i satisfies now + ℓ(B') <= d_i, with
 //               B' = min(B, requests from i on), is run; every request ahead of it is dropped.
+//               With grow_batch (the authors' later "free lunch" step, notes §4), the batch then
+//               grows past B, up to max_batch, while the window's earliest deadline still holds.
 //   kLazyDrop   the conventional baseline: drop only requests that cannot finish even alone
 //               (deadline < now + ℓ(1)), then run the largest batch that still meets the
 //               earliest remaining deadline.
@@ -91,6 +93,8 @@ struct BatchPolicyOptions {
   BatchPolicyKind kind = BatchPolicyKind::kEarlyDrop;
   /// kMaxBatchTimeout: how long the oldest request may wait for a fuller batch.
   Duration batch_timeout = std::chrono::milliseconds(5);
+  /// kEarlyDrop: grow the batch past the plan's size while the earliest deadline allows.
+  bool grow_batch = true;
   /// kAimd: multiplicative decrease factor on an SLO miss (Clipper uses 0.9).
   double aimd_backoff = 0.9;
 };
@@ -110,8 +114,9 @@ class BatchPolicy {
 std::unique_ptr<BatchPolicy> make_batch_policy(const BatchPolicyOptions& options);
 
 /// The sliding-window early-drop decision alone (exposed for tests and the simulator).
+/// `grow_to` > target_batch enables the free-lunch growth up to that size.
 BatchDecision early_drop_decision(const QueueView& queue, TimePoint now,
-                                  const LatencyTable& latency, int target_batch);
+                                  const LatencyTable& latency, int target_batch, int grow_to = 0);
 /// The lazy-drop decision alone.
 BatchDecision lazy_drop_decision(const QueueView& queue, TimePoint now,
                                  const LatencyTable& latency, int max_batch);

@@ -1,0 +1,365 @@
+// Engine in virtual time: the same Dispatcher / BatchPolicy / executor code on a VirtualClock,
+// checked against hand-computed outcomes and invariants.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "sim_helpers.hpp"
+
+using namespace nexus;
+using namespace nexus::runtime;
+using namespace nexus::testing;
+using namespace std::chrono_literals;
+using dispatch::BatchPolicyKind;
+
+namespace {
+constexpr auto kNoEpoch = std::chrono::microseconds(0);
+TimePoint at(Duration d) { return TimePoint{} + d; }
+
+SimRig single_stage(BatchPolicyKind kind, BatchProfile profile, std::chrono::microseconds slo,
+                    double rate, std::size_t max_queue = 4096, int devices = 1) {
+  SimRig rig({.devices = fmt::format("sim:{}", devices), .batch_policy = {.kind = kind},
+              .max_queue_per_session = max_queue, .epoch = kNoEpoch});
+  rig.engine->load_model({.name = "m", .profile = std::move(profile)});
+  rig.engine->add_query({.name = "q", .slo = slo, .expected_rate_rps = rate,
+                         .stages = {{.name = "s", .model = "m"}}});
+  return rig;
+}
+}  // namespace
+
+TEST_CASE("sim: the lecture's early-drop example end to end (batch 4)", "[runtime][sim]") {
+  // ℓ(b) = 10 ms·b, max batch 4, SLO 80 ms -> planned batch 4 (2ℓ(4) = 80 ms).
+  //   t=0: X arrives, runs alone 0..10 ms.   t=1 ms: A1..A4 (deadline 81 ms) queue.
+  //   t=2 ms: r1 (deadline 82).   t=10: [A1..A4] runs 10..50.   t=20: r2..r5 (deadline 100).
+  //   t=50, early drop: window [r1..r4] ends at 90 > 82; window [r2..r5] ends at 90 <= 100
+  //   -> r1 dropped, r2..r5 run as one batch of 4 at 50 ms.
+  //   t=50, lazy drop: r1 can finish alone -> kept; largest batch ending by 82 ms is 3:
+  //   [r1, r2, r3] at 50..80, then [r4, r5] at 80..100.
+  for (auto kind : {BatchPolicyKind::kEarlyDrop, BatchPolicyKind::kLazyDrop}) {
+    auto rig = single_stage(kind, linear_profile("m", 10000, 0, 4), 80ms, 10);
+    REQUIRE(rig.engine->plan().gpus.at(0).sessions.at(0).batch == 4);
+    rig.engine->run_until(at(0ms));
+    rig.engine->submit("q", Tensor());
+    rig.engine->run_until(at(1ms));
+    for (int i = 0; i < 4; ++i) rig.engine->submit("q", Tensor());
+    rig.engine->run_until(at(2ms));
+    const RequestId r1 = rig.engine->submit("q", Tensor());
+    rig.engine->run_until(at(20ms));
+    std::vector<RequestId> r;
+    for (int i = 0; i < 4; ++i) r.push_back(rig.engine->submit("q", Tensor()));
+    rig.engine->run_until_idle();
+    std::map<RequestId, QueryResult> by;
+    for (auto& x : rig.engine->poll()) by[x.id] = x;
+    REQUIRE(by.size() == 10);
+    if (kind == BatchPolicyKind::kEarlyDrop) {
+      CHECK(by[r1].status == RequestStatus::kDropped);
+      CHECK(by[r1].reason == Reason::kDeadline);
+      for (auto id : r) {
+        REQUIRE(by[id].ok());
+        CHECK(by[id].stages.at(0).started == at(50ms));
+        CHECK(by[id].stages.at(0).batch_size == 4);
+        CHECK(by[id].finished == at(90ms));
+      }
+    } else {
+      REQUIRE(by[r1].ok());
+      CHECK(by[r1].stages.at(0).started == at(50ms));
+      CHECK(by[r1].stages.at(0).batch_size == 3);
+      CHECK(by[r[2]].stages.at(0).started == at(80ms));
+      CHECK(by[r[2]].stages.at(0).batch_size == 2);
+    }
+  }
+}
+
+TEST_CASE("sim: early drop beats lazy drop on a bursty Poisson trace", "[runtime][sim]") {
+  // ℓ(b) = 1 ms·b + 10 ms, SLO 100 ms: plan batch 40 (2ℓ(40) = 100 ms), capacity 800 req/s.
+  // Bursty trace at 90% of capacity (bursts at 3x the low rate).
+  const auto arrivals = sim::bursty_arrivals(720, 20s, 11);
+  double good[2];
+  int k = 0;
+  for (auto kind : {BatchPolicyKind::kEarlyDrop, BatchPolicyKind::kLazyDrop}) {
+    auto rig = single_stage(kind, linear_profile("m", 1000, 10000, 64), 100ms, 720);
+    std::vector<RequestId> ids;
+    auto rs = rig.run("q", arrivals, Tensor(), &ids);
+    CHECK(each_exactly_once(ids, rs));
+    good[k++] = good_rate(rs);
+  }
+  INFO("early " << good[0] << " lazy " << good[1]);
+  CHECK(good[0] > good[1] + 0.05);
+  // Same with the small-batch profile ℓ(b) = 5 ms·b + 20 ms (batch 6, capacity 120 req/s).
+  const auto arrivals2 = sim::bursty_arrivals(100, 30s, 5);
+  k = 0;
+  for (auto kind : {BatchPolicyKind::kEarlyDrop, BatchPolicyKind::kLazyDrop}) {
+    auto rig = single_stage(kind, linear_profile("m", 5000, 20000, 32), 100ms, 100);
+    good[k++] = good_rate(rig.run("q", arrivals2, Tensor()));
+  }
+  INFO("early " << good[0] << " lazy " << good[1]);
+  CHECK(good[0] > good[1]);
+}
+
+TEST_CASE("sim: >= 99% SLO attainment at 80% of planned capacity", "[runtime][sim]") {
+  // ℓ(b) = 1.5 ms·b + 5 ms, SLO 100 ms: the plan's batch is the largest b with 2ℓ(b) <= 100 ms
+  // -> b = 30, ℓ(30) = 50 ms, capacity 600 req/s per device. Poisson at 480 req/s.
+  auto rig = single_stage(BatchPolicyKind::kEarlyDrop, linear_profile("m", 1500, 5000, 32), 100ms, 480);
+  const Plan plan = rig.engine->plan();
+  REQUIRE(plan.gpus.size() == 1);
+  REQUIRE(plan.gpus[0].sessions.size() == 1);
+  CHECK(plan.gpus[0].sessions[0].batch == 30);
+  std::vector<RequestId> ids;
+  auto rs = rig.run("q", sim::poisson_arrivals(480, 30s, 3), Tensor(), &ids);
+  CHECK(each_exactly_once(ids, rs));
+  CHECK(good_rate(rs) >= 0.99);
+  const auto st = rig.engine->stats();
+  CHECK(st.queries.at("q").good_rate() >= 0.99);
+  CHECK(st.sessions.at("q/s").mean_batch > 1.0);
+  CHECK(st.devices.at(0).occupancy > 0.3);
+  CHECK(st.devices.at(0).occupancy <= 1.0);
+}
+
+TEST_CASE("sim: two devices split one session by the routing weights", "[runtime][sim]") {
+  auto rig = single_stage(BatchPolicyKind::kEarlyDrop, linear_profile("m", 1500, 5000, 32), 100ms, 800,
+                          4096, 2);
+  auto rs = rig.run("q", sim::poisson_arrivals(800, 10s, 9), Tensor());
+  const auto st = rig.engine->stats();
+  REQUIRE(st.devices.size() == 2);
+  const double share = double(st.devices[0].items) / double(st.devices[0].items + st.devices[1].items);
+  CHECK(share == Approx(0.5).margin(0.02));
+  CHECK(good_rate(rs) >= 0.99);
+}
+
+TEST_CASE("sim: two-stage query with fan-out completes within its SLO", "[runtime][sim]") {
+  SimRig rig({.devices = "sim:1", .epoch = kNoEpoch});
+  rig.engine->load_model({.name = "det", .profile = linear_profile("det", 2000, 8000, 16)});
+  rig.engine->load_model({.name = "rec", .profile = linear_profile("rec", 500, 2000, 64)});
+  // Each detection item yields 3 "faces": inputs 10, 11, 12 (the SimBackend echoes an
+  // item's first input value into its output row, so we can trace them).
+  rig.engine->add_query({
+      .name = "faces", .slo = 200ms, .expected_rate_rps = 50,
+      .stages = {{.name = "detect", .model = "det",
+                  .children = {{.stage = "recognize",
+                                .fanout = [](const StageView& v) {
+                                  std::vector<Tensor> kids;
+                                  for (int i = 0; i < 3; ++i) {
+                                    const float x = v.input.values()[0] * 10 + float(i);
+                                    kids.push_back(Tensor::from(Shape{1}, std::vector<float>{x}));
+                                  }
+                                  return kids;
+                                },
+                                .expected_fanout = 3}}},
+                 {.name = "recognize", .model = "rec"}}});
+  std::vector<RequestId> ids;
+  auto rs = rig.run("faces", sim::poisson_arrivals(50, 5s, 2),
+                    Tensor::from(Shape{1}, std::vector<float>{1.0f}), &ids);
+  CHECK(each_exactly_once(ids, rs));
+  std::size_t checked = 0;
+  for (const auto& r : rs) {
+    REQUIRE(r.ok());
+    CHECK(r.met_slo);
+    CHECK(r.latency() <= 200ms);
+    REQUIRE(r.stages.size() == 4);  // 1 detection + 3 recognitions
+    std::multiset<float> rec_out;
+    for (const auto& s : r.stages) {
+      if (s.stage == "detect") {
+        CHECK(s.parent == -1);
+        continue;
+      }
+      CHECK(r.stages.at(static_cast<std::size_t>(s.parent)).stage == "detect");
+      CHECK(s.started >= r.stages.at(static_cast<std::size_t>(s.parent)).finished);
+      rec_out.insert(s.outputs.at(0).values()[0]);
+    }
+    CHECK(rec_out == std::multiset<float>{10.f, 11.f, 12.f});
+    ++checked;
+  }
+  CHECK(checked == ids.size());
+  const auto st = rig.engine->stats();
+  CHECK(st.sessions.at("faces/recognize").arrivals == 3 * st.sessions.at("faces/detect").arrivals);
+}
+
+TEST_CASE("sim: a fan-out of zero completes the query at the parent", "[runtime][sim]") {
+  SimRig rig({.devices = "sim:1", .epoch = kNoEpoch});
+  rig.engine->load_model({.name = "det", .profile = linear_profile("det", 2000, 8000, 16)});
+  rig.engine->load_model({.name = "rec", .profile = linear_profile("rec", 500, 2000, 64)});
+  rig.engine->add_query({.name = "q", .slo = 200ms,
+                         .stages = {{.name = "a", .model = "det",
+                                     .children = {{.stage = "b", .fanout = [](const StageView&) {
+                                                     return std::vector<Tensor>{};
+                                                   }}}},
+                                    {.name = "b", .model = "rec"}}});
+  auto rs = rig.run("q", {at(1ms)}, Tensor());
+  REQUIRE(rs.size() == 1);
+  CHECK(rs[0].ok());
+  CHECK(rs[0].stages.size() == 1);
+}
+
+TEST_CASE("sim: no loss under 10x overload with a faulty backend", "[runtime][sim]") {
+  // Capacity 600 req/s; offer 6000 req/s. Small queues force rejections; the backend throws
+  // on every 50th batch. Every id must end exactly once, in a state with its reason.
+  SimRig rig({.devices = "sim:2", .max_queue_per_session = 64, .epoch = kNoEpoch});
+  const auto prof = linear_profile("m", 1500, 5000, 32);
+  rig.engine->load_model({.name = "m", .profile = prof,
+                          .make_backend = [&](const DeviceInfo& d) -> std::unique_ptr<Backend> {
+                            return std::make_unique<sim::SimBackend>(
+                                prof, rig.clock, sim::SimBackendOptions{.fail_every = 50, .device = d.name});
+                          }});
+  rig.engine->add_query({.name = "q", .slo = 100ms, .expected_rate_rps = 1200,
+                         .stages = {{.name = "s", .model = "m"}}});
+  std::vector<RequestId> ids;
+  auto rs = rig.run("q", sim::bursty_arrivals(6000, 5s, 1), Tensor(), &ids);
+  REQUIRE(each_exactly_once(ids, rs));
+  std::map<RequestStatus, int> by;
+  for (auto& r : rs) {
+    ++by[r.status];
+    if (!r.ok()) {
+      CHECK(r.reason != Reason::kNone);
+      CHECK_FALSE(r.message.empty());
+    }
+    if (r.status == RequestStatus::kFailed) CHECK(r.message.find("injected fault") != std::string::npos);
+    if (r.status == RequestStatus::kRejected) CHECK(r.reason == Reason::kQueueFull);
+    if (r.status == RequestStatus::kDropped) CHECK(r.reason == Reason::kDeadline);
+  }
+  CHECK(by[RequestStatus::kCompleted] > 0);
+  CHECK(by[RequestStatus::kDropped] > 0);
+  CHECK(by[RequestStatus::kRejected] > 0);
+  CHECK(by[RequestStatus::kFailed] > 0);
+  const auto st = rig.engine->stats();
+  CHECK(st.submitted == ids.size());
+  CHECK(st.completed + st.dropped + st.rejected + st.failed == st.submitted);
+  CHECK(st.in_flight == 0);
+}
+
+TEST_CASE("sim: plan swaps move queued items without loss or duplication", "[runtime][sim]") {
+  // A planner that alternates the session between device 0 and device 1 at every epoch
+  // (50 ms), while the load keeps both queues busy.
+  int calls = 0;
+  SimRig rig({.devices = "sim:2", .epoch = std::chrono::milliseconds(50),
+              .planner = [&calls](const PlanRequest& req) {
+                Plan p;
+                const int g = calls++ % 2;
+                for (int i = 0; i < req.num_devices; ++i) p.gpus.push_back(GpuPlan{.gpu = i});
+                for (const auto& s : req.sessions) {
+                  p.gpus[static_cast<std::size_t>(g)].sessions.push_back(
+                      SessionAllocation{.session = s.id, .model = s.model, .batch = 8});
+                  p.routes[s.id] = {Route{.gpu = g, .weight = 1.0}};
+                }
+                return p;
+              }});
+  rig.engine->load_model({.name = "m", .profile = linear_profile("m", 1500, 5000, 32)});
+  rig.engine->add_query({.name = "q", .slo = 200ms, .expected_rate_rps = 300,
+                         .stages = {{.name = "s", .model = "m"}}});
+  std::vector<RequestId> ids;
+  auto rs = rig.run("q", sim::poisson_arrivals(700, 3s, 4), Tensor(), &ids);
+  REQUIRE(each_exactly_once(ids, rs));
+  CHECK(calls > 50);
+  const auto st = rig.engine->stats();
+  CHECK(st.devices[0].items > 0);
+  CHECK(st.devices[1].items > 0);
+  std::size_t ok = 0;
+  for (auto& r : rs) ok += r.ok();
+  CHECK(ok > ids.size() / 2);
+}
+
+TEST_CASE("sim: same seed, same run (deterministic)", "[runtime][sim]") {
+  auto once = [] {
+    auto rig = single_stage(BatchPolicyKind::kEarlyDrop, linear_profile("m", 5000, 20000, 32), 100ms, 110, 4096, 2);
+    auto rs = rig.run("q", sim::bursty_arrivals(110, 5s, 42), Tensor());
+    std::vector<std::tuple<RequestId, int, Duration::rep, int>> sig;
+    for (auto& r : rs)
+      sig.emplace_back(r.id, int(r.status), r.finished.time_since_epoch().count(),
+                       r.stages.empty() ? -1 : r.stages[0].device);
+    return sig;
+  };
+  const auto a = once(), b = once();
+  CHECK(a.size() > 100);
+  CHECK(a == b);
+}
+
+TEST_CASE("sim: the epoch loop measures arrival rates", "[runtime][sim]") {
+  SimRig rig({.devices = "sim:1", .epoch = std::chrono::seconds(1), .rate_ewma_alpha = 1.0});
+  rig.engine->load_model({.name = "m", .profile = linear_profile("m", 1500, 5000, 32)});
+  rig.engine->add_query({.name = "q", .slo = 100ms, .expected_rate_rps = 10,
+                         .stages = {{.name = "s", .model = "m"}}});
+  // Exactly 200 req/s for 3 s (one every 5 ms).
+  std::vector<TimePoint> arrivals;
+  for (int i = 0; i < 600; ++i) arrivals.push_back(at(std::chrono::microseconds(5000 * i + 1)));
+  rig.run("q", arrivals, Tensor());
+  CHECK(rig.engine->stats().sessions.at("q/s").rate_rps == Approx(200).margin(1));
+}
+
+TEST_CASE("sim: bad input is refused at the call, stage errors fail the query", "[runtime][sim]") {
+  SimRig rig({.devices = "sim:1", .epoch = kNoEpoch});
+  rig.engine->load_model({.name = "m", .profile = linear_profile("m", 1000, 1000, 8),
+                          .input_shape = Shape{3, 4, 4}});
+  CHECK_THROWS_AS(rig.engine->load_model({.name = "m", .profile = linear_profile("m", 1, 1, 1)}), nexus::Error);
+  CHECK_THROWS_AS(rig.engine->load_model({.name = "empty"}), nexus::Error);
+  CHECK_THROWS_WITH(rig.engine->add_query({.name = "x", .slo = 10ms, .stages = {{.name = "a", .model = "nope"}}}),
+                    Catch::Contains("unknown model 'nope'"));
+  CHECK_THROWS_WITH(rig.engine->add_query({.name = "cyc", .slo = 10ms,
+                                           .stages = {{.name = "a", .model = "m", .children = {{.stage = "b"}}},
+                                                      {.name = "b", .model = "m", .children = {{.stage = "a"}}}}}),
+                    Catch::Contains("cycle"));
+  CHECK_THROWS_WITH(rig.engine->add_query({.name = "self", .slo = 10ms,
+                                           .stages = {{.name = "a", .model = "m", .children = {{.stage = "a"}}}}}),
+                    Catch::Contains("cycle"));
+  CHECK_THROWS_WITH(rig.engine->add_query({.name = "orphan", .slo = 10ms,
+                                           .stages = {{.name = "a", .model = "m"}, {.name = "b", .model = "m"}}}),
+                    Catch::Contains("not reachable"));
+  CHECK_THROWS_AS(rig.engine->add_query({.name = "noslo", .stages = {{.name = "a", .model = "m"}}}), nexus::Error);
+  CHECK_THROWS_AS(rig.engine->add_query({.name = "nostage", .slo = 10ms}), nexus::Error);
+  rig.engine->add_query({.name = "ok", .slo = 50ms, .stages = {{.name = "a", .model = "m"}}});
+  CHECK_THROWS_WITH(rig.engine->submit("nope", Tensor(Shape{3, 4, 4})), Catch::Contains("unknown query 'nope'"));
+  CHECK_THROWS_AS(rig.engine->submit(99, Tensor(Shape{3, 4, 4})), nexus::Error);
+  CHECK_THROWS_WITH(rig.engine->submit("ok", Tensor(Shape{3, 5, 4})), Catch::Contains("expected [3, 4, 4]"));
+  CHECK_THROWS_AS(rig.engine->submit("ok", Tensor(Shape{3, 4, 4}, DType::kInt32)), nexus::Error);
+  CHECK_THROWS_AS(rig.engine->submit("ok", Tensor()), nexus::Error);
+  // Accepted shapes: per item, or with a leading 1.
+  const RequestId a = rig.engine->submit("ok", Tensor(Shape{3, 4, 4}));
+  const RequestId b = rig.engine->submit("ok", Tensor(Shape{1, 3, 4, 4}));
+  // Stage functions that throw end the query as failed with the message.
+  rig.engine->add_query({.name = "throws", .slo = 50ms,
+                         .stages = {{.name = "a", .model = "m",
+                                     .postprocess = [](std::vector<Tensor>, const Tensor&) -> std::vector<Tensor> {
+                                       throw std::runtime_error("boom");
+                                     }}}});
+  const RequestId c = rig.engine->submit("throws", Tensor(Shape{3, 4, 4}));
+  rig.engine->add_query({.name = "badchild", .slo = 50ms,
+                         .stages = {{.name = "a", .model = "m", .children = {{.stage = "b"}}},  // [1] output
+                                    {.name = "b", .model = "m"}}});
+  const RequestId d = rig.engine->submit("badchild", Tensor(Shape{3, 4, 4}));
+  rig.engine->run_until_idle();
+  std::map<RequestId, QueryResult> by;
+  for (auto& r : rig.engine->poll()) by[r.id] = r;
+  REQUIRE(by.size() == 4);
+  CHECK(by[a].ok());
+  CHECK(by[b].ok());
+  CHECK(by[c].status == RequestStatus::kFailed);
+  CHECK(by[c].reason == Reason::kStageError);
+  CHECK(by[c].message.find("boom") != std::string::npos);
+  CHECK(by[c].stage == "a");
+  CHECK(by[d].status == RequestStatus::kFailed);
+  CHECK(by[d].message.find("does not match model 'm'") != std::string::npos);
+  rig.engine->shutdown();
+  CHECK_THROWS_WITH(rig.engine->submit("ok", Tensor(Shape{3, 4, 4})), Catch::Contains("shut down"));
+}
+
+TEST_CASE("sim: metrics_text is Prometheus exposition", "[runtime][sim]") {
+  auto rig = single_stage(BatchPolicyKind::kEarlyDrop, linear_profile("m", 1500, 5000, 32), 100ms, 100);
+  rig.run("q", sim::poisson_arrivals(100, 1s, 1), Tensor());
+  const std::string text = rig.engine->metrics_text();
+  CHECK(text.find("# TYPE nexus_requests_total counter") != std::string::npos);
+  CHECK(text.find("nexus_query_latency_seconds_bucket{query=\"q\",le=\"+Inf\"}") != std::string::npos);
+  CHECK(text.find("nexus_session_batch_size_mean{session=\"q/s\"}") != std::string::npos);
+  CHECK(text.find("nexus_device_occupancy{device=\"sim:0\"}") != std::string::npos);
+  // Every non-comment line is "name{labels} value".
+  std::size_t pos = 0, lines = 0;
+  while (pos < text.size()) {
+    const auto end = text.find('\n', pos);
+    const std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.empty() || line[0] == '#') continue;
+    ++lines;
+    CHECK(line.find("nexus_") == 0);
+    CHECK(line.find(' ') != std::string::npos);
+  }
+  CHECK(lines > 10);
+}
