@@ -3,6 +3,11 @@
 
 #include <algorithm>
 #include <atomic>
+#ifdef NEXUS_CPU_STEP_TIMING
+#include <chrono>
+#include <cstdio>
+#include <map>
+#endif
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
@@ -509,6 +514,51 @@ void gemm_block(const float* a, const float* b, float* y, std::int64_t m, std::i
   (void)m;
 }
 
+struct DwTaps {
+  std::vector<std::int64_t> dx, lo, hi;
+};
+
+// One output row of a depthwise conv: orow[x] += sum_kx k[kx] * irow[x * sw + dx[kx]], over
+// the columns where each tap is inside the input. 3-wide kernels sum their taps in registers
+// over the interior.
+void dw_row(float* __restrict orow, const float* __restrict irow, const float* k,
+            std::int64_t kw, int sw, const DwTaps& t) {
+  if (kw == 3) {
+    const std::int64_t a = std::max({t.lo[0], t.lo[1], t.lo[2]});
+    const std::int64_t b = std::min({t.hi[0], t.hi[1], t.hi[2]});
+    if (a < b) {
+      const float k0 = k[0], k1 = k[1], k2 = k[2];
+      const std::int64_t d0 = t.dx[0], d1 = t.dx[1], d2 = t.dx[2];
+      if (sw == 1) {
+        for (std::int64_t x = a; x < b; ++x)
+          orow[x] += k0 * irow[x + d0] + k1 * irow[x + d1] + k2 * irow[x + d2];
+      } else if (sw == 2) {
+        for (std::int64_t x = a; x < b; ++x)
+          orow[x] += k0 * irow[2 * x + d0] + k1 * irow[2 * x + d1] + k2 * irow[2 * x + d2];
+      } else {
+        for (std::int64_t x = a; x < b; ++x)
+          orow[x] += k0 * irow[x * sw + d0] + k1 * irow[x * sw + d1] + k2 * irow[x * sw + d2];
+      }
+      for (int j = 0; j < 3; ++j) {  // borders, tap by tap
+        for (std::int64_t x = t.lo[j]; x < a; ++x) orow[x] += k[j] * irow[x * sw + t.dx[j]];
+        for (std::int64_t x = b; x < t.hi[j]; ++x) orow[x] += k[j] * irow[x * sw + t.dx[j]];
+      }
+      return;
+    }
+  }
+  for (std::int64_t j = 0; j < kw; ++j) {
+    const float kv = k[j];
+    const std::int64_t d = t.dx[static_cast<std::size_t>(j)];
+    const std::int64_t hi = t.hi[static_cast<std::size_t>(j)];
+    if (sw == 1) {
+      for (std::int64_t x = t.lo[static_cast<std::size_t>(j)]; x < hi; ++x) orow[x] += kv * irow[x + d];
+    } else {
+      for (std::int64_t x = t.lo[static_cast<std::size_t>(j)]; x < hi; ++x)
+        orow[x] += kv * irow[x * sw + d];
+    }
+  }
+}
+
 }  // namespace
 
 // One item of a (grouped) conv. split: divide im2col and the GEMM across the pool.
@@ -590,38 +640,35 @@ void CpuBackend::Impl::depthwise(const Step& s, int n) {
   const float* wt = node.weight.data<float>();
   const float* bias = node.bias.empty() ? nullptr : node.bias.data<float>();
   const bool stride_x = item_stride(x) != 0;
+  // Per kernel column: input offset and the output columns where that tap lies in the input.
+  DwTaps taps;
+  for (std::int64_t kx = 0; kx < kw_n; ++kx) {
+    const std::int64_t dx = kx * a.dilation_w - a.pads.left;
+    std::int64_t lo = dx >= 0 ? 0 : (-dx + a.stride_w - 1) / a.stride_w;
+    std::int64_t hi = (w - 1 - dx) < 0 ? 0 : (w - 1 - dx) / a.stride_w + 1;
+    lo = std::min(lo, ow);
+    taps.dx.push_back(dx);
+    taps.lo.push_back(lo);
+    taps.hi.push_back(std::clamp(hi, lo, ow));
+  }
   parallel_range(pool, n * o, 1, [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t job = b; job < e; ++job) {
       const std::int64_t item = job / o, oc = job % o, ic = oc / mult;
       const float* plane = in_ptr(x, stride_x ? item : 0) + ic * h * w;
       float* out = out_ptr(node.id, item) + oc * oh * ow;
       const float* k = wt + oc * kh_n * kw_n;
-      std::fill(out, out + oh * ow, 0.0f);
-      for (std::int64_t kx = 0; kx < kw_n; ++kx) {
-        const std::int64_t dx = kx * a.dilation_w - a.pads.left;
-        std::int64_t lo = dx >= 0 ? 0 : (-dx + a.stride_w - 1) / a.stride_w;
-        std::int64_t hi = (w - 1 - dx) < 0 ? 0 : (w - 1 - dx) / a.stride_w + 1;
-        lo = std::min(lo, ow);
-        hi = std::clamp(hi, lo, ow);
-        for (std::int64_t y = 0; y < oh; ++y) {
-          float* orow = out + y * ow;
-          for (std::int64_t ky = 0; ky < kh_n; ++ky) {
-            const std::int64_t iy = y * a.stride_h + ky * a.dilation_h - a.pads.top;
-            if (iy < 0 || iy >= h) continue;
-            const float wv = k[ky * kw_n + kx];
-            const float* irow = plane + iy * w + dx;
-            if (a.stride_w == 1) {
-              for (std::int64_t xo = lo; xo < hi; ++xo) orow[xo] += wv * irow[xo];
-            } else if (a.stride_w == 2) {
-              for (std::int64_t xo = lo; xo < hi; ++xo) orow[xo] += wv * irow[2 * xo];
-            } else {
-              for (std::int64_t xo = lo; xo < hi; ++xo) orow[xo] += wv * irow[xo * a.stride_w];
-            }
-          }
+      const float b0 = bias ? bias[oc] : 0.0f;
+      // Row by row so the output row stays in L1 while all taps are added.
+      for (std::int64_t y = 0; y < oh; ++y) {
+        float* orow = out + y * ow;
+        std::fill(orow, orow + ow, b0);
+        for (std::int64_t ky = 0; ky < kh_n; ++ky) {
+          const std::int64_t iy = y * a.stride_h + ky * a.dilation_h - a.pads.top;
+          if (iy < 0 || iy >= h) continue;
+          dw_row(orow, plane + iy * w, k + ky * kw_n, kw_n, a.stride_w, taps);
         }
+        apply_bias_act(orow, ow, 0.0f, s.act, s.act_alpha);
       }
-      for (std::int64_t y = 0; y < oh; ++y)
-        apply_bias_act(out + y * ow, ow, bias ? bias[oc] : 0.0f, s.act, s.act_alpha);
     }
   });
 }
@@ -931,7 +978,20 @@ std::vector<Tensor> CpuBackend::run(const std::vector<Tensor>& inputs) {
     n = t.shape()[0];
   }
   im.inputs = &inputs;
+#ifdef NEXUS_CPU_STEP_TIMING  // developer aid: per-op-type seconds, printed at exit
+  static std::map<std::string, double> totals;
+  static struct Dump { ~Dump() { for (auto& [k, v] : totals) std::fprintf(stderr, "%-16s %8.3f s\n", k.c_str(), v); } } dump;
+  for (const Step& s : im.steps) {
+    const auto t0 = std::chrono::steady_clock::now();
+    im.run_step(s, static_cast<int>(n));
+    std::string key = model::op_name(s.node->op);
+    if (s.depthwise) key += "/dw";
+    else if (s.node->op == OpType::kConv2D) key += s.direct_1x1 ? "/1x1" : "/im2col";
+    totals[key] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+#else
   for (const Step& s : im.steps) im.run_step(s, static_cast<int>(n));
+#endif
   std::vector<Tensor> outs;
   for (model::NodeId o : im.graph.outputs()) {
     const Shape& item = im.graph.node(o).shape;

@@ -173,6 +173,10 @@ TEST_CASE("Conv2D sweep matches the direct definition", "[exec]") {
       {2, 8, 8, 4, 5, 2, 1, 1, Padding::kValid},  {3, 13, 12, 4, 3, 1, 3, 1, Padding::kSame},
       {2, 8, 8, 6, 3, 3, 1, 2, Padding::kSame},   {8, 40, 40, 16, 3, 1, 1, 1, Padding::kSame},
       {6, 9, 9, 6, 3, 2, 2, 6, Padding::kSame},   {3, 20, 18, 12, 7, 2, 1, 1, Padding::kSame},
+      // depthwise on tiny widths (no interior), 5-wide kernels, stride 3, multiplier 2
+      {4, 3, 1, 4, 3, 1, 1, 4, Padding::kSame},   {4, 2, 2, 8, 3, 2, 1, 4, Padding::kSame},
+      {3, 9, 10, 3, 5, 1, 1, 3, Padding::kSame},  {3, 9, 10, 3, 3, 3, 1, 3, Padding::kSame},
+      {3, 11, 12, 6, 3, 2, 1, 3, Padding::kValid}, {2, 16, 16, 4, 5, 2, 2, 2, Padding::kSame},
   };
   for (const auto& cs : cases) {
     for (bool bias : {false, true}) {
