@@ -49,6 +49,7 @@ struct Member {
   double rate;
   int batch;
   std::int64_t lat;
+  std::int64_t own_d;  // the member's own residual duty cycle (its d_i before any merge)
 };
 
 struct Node {
@@ -231,63 +232,47 @@ Plan SquishyBinPacker::pack(const std::vector<Session>& sessions, const ProfileM
 
   // --- merge -------------------------------------------------------------------------------
   std::vector<Node> nodes;
-  std::vector<Member> scratch;
-  for (const Residual& res : residuals) {
-    const Info& in = infos[res.info];
+  // Occupancy of node n after adding one residual (rate r, own cycle d_own, batch b_own at
+  // d_own), or < 0 if infeasible: d = min(d_n, d_own), batches ⌈d·r⌉, Σℓ ≤ d, d + ℓ ≤ SLO,
+  // memory fits.
+  auto merged_occupancy = [&](const Node& n, int info, double rate, std::int64_t d_own,
+                              int b_own) -> double {
+    const Info& in = infos[info];
     const Table& t = *in.t;
-    int best_node = -1;
-    double best_occ = -1.0;
-    for (int g = 0; g < static_cast<int>(nodes.size()); ++g) {
-      const Node& n = nodes[g];
-      std::int64_t exec = 0;
-      std::size_t mem = 0;
-      std::int64_t d;
-      if (res.d >= n.d) {
-        // The GPU keeps its cycle: only the newcomer's batch is re-derived.
-        d = n.d;
-        if (n.d - n.exec <= 0) continue;
-        const int b = batch_for(d, res.rate);
-        if (b > t.max_batch) continue;
-        const std::int64_t l = t.lat[b];
-        if (n.exec + l > d || d + l > in.slo) continue;
-        exec = n.exec + l;
-        mem = n.mem + t.mem[b];
-      } else {
-        // The newcomer shortens the cycle: every resident batch shrinks to ⌈d·r⌉.
-        d = res.d;
-        exec = t.lat[res.batch];
-        mem = t.mem[res.batch];
-        bool ok = exec <= d;
-        for (const Member& m : n.members) {
-          if (!ok) break;
-          const Info& mi = infos[m.info];
-          const int b = batch_for(d, m.rate);
-          const std::int64_t l = mi.t->lat[b];
-          exec += l;
-          mem += mi.t->mem[b];
-          ok = exec <= d && d + l <= mi.slo;
-        }
-        if (!ok) continue;
-      }
-      if (mem > cap) continue;
-      const double occ = double(exec) / double(d);
-      if (occ > best_occ) {
-        best_occ = occ;
-        best_node = g;
+    std::int64_t exec = 0;
+    std::size_t mem = 0;
+    std::int64_t d;
+    if (d_own >= n.d) {
+      // The GPU keeps its cycle: only the newcomer's batch is re-derived.
+      d = n.d;
+      if (n.d - n.exec <= 0) return -1;
+      const int b = batch_for(d, rate);
+      if (b > t.max_batch) return -1;
+      const std::int64_t l = t.lat[b];
+      if (n.exec + l > d || d + l > in.slo) return -1;
+      exec = n.exec + l;
+      mem = n.mem + t.mem[b];
+    } else {
+      // The newcomer shortens the cycle: every resident batch shrinks to ⌈d·r⌉.
+      d = d_own;
+      exec = t.lat[b_own];
+      mem = t.mem[b_own];
+      if (exec > d) return -1;
+      for (const Member& m : n.members) {
+        const Info& mi = infos[m.info];
+        const int b = batch_for(d, m.rate);
+        const std::int64_t l = mi.t->lat[b];
+        exec += l;
+        mem += mi.t->mem[b];
+        if (exec > d || d + l > mi.slo) return -1;
       }
     }
-    if (best_node < 0) {
-      Node n;
-      n.d = res.d;
-      n.exec = t.lat[res.batch];
-      n.mem = t.mem[res.batch];
-      n.members.push_back({res.info, res.rate, res.batch, t.lat[res.batch]});
-      nodes.push_back(std::move(n));
-      continue;
-    }
-    Node& n = nodes[best_node];
-    n.members.push_back({res.info, res.rate, 0, 0});
-    n.d = std::min(n.d, res.d);
+    if (mem > cap) return -1;
+    return double(exec) / double(d);
+  };
+  auto add_member = [&](Node& n, int info, double rate, std::int64_t d_own) {
+    n.members.push_back({info, rate, 0, 0, d_own});
+    n.d = std::min(n.d, d_own);
     n.exec = 0;
     n.mem = 0;
     for (Member& m : n.members) {
@@ -297,6 +282,74 @@ Plan SquishyBinPacker::pack(const std::vector<Session>& sessions, const ProfileM
       n.exec += m.lat;
       n.mem += mi.t->mem[m.batch];
     }
+  };
+  for (const Residual& res : residuals) {
+    int best_node = -1;
+    double best_occ = -1.0;
+    for (int g = 0; g < static_cast<int>(nodes.size()); ++g) {
+      const double occ = merged_occupancy(nodes[g], res.info, res.rate, res.d, res.batch);
+      if (occ > best_occ) {
+        best_occ = occ;
+        best_node = g;
+      }
+    }
+    if (best_node < 0) {
+      const Table& t = *infos[res.info].t;
+      Node n;
+      n.d = res.d;
+      n.exec = t.lat[res.batch];
+      n.mem = t.mem[res.batch];
+      n.members.push_back({res.info, res.rate, res.batch, t.lat[res.batch], res.d});
+      nodes.push_back(std::move(n));
+      continue;
+    }
+    add_member(nodes[best_node], res.info, res.rate, res.d);
+  }
+
+  // --- consolidate (beyond Algorithm 1; options.consolidate) --------------------------------
+  // Try to empty the least occupied GPUs: move each of their sessions, with its own cycle, into
+  // another GPU by the same merge rule; commit only if the whole GPU empties.
+  if (o.consolidate && nodes.size() > 1) {
+    std::vector<int> order(nodes.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
+    auto occ_of = [&](int i) { return double(nodes[i].exec) / double(nodes[i].d); };
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return occ_of(a) < occ_of(b); });
+    std::vector<char> alive(nodes.size(), 1);
+    for (int x : order) {
+      if (occ_of(x) > o.consolidate_below) break;
+      std::vector<std::pair<int, Node>> backup;  // targets changed so far, for rollback
+      bool ok = true;
+      for (const Member& m : nodes[x].members) {
+        const int b_own = batch_for(m.own_d, m.rate);
+        int best = -1;
+        double best_occ = -1;
+        for (int y = 0; y < static_cast<int>(nodes.size()); ++y) {
+          if (y == x || !alive[y]) continue;
+          const double occ = merged_occupancy(nodes[y], m.info, m.rate, m.own_d, b_own);
+          if (occ > best_occ) {
+            best_occ = occ;
+            best = y;
+          }
+        }
+        if (best < 0) {
+          ok = false;
+          break;
+        }
+        bool saved = false;
+        for (const auto& bk : backup) saved |= bk.first == best;
+        if (!saved) backup.emplace_back(best, nodes[best]);
+        add_member(nodes[best], m.info, m.rate, m.own_d);
+      }
+      if (ok) {
+        alive[x] = 0;
+      } else {
+        for (auto& [y, n] : backup) nodes[y] = std::move(n);
+      }
+    }
+    std::vector<Node> kept;
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      if (alive[i]) kept.push_back(std::move(nodes[i]));
+    nodes = std::move(kept);
   }
 
   // --- emit ---------------------------------------------------------------------------------

@@ -240,6 +240,7 @@ TEST_CASE("property: random workloads always give valid plans", "[schedule][prop
     PackerOptions o;
     if (rng() % 3 == 0) o.gpu_memory_bytes = 3000000000 + rng() % 8000000000;
     if (rng() % 4 == 0) o.fixed_overhead = std::chrono::microseconds(rng() % 3000);
+    o.consolidate = w % 2 == 1;
     std::vector<Session> sessions;
     const int n = 1 + static_cast<int>(rng() % 30);
     std::uniform_real_distribution<double> slo(10, 500), lograte(std::log(0.5), std::log(3000));
@@ -279,6 +280,7 @@ TEST_CASE("property: squishy never beats the exact optimum; usually equals it",
     }
     PackerOptions o;
     if (w % 2) o.gpu_memory_bytes = 4000000000;
+    o.consolidate = w % 3 == 0;
     std::vector<Session> sessions;
     const int n = 2 + static_cast<int>(rng() % 6);
     std::uniform_real_distribution<double> slo(40, 400), frac(0.05, 0.9);
@@ -305,4 +307,20 @@ TEST_CASE("property: squishy never beats the exact optimum; usually equals it",
   }
   CHECK(total > 100);
   CHECK(equal >= total * 8 / 10);
+}
+
+TEST_CASE("profiles measured by nexus-profile on the CpuBackend plan cleanly", "[schedule][cpu]") {
+  const auto profiles = ModelStore(fixture_dir("cpu")).profiles_for("cpu");
+  REQUIRE(profiles.count("face_recognition"));
+  std::vector<Session> sessions;
+  int i = 0;
+  for (const auto& [name, p] : profiles) {
+    // An SLO of 4·ℓ(B_max) + pre + post always admits batch B_max.
+    const auto slo = 4 * p.latency(p.max_batch()) + p.preprocess() + p.postprocess();
+    sessions.push_back({"s" + std::to_string(i++), name, slo, 3 * p.throughput(p.max_batch())});
+  }
+  const Plan plan = SquishyBinPacker().pack(sessions, profiles);
+  CHECK(plan.rejected.empty());
+  CHECK(validate_plan(plan, sessions, profiles, {}).empty());
+  CHECK(plan.num_gpus() + 1e-9 >= plan.lower_bound_gpus);
 }

@@ -1,0 +1,125 @@
+// nexus-profile: measures batching profiles of zoo models on the CpuBackend and writes one JSON
+// file per model into a ModelStore directory (format: include/nexus/profile/batch_profile.hpp).
+//
+//   nexus-profile --model resnet50[,mobilenet_v1,...] --out DIR [--max-batch N] [--threads T]
+//                 [--repeats R] [--batches sparse|all|1,2,4,...] [--face-models DIR]
+//
+// Models: the standard zoo (resnet50, mobilenet_v1, vgg16, googlenet, ssd_mobilenet_v1_300;
+// seeded random weights) and the face-api nets (face_detector, face_recognition,
+// face_landmarks, face_expression, age_gender; weights from --face-models, default
+// data/face-api/model). face_detector's pre/post-processing (resize to 512², decode + NMS) is
+// timed on a synthetic 640x480 image; the other models get 0.
+// Exit status: 0 on success, 1 on a model or backend error (message on stderr), 2 on bad flags.
+
+#include <cxxopts.hpp>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <iostream>
+#include <sstream>
+
+#include "nexus/core/error.hpp"
+#include "nexus/exec/cpu_backend.hpp"
+#include "nexus/model/zoo/face_age_gender.hpp"
+#include "nexus/model/zoo/face_detector.hpp"
+#include "nexus/model/zoo/face_expression.hpp"
+#include "nexus/model/zoo/face_landmarks.hpp"
+#include "nexus/model/zoo/face_recognition.hpp"
+#include "nexus/model/zoo/standard.hpp"
+#include "nexus/profile/profiler.hpp"
+
+namespace fs = std::filesystem;
+namespace zoo = nexus::model::zoo;
+
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  cxxopts::Options options("nexus-profile", "Measure batching profiles on the CpuBackend");
+  options.add_options()
+    ("model", "comma-separated model names", cxxopts::value<std::string>())
+    ("out", "output directory (a ModelStore)", cxxopts::value<std::string>())
+    ("max-batch", "upper limit of the max-batch search", cxxopts::value<int>()->default_value("16"))
+    ("threads", "CpuBackend threads (0 = all cores)", cxxopts::value<int>()->default_value("0"))
+    ("repeats", "timed runs per batch size (>= 10)", cxxopts::value<int>()->default_value("10"))
+    ("batches", "sparse | all | a list 1,2,4", cxxopts::value<std::string>()->default_value("sparse"))
+    ("face-models", "face-api model directory",
+     cxxopts::value<std::string>()->default_value("data/face-api/model"))
+    ("h,help", "show this help");
+  cxxopts::ParseResult args;
+  try {
+    args = options.parse(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "nexus-profile: " << e.what() << "\n";
+    return 2;
+  }
+  if (args.count("help") || !args.count("model") || !args.count("out")) {
+    std::cerr << options.help() << "\nmodels: face_detector face_recognition face_landmarks "
+                 "face_expression age_gender";
+    for (const auto& n : zoo::standard_model_names()) std::cerr << " " << n;
+    std::cerr << "\n";
+    return args.count("help") ? 0 : 2;
+  }
+  try {
+    nexus::ProfilerOptions po;
+    po.max_batch = args["max-batch"].as<int>();
+    po.repeats = args["repeats"].as<int>();
+    const std::string batches = args["batches"].as<std::string>();
+    if (batches == "sparse") {
+      po.batches = nexus::sparse_batches(po.max_batch);
+    } else if (batches != "all") {
+      for (const auto& b : split(batches)) po.batches.push_back(std::stoi(b));
+    }
+    const int threads = args["threads"].as<int>();
+    nexus::Profiler profiler(
+        [threads] { return std::make_unique<nexus::CpuBackend>(nexus::CpuBackendOptions{threads}); }, po);
+    const fs::path out = args["out"].as<std::string>();
+    fs::create_directories(out);
+    const fs::path face_dir = args["face-models"].as<std::string>();
+    for (const auto& name : split(args["model"].as<std::string>())) {
+      nexus::BatchProfile profile;
+      std::cerr << "nexus-profile: profiling " << name << " ..." << std::endl;
+      if (name == "face_detector") {
+        const auto det = zoo::FaceDetector::load(face_dir);
+        zoo::Image image(640, 480);
+        for (std::size_t i = 0; i < image.rgb.size(); ++i) image.rgb[i] = static_cast<std::uint8_t>(i * 7);
+        nexus::CpuBackend backend(nexus::CpuBackendOptions{threads});
+        backend.load(det.graph(), 1);
+        const auto outputs =  // real outputs to post-process
+            backend.run({det.preprocess(image).reshape(nexus::Shape({1, 3, 512, 512}))});
+        profile = profiler.profile(
+            det.graph(), name, [&] { (void)det.preprocess(image); },
+            [&] { (void)det.postprocess(outputs, 0, image.width, image.height); });
+      } else if (name == "face_recognition") {
+        profile = profiler.profile(zoo::load_face_recognition_net(face_dir), name);
+      } else if (name == "face_landmarks") {
+        profile = profiler.profile(zoo::load_face_landmark68_net(face_dir), name);
+      } else if (name == "face_expression") {
+        profile = profiler.profile(zoo::load_face_expression_net(face_dir), name);
+      } else if (name == "age_gender") {
+        profile = profiler.profile(zoo::load_age_gender_net(face_dir), name);
+      } else {
+        profile = profiler.profile(zoo::standard_model(name), name);
+      }
+      const fs::path file = out / (name + "@" + profile.device() + ".json");
+      profile.save(file);
+      std::cout << file.string() << ": max batch " << profile.max_batch() << ", l(1) = "
+                << profile.mean_latency(1).count() << " us, l(" << profile.max_batch()
+                << ") = " << profile.mean_latency(profile.max_batch()).count() << " us\n";
+    }
+  } catch (const nexus::Error& e) {
+    std::cerr << "nexus-profile: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
