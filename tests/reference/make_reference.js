@@ -11,7 +11,14 @@
 //      regenerate it bit for bit), of exactly the net's input size so face-api neither pads nor
 //      resizes it.
 //
-// Usage (from this folder): npm ci && node make_reference.js [model_dir] [photo_dir] [out.json]
+// Photos are decoded twice: "images" runs on the pixels OpenCV imgcodecs (libjpeg-turbo)
+// decodes, which is what the C++ side sees (binary PPMs written by dump_rgb.cpp, --pixels DIR),
+// so the full-pipeline comparison is not blurred by JPEG decoder differences; "images_jpeg_js"
+// runs on jpeg-js's decoding (a different IDCT/upsampling) and keeps only score, box, age and
+// gender, to document how much the decoder alone moves the results.
+//
+// Usage (from this folder): see README.md.
+//   node make_reference.js --pixels PPM_DIR [model_dir] [photo_dir] [out.json]
 // Defaults: ../../data/face-api/model, ../../data/face-api/demo,
 //           ../fixtures/face_api_reference.json
 'use strict';
@@ -25,9 +32,13 @@ const faceapi = require('@vladmandic/face-api/dist/face-api.node-wasm.js');
 
 const tf = faceapi.tf;
 const here = __dirname;
-const modelDir = path.resolve(process.argv[2] || path.join(here, '../../data/face-api/model'));
-const photoDir = path.resolve(process.argv[3] || path.join(here, '../../data/face-api/demo'));
-const outFile = path.resolve(process.argv[4] || path.join(here, '../fixtures/face_api_reference.json'));
+const args = process.argv.slice(2);
+let pixelDir = null;
+if (args[0] === '--pixels') { pixelDir = path.resolve(args[1]); args.splice(0, 2); }
+if (!pixelDir) { console.error('usage: node make_reference.js --pixels PPM_DIR [model_dir] [photo_dir] [out.json]'); process.exit(2); }
+const modelDir = path.resolve(args[0] || path.join(here, '../../data/face-api/model'));
+const photoDir = path.resolve(args[1] || path.join(here, '../../data/face-api/demo'));
+const outFile = path.resolve(args[2] || path.join(here, '../fixtures/face_api_reference.json'));
 
 const MIN_CONFIDENCE = 0.5;
 const MAX_RESULTS = 100;
@@ -46,6 +57,28 @@ function lcg_image(size, seed) {
     data[i] = s >>> 24;
   }
   return tf.tensor3d(data, [size, size, 3], 'int32');
+}
+
+// Binary PPM (P6, maxval 255) as written by OpenCV's imwrite.
+function readPpm(file) {
+  const buf = fs.readFileSync(file);
+  const header = [];
+  let pos = 0;
+  while (header.length < 4) {
+    while (/\s/.test(String.fromCharCode(buf[pos]))) pos++;
+    if (buf[pos] === 0x23) { while (buf[pos] !== 0x0a) pos++; continue; }
+    let tok = '';
+    while (!/\s/.test(String.fromCharCode(buf[pos]))) tok += String.fromCharCode(buf[pos++]);
+    header.push(tok);
+  }
+  pos++;
+  const [magic, w, h, maxval] = header;
+  if (magic !== 'P6' || maxval !== '255') throw new Error(`${file}: expected a binary 8-bit PPM`);
+  const width = Number(w);
+  const height = Number(h);
+  const data = buf.subarray(pos, pos + width * height * 3);
+  if (data.length !== width * height * 3) throw new Error(`${file}: truncated`);
+  return { width, height, tensor: tf.tensor3d(Int32Array.from(data), [height, width, 3], 'int32') };
 }
 
 function decodePhoto(file) {
@@ -144,12 +177,14 @@ async function fixedInputs() {
   return out;
 }
 
-async function photos() {
+async function photos(decoder) {
   const files = fs.readdirSync(photoDir).filter((f) => /^sample\d+\.jpg$/.test(f)).sort();
   const opts = new faceapi.SsdMobilenetv1Options({ minConfidence: MIN_CONFIDENCE, maxResults: MAX_RESULTS });
   const images = [];
   for (const f of files) {
-    const { width, height, tensor } = decodePhoto(path.join(photoDir, f));
+    const { width, height, tensor } = decoder === 'opencv'
+      ? readPpm(path.join(pixelDir, f.replace(/\.jpg$/, '.ppm')))
+      : decodePhoto(path.join(photoDir, f));
     const t0 = Date.now();
     const results = await faceapi.detectAllFaces(tensor, opts)
       .withFaceLandmarks().withFaceExpressions().withAgeAndGender().withFaceDescriptors();
@@ -165,8 +200,15 @@ async function photos() {
       descriptor: ra(res.descriptor),
       landmarks: res.landmarks.positions.map((p) => [r(p.x), r(p.y)]),
     }));
-    console.error(`${f}: ${width}x${height}, ${faces.length} faces, ${Date.now() - t0} ms`);
-    images.push({ file: f, width, height, faces });
+    console.error(`${f} (${decoder}): ${width}x${height}, ${faces.length} faces, ${Date.now() - t0} ms`);
+    images.push({
+      file: f,
+      width,
+      height,
+      faces: decoder === 'opencv' ? faces : faces.map(({ score, box, age, gender, gender_probability }) => ({
+        score, box, age, gender, gender_probability,
+      })),
+    });
     tensor.dispose();
   }
   return images;
@@ -186,11 +228,13 @@ async function main() {
     versions: { 'face-api': faceapi.version, tfjs: tf.version_core, backend: tf.getBackend(), 'jpeg-js': require('jpeg-js/package.json').version },
     options: {
       detector: 'ssd_mobilenetv1', min_confidence: MIN_CONFIDENCE, max_results: MAX_RESULTS, iou_threshold: 0.5,
-      landmarks: 'face_landmark_68 (full)', decoder: 'jpeg-js (no EXIF rotation)',
+      landmarks: 'face_landmark_68 (full)',
+      decoder: 'images: OpenCV imgcodecs IMREAD_COLOR (libjpeg-turbo) via dump_rgb.cpp; images_jpeg_js: jpeg-js',
       box: '[x, y, width, height] in pixels of the original photo; landmarks [x, y] in pixels',
     },
     fixed_inputs: await fixedInputs(),
-    images: await photos(),
+    images: await photos('opencv'),
+    images_jpeg_js: await photos('jpeg-js'),
   };
   fs.mkdirSync(path.dirname(outFile), { recursive: true });
   fs.writeFileSync(outFile, `${JSON.stringify(ref)}\n`);
