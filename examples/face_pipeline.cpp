@@ -180,7 +180,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  nlohmann::json out_images = nlohmann::json::array();
+  nlohmann::ordered_json out_images = nlohmann::ordered_json::array();
   double decode_ms = 0.0, cpu_ms = 0.0;  // decode; pre/post-processing and crops on the CPU
   int failed = 0;
   for (const fs::path& photo : opt.photos) {
@@ -226,18 +226,18 @@ int main(int argc, char** argv) {
       const auto age_out = run_batched(age, small_in);
       const auto expr_out = run_batched(expr, small_in);
 
-      nlohmann::json faces = nlohmann::json::array();
+      nlohmann::ordered_json faces = nlohmann::ordered_json::array();
       if (!opt.json)
         std::printf("%s: %d x %d, %zu face(s)\n", photo.string().c_str(), img.width, img.height,
                     dets.size());
       for (std::size_t f = 0; f < dets.size(); ++f) {
         const auto ag = zoo::decode_age_gender(age_out[0][f], age_out[1][f]);
         const auto& probs = expr_out[0][f];
-        nlohmann::json expressions = nlohmann::json::object();
+        nlohmann::ordered_json expressions = nlohmann::ordered_json::object();
         for (int k = 0; k < zoo::kFaceExpressionCount; ++k)
           expressions[std::string(zoo::kFaceExpressionLabels[static_cast<std::size_t>(k)])] =
               probs[static_cast<std::size_t>(k)];
-        nlohmann::json landmarks = nlohmann::json::array();
+        nlohmann::ordered_json landmarks = nlohmann::ordered_json::array();
         for (const auto& p : aligned[f].landmarks) landmarks.push_back({p.x, p.y});
         const auto& d = dets[f];
         faces.push_back({{"score", d.score},
@@ -268,7 +268,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  if (opt.json) std::printf("%s\n", nlohmann::json{{"images", out_images}}.dump().c_str());
+  if (opt.json) std::printf("%s\n", nlohmann::ordered_json{{"images", out_images}}.dump().c_str());
   std::FILE* t = opt.json ? stderr : stdout;
   std::fprintf(t, "timings on %s (%zu photo(s), %d failed):\n", det.backend->device_name().c_str(),
                opt.photos.size(), failed);
