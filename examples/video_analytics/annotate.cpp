@@ -1,0 +1,94 @@
+// Annotated frames: boxes and labels (identity, age, gender, expression) drawn with OpenCV.
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "nexus/core/error.hpp"
+#include "va.hpp"
+
+namespace va {
+
+namespace {
+
+cv::Scalar colour_for(const std::string& identity) {
+  if (identity.empty() || identity == "unknown") return {0, 200, 255};  // amber (BGR)
+  std::size_t h = std::hash<std::string>{}(identity);
+  static const cv::Scalar kPalette[] = {{80, 220, 80},  {255, 160, 60}, {220, 90, 255},
+                                        {60, 120, 255}, {255, 230, 80}, {160, 255, 200}};
+  return kPalette[h % 6];
+}
+
+void label(cv::Mat& m, const std::string& text, cv::Point at, double scale, cv::Scalar bg) {
+  int base = 0;
+  const int thick = std::max(1, static_cast<int>(std::round(scale * 1.6)));
+  cv::Size sz = cv::getTextSize(text, cv::FONT_HERSHEY_SIMPLEX, scale, thick, &base);
+  at.x = std::clamp(at.x, 0, std::max(0, m.cols - sz.width - 4));
+  at.y = std::clamp(at.y, sz.height + 4, m.rows - 2);
+  cv::rectangle(m, {at.x, at.y - sz.height - 4}, {at.x + sz.width + 4, at.y + base}, bg,
+                cv::FILLED);
+  cv::putText(m, text, {at.x + 2, at.y - 2}, cv::FONT_HERSHEY_SIMPLEX, scale, {0, 0, 0}, thick,
+              cv::LINE_AA);
+}
+
+}  // namespace
+
+void write_annotated(const Image& image, const std::vector<FaceResult>& faces,
+                     const std::string& title, const fs::path& file) {
+  NEXUS_CHECK(!image.empty(), "annotate {}: empty frame", file.string());
+  cv::Mat rgb(image.height, image.width, CV_8UC3, const_cast<std::uint8_t*>(image.rgb.data()));
+  cv::Mat m;
+  cv::cvtColor(rgb, m, cv::COLOR_RGB2BGR);
+  // Scale to about 1280 px wide: the video frames (720-768 px) get bigger so 10-15 px faces and
+  // their labels stay readable; the 1920 px photos get smaller files.
+  const double s = 1280.0 / image.width;
+  if (std::abs(s - 1.0) > 0.05)
+    cv::resize(m, m, cv::Size(), s, s, s > 1 ? cv::INTER_CUBIC : cv::INTER_AREA);
+  const double text = 0.55;
+  for (const auto& f : faces) {
+    const cv::Scalar c = colour_for(f.identity);
+    cv::Rect r(static_cast<int>(f.box.x * s), static_cast<int>(f.box.y * s),
+               std::max(2, static_cast<int>(f.box.width * s)),
+               std::max(2, static_cast<int>(f.box.height * s)));
+    // Tiny faces: draw a ring around the box too, so the eye finds them in the frame.
+    if (r.width < 40)
+      cv::circle(m, {r.x + r.width / 2, r.y + r.height / 2}, std::max(r.width, r.height) + 14, c,
+                 2, cv::LINE_AA);
+    cv::rectangle(m, r, c, 2, cv::LINE_AA);
+    for (const auto& p : f.landmarks)
+      cv::circle(m, {static_cast<int>(p.x * s), static_cast<int>(p.y * s)}, 1, c, cv::FILLED);
+    std::vector<std::string> lines;
+    lines.push_back(f.has_descriptor
+                        ? (f.identity == "unknown"
+                               ? fmt::format("unknown (d {:.2f})", f.distance)
+                               : fmt::format("{} (d {:.2f})", f.identity, f.distance))
+                        : fmt::format("face {:.2f}", f.score));
+    if (f.has_age_gender)
+      lines.push_back(fmt::format("{} {:.0f}%, age {:.0f}", f.gender, 100 * f.gender_probability,
+                                  f.age));
+    if (f.has_expression)
+      lines.push_back(fmt::format("{} {:.0f}%", f.expression, 100 * f.expression_probability));
+    lines.push_back(fmt::format("det {:.2f}", f.score));
+    const int lh = 20;
+    int y = r.y + r.height + lh + (r.width < 40 ? std::max(r.width, r.height) + 10 : 2);
+    if (y + lh * static_cast<int>(lines.size()) > m.rows)
+      y = std::max(lh, r.y - lh * static_cast<int>(lines.size()) - 4);
+    for (const auto& l : lines) {
+      label(m, l, {r.x, y}, text, c);
+      y += lh;
+    }
+  }
+  // Title bar.
+  cv::rectangle(m, {0, 0}, {m.cols, 28}, {40, 40, 40}, cv::FILLED);
+  cv::putText(m, title, {8, 20}, cv::FONT_HERSHEY_SIMPLEX, 0.6, {255, 255, 255}, 1, cv::LINE_AA);
+  if (faces.empty())
+    label(m, "no face found", {8, 56}, 0.7, {0, 200, 255});
+  fs::create_directories(file.parent_path());
+  NEXUS_CHECK(cv::imwrite(file.string(), m, {cv::IMWRITE_JPEG_QUALITY, 88, cv::IMWRITE_PNG_COMPRESSION, 6}),
+              "annotate: cannot write {}", file.string());
+}
+
+}  // namespace va

@@ -1,0 +1,524 @@
+// Collector: results -> counts, latencies, time series, annotated frames, table, JSON, plots.
+
+#include "report.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace va {
+
+using nexus::runtime::QueryResult;
+using nexus::runtime::RequestStatus;
+
+namespace {
+
+double ms_between(TimePoint a, TimePoint b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// Exact percentile of unsorted samples (nearest rank).
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const auto rank = static_cast<std::size_t>(std::ceil(q * double(v.size())));
+  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
+}
+
+void bump(std::vector<double>& series, double t_s, double by = 1.0) {
+  if (t_s < 0) t_s = 0;
+  const auto k = static_cast<std::size_t>(t_s);
+  if (k > 100000) return;
+  if (series.size() <= k) series.resize(k + 1, 0.0);
+  series[k] += by;
+}
+
+nlohmann::json face_json(const FaceResult& f) {
+  nlohmann::json j;
+  j["box"] = {std::round(f.box.x * 10) / 10, std::round(f.box.y * 10) / 10,
+              std::round(f.box.width * 10) / 10, std::round(f.box.height * 10) / 10};
+  j["score"] = f.score;
+  if (f.has_descriptor) {
+    j["identity"] = f.identity;
+    j["distance"] = f.distance;
+  }
+  if (f.has_age_gender) {
+    j["age"] = f.age;
+    j["gender"] = f.gender;
+    j["gender_probability"] = f.gender_probability;
+  }
+  if (f.has_expression) {
+    j["expression"] = f.expression;
+    j["expression_probability"] = f.expression_probability;
+  }
+  return j;
+}
+
+const char* const kStageOrder[] = {"tile", "detect", "landmarks", "recognize", "age_gender",
+                                   "expression"};
+
+std::string stage_of(const std::string& session) {
+  auto p = session.find('/');
+  return p == std::string::npos ? session : session.substr(p + 1);
+}
+
+}  // namespace
+
+Collector::Collector(std::vector<StreamRecord> streams, const Gallery* gallery, FrameStore* store,
+                     fs::path annotate_dir, int annotate_per_stream,
+                     std::chrono::microseconds slo)
+    : streams_(std::move(streams)),
+      gallery_(gallery),
+      store_(store),
+      annotate_dir_(std::move(annotate_dir)),
+      annotate_per_stream_(annotate_per_stream),
+      slo_(slo) {}
+
+void Collector::on_submit(nexus::runtime::RequestId id, std::shared_ptr<const Frame> frame,
+                          TimePoint at) {
+  std::lock_guard lock(mu_);
+  ++totals_.submitted;
+  auto& s = streams_.at(static_cast<std::size_t>(frame->stream));
+  ++s.submitted;
+  bump(offered_, std::chrono::duration<double>(at - t0_).count());
+  if (auto it = early_.find(id); it != early_.end()) {
+    QueryResult r = std::move(it->second);
+    early_.erase(it);
+    record_locked(r, frame);
+    return;
+  }
+  pending_[id] = {std::move(frame), at};
+}
+
+void Collector::on_result(QueryResult r) {
+  std::lock_guard lock(mu_);
+  auto it = pending_.find(r.id);
+  if (it == pending_.end()) {  // its submit() has not returned to the stream thread yet
+    early_.emplace(r.id, std::move(r));
+    return;
+  }
+  auto f = std::move(it->second.frame);
+  pending_.erase(it);
+  record_locked(r, f);
+}
+
+void Collector::record_locked(const QueryResult& r, const std::shared_ptr<const Frame>& f) {
+  auto& s = streams_.at(static_cast<std::size_t>(f->stream));
+  ++totals_.finished;
+  const double t_fin = std::chrono::duration<double>(r.finished - t0_).count();
+  for (const auto& st : r.stages)
+    stage_ms_[st.stage].push_back(ms_between(st.enqueued, st.finished));
+  switch (r.status) {
+    case RequestStatus::kCompleted: {
+      ++totals_.completed;
+      ++s.completed;
+      bump(served_, t_fin);
+      const double lat = ms_between(r.submitted, r.finished);
+      latency_ms_.push_back(lat);
+      s.latency_ms.push_back(lat);
+      if (r.met_slo) {
+        ++totals_.good;
+        ++s.good;
+        bump(good_, t_fin);
+      }
+      auto faces = faces_of(r);
+      for (auto& face : faces)
+        if (face.has_descriptor && gallery_) {
+          auto [label, d] = gallery_->match(face.descriptor);
+          face.identity = label;
+          face.distance = d;
+        }
+      s.faces += faces.size();
+      if (s.kind == "photos" && !photos_.count(f->source)) {
+        nlohmann::json j;
+        j["file"] = f->source;
+        j["width"] = f->image->width;
+        j["height"] = f->image->height;
+        j["faces"] = nlohmann::json::array();
+        for (const auto& face : faces) j["faces"].push_back(face_json(face));
+        photos_[f->source] = j;
+      }
+      // Annotate the first completed frame of each stream, then frames with faces.
+      const bool want = !annotate_dir_.empty() && s.annotated < annotate_per_stream_ &&
+                        (!s.annotated_any || !faces.empty()) &&
+                        (s.kind != "photos" || !faces.empty());
+      if (want) {
+        std::string safe = s.name;
+        std::replace(safe.begin(), safe.end(), '#', '_');
+        const fs::path file =
+            annotate_dir_ / fmt::format("{}_{}_{:05d}.png", safe,
+                                        fs::path(f->source).stem().string(), f->index);
+        const std::string title = fmt::format(
+            "{}  {} frame {}  {} face(s)  latency {:.0f} ms (SLO {:.0f} ms)", s.name, f->source,
+            f->index, faces.size(), lat, slo_.count() / 1e3);
+        try {
+          write_annotated(*f->image, faces, title, file);
+          annotated_.push_back(file.string());
+          ++s.annotated;
+          s.annotated_any = true;
+        } catch (const std::exception& e) {
+          std::cerr << "annotation: " << e.what() << "\n";
+        }
+      }
+      break;
+    }
+    case RequestStatus::kDropped: ++totals_.dropped; ++s.dropped; bump(lost_, t_fin); break;
+    case RequestStatus::kRejected: ++totals_.rejected; ++s.rejected; bump(lost_, t_fin); break;
+    case RequestStatus::kFailed:
+      ++totals_.failed;
+      ++s.failed;
+      bump(lost_, t_fin);
+      if (s.failed <= 3)
+        std::cerr << fmt::format("\n{}: frame {} failed in stage '{}': {}\n", s.name, f->index,
+                                 r.stage, r.message);
+      break;
+  }
+  if (r.status != RequestStatus::kCompleted) {
+    const std::string reason(nexus::runtime::to_string(r.reason));
+    ++reasons_[reason];
+    ++s.reasons[reason];
+  }
+  store_->erase(f->id);
+}
+
+std::uint64_t Collector::submitted() const {
+  std::lock_guard lock(mu_);
+  return totals_.submitted;
+}
+
+std::uint64_t Collector::finished() const {
+  std::lock_guard lock(mu_);
+  return totals_.finished;
+}
+
+Collector::Totals Collector::totals() const {
+  std::lock_guard lock(mu_);
+  return totals_;
+}
+
+Collector::Summary Collector::summary() const {
+  std::lock_guard lock(mu_);
+  Summary s;
+  s.totals = totals_;
+  s.good_rate = totals_.submitted ? double(totals_.good) / double(totals_.submitted) : 0.0;
+  s.p50_ms = percentile(latency_ms_, 0.5);
+  s.p99_ms = percentile(latency_ms_, 0.99);
+  return s;
+}
+
+std::vector<std::string> Collector::annotated_files() const {
+  std::lock_guard lock(mu_);
+  return annotated_;
+}
+
+namespace {
+
+// Per-stage aggregate over the sessions of all queries (tenants) from the engine's metrics.
+struct StageAgg {
+  std::uint64_t arrivals = 0, completions = 0, good = 0, batches = 0;
+  std::map<std::string, std::uint64_t> drops;
+  std::map<int, std::uint64_t> batch_sizes;
+};
+
+std::map<std::string, StageAgg> aggregate(const nexus::runtime::EngineStats& stats) {
+  std::map<std::string, StageAgg> out;
+  for (const auto& [id, m] : stats.sessions) {
+    auto& a = out[stage_of(id)];
+    a.arrivals += m.arrivals;
+    a.completions += m.completions;
+    a.good += m.good;
+    a.batches += m.batches;
+    for (const auto& [r, n] : m.drops)
+      if (n) a.drops[r] += n;
+    for (const auto& [b, n] : m.batch_sizes)
+      if (n) a.batch_sizes[b] += n;
+  }
+  return out;
+}
+
+std::string fmt_batches(const std::map<int, std::uint64_t>& h) {
+  std::uint64_t n = 0, sum = 0;
+  int lo = 1 << 30, hi = 0;
+  for (auto [b, c] : h) {
+    if (!c) continue;
+    n += c;
+    sum += c * static_cast<std::uint64_t>(b);
+    lo = std::min(lo, b);
+    hi = std::max(hi, b);
+  }
+  if (!n) return "-";
+  return fmt::format("{:.1f} ({}-{})", double(sum) / double(n), lo, hi);
+}
+
+std::string fmt_drops(const std::map<std::string, std::uint64_t>& d) {
+  std::string s;
+  for (const auto& [r, n] : d) s += fmt::format("{}{} {}", s.empty() ? "" : ", ", r, n);
+  return s.empty() ? "-" : s;
+}
+
+}  // namespace
+
+void Collector::print_table(std::ostream& out, const nexus::runtime::EngineStats& stats,
+                            const nexus::Plan& plan, const std::string& device) const {
+  std::lock_guard lock(mu_);
+  const auto agg = aggregate(stats);
+  out << "\nPer stage (all tenants; latency = queued -> post-processed, per item)\n";
+  out << fmt::format("  {:<11} {:>8} {:>9} {:>14} {:>9} {:>9} {:>8}  {}\n", "stage", "requests",
+                     "completed", "batch mean", "p50 ms", "p99 ms", "good", "drops by reason");
+  for (const char* st : kStageOrder) {
+    auto it = agg.find(st);
+    if (it == agg.end()) continue;
+    const auto& a = it->second;
+    auto lat = stage_ms_.find(st);
+    const std::vector<double> none;
+    const auto& v = lat == stage_ms_.end() ? none : lat->second;
+    out << fmt::format("  {:<11} {:>8} {:>9} {:>14} {:>9.1f} {:>9.1f} {:>7.1f}%  {}\n", st,
+                       a.arrivals, a.completions, fmt_batches(a.batch_sizes),
+                       percentile(v, 0.5), percentile(v, 0.99),
+                       a.arrivals ? 100.0 * double(a.good) / double(a.arrivals) : 0.0,
+                       fmt_drops(a.drops));
+  }
+  out << fmt::format("  {:<11} {:>8} {:>9} {:>14} {:>9.1f} {:>9.1f} {:>7.1f}%  {}\n", "end-to-end",
+                     totals_.submitted, totals_.completed, "", percentile(latency_ms_, 0.5),
+                     percentile(latency_ms_, 0.99),
+                     totals_.submitted ? 100.0 * double(totals_.good) / double(totals_.submitted)
+                                       : 0.0,
+                     fmt_drops(reasons_));
+
+  out << fmt::format("\nPlan (Scheduler: QueryPlanner SLO split + squishy bin packing over the "
+                     "profiles measured on {})\n",
+                     device);
+  for (const auto& g : plan.gpus) {
+    out << fmt::format("  slot {} -> {}: duty cycle {:.1f} ms, occupancy {:.0f}%{}\n", g.gpu,
+                       stats.devices.empty()
+                           ? std::string("?")
+                           : stats.devices[static_cast<std::size_t>(g.gpu) % stats.devices.size()].name,
+                       g.duty_cycle.count() / 1e3, 100 * g.occupancy,
+                       g.saturated ? " (saturated)" : "");
+    for (const auto& a : g.sessions) {
+      out << fmt::format("      {:<24} batch {:>2}  l(b) {:>7.1f} ms  rate {:>6.2f}/s  stage budget {:>6.0f} ms\n",
+                         a.session, a.batch, a.latency.count() / 1e3, a.rate_rps,
+                         a.slo.count() / 1e3);
+    }
+  }
+  if (plan.num_gpus() > static_cast<int>(std::max<std::size_t>(1, stats.devices.size())))
+    out << fmt::format(
+        "  note: the plan asks for {} device slots and this machine has {}: the engine runs the "
+        "slots' sessions round robin on it,\n  so a stage waits for the others' batches; item "
+        "deadlines are therefore 'latest start' (query deadline minus the least\n  time the "
+        "stages below need) instead of the stage budgets above.\n",
+        plan.num_gpus(), stats.devices.size());
+  for (const auto& r : plan.rejected)
+    out << fmt::format("  rejected: {}: {}\n", r.session, r.reason);
+  out << "\nDevices\n";
+  for (const auto& d : stats.devices)
+    out << fmt::format("  {:<8} busy {:6.1f} s  occupancy {:5.1f}%  batches {}  items {}\n", d.name,
+                       d.busy_seconds, 100 * d.occupancy, d.batches, d.items);
+  out << "\nStreams\n";
+  out << fmt::format("  {:<12} {:<8} {:>6} {:>9} {:>5} {:>7} {:>8} {:>6} {:>6} {:>9} {:>9}\n",
+                     "stream", "pipeline", "fps", "submitted", "good", "dropped", "rejected",
+                     "failed", "faces", "p50 ms", "p99 ms");
+  for (const auto& s : streams_)
+    out << fmt::format("  {:<12} {:<8} {:>6.2f} {:>9} {:>5} {:>7} {:>8} {:>6} {:>6} {:>9.0f} {:>9.0f}\n",
+                       s.name, s.pipeline, s.fps, s.submitted, s.good, s.dropped, s.rejected,
+                       s.failed, s.faces, percentile(s.latency_ms, 0.5),
+                       percentile(s.latency_ms, 0.99));
+}
+
+nlohmann::json Collector::to_json(const nexus::runtime::EngineStats& stats,
+                                  const nexus::Plan& plan) const {
+  std::lock_guard lock(mu_);
+  nlohmann::json j;
+  j["frames_submitted"] = totals_.submitted;
+  j["queries_completed"] = totals_.completed;
+  j["queries_dropped"] = totals_.dropped;
+  j["queries_rejected"] = totals_.rejected;
+  j["queries_failed"] = totals_.failed;
+  j["queries_good"] = totals_.good;
+  j["accounted"] = totals_.completed + totals_.dropped + totals_.rejected + totals_.failed ==
+                   totals_.submitted;
+  j["good_rate"] = totals_.submitted ? double(totals_.good) / double(totals_.submitted) : 0.0;
+  j["latency_ms_p50"] = percentile(latency_ms_, 0.5);
+  j["latency_ms_p99"] = percentile(latency_ms_, 0.99);
+  j["not_completed_by_reason"] = reasons_;
+  const auto agg = aggregate(stats);
+  nlohmann::json stages = nlohmann::json::object();
+  for (const char* st : kStageOrder) {
+    auto it = agg.find(st);
+    if (it == agg.end()) continue;
+    const auto& a = it->second;
+    auto lat = stage_ms_.find(st);
+    const std::vector<double> none;
+    const auto& v = lat == stage_ms_.end() ? none : lat->second;
+    nlohmann::json s;
+    s["requests"] = a.arrivals;
+    s["completed"] = a.completions;
+    s["good_rate"] = a.arrivals ? double(a.good) / double(a.arrivals) : 0.0;
+    s["latency_ms_p50"] = percentile(v, 0.5);
+    s["latency_ms_p99"] = percentile(v, 0.99);
+    s["batches"] = a.batches;
+    nlohmann::json bs = nlohmann::json::object();
+    for (auto [b, n] : a.batch_sizes) bs[std::to_string(b)] = n;
+    s["batch_sizes"] = bs;
+    s["drops_by_reason"] = a.drops;
+    stages[st] = s;
+  }
+  j["stages"] = stages;
+  nlohmann::json sessions = nlohmann::json::object();
+  for (const auto& [id, m] : stats.sessions) {
+    nlohmann::json s;
+    s["requests"] = m.arrivals;
+    s["completed"] = m.completions;
+    s["good"] = m.good;
+    s["mean_batch"] = m.mean_batch;
+    s["latency_ms_p50"] = m.latency.p50_us / 1e3;
+    s["latency_ms_p99"] = m.latency.p99_us / 1e3;
+    s["drops_by_reason"] = m.drops;
+    s["rate_rps"] = m.rate_rps;
+    sessions[id] = s;
+  }
+  j["sessions"] = sessions;
+  j["plan"] = plan.to_json();
+  nlohmann::json devs = nlohmann::json::array();
+  for (const auto& d : stats.devices)
+    devs.push_back({{"name", d.name}, {"busy_s", d.busy_seconds}, {"occupancy", d.occupancy},
+                    {"batches", d.batches}, {"items", d.items}});
+  j["devices"] = devs;
+  nlohmann::json ss = nlohmann::json::array();
+  for (const auto& s : streams_) {
+    nlohmann::json x;
+    x["name"] = s.name;
+    x["kind"] = s.kind;
+    x["source"] = s.source;
+    x["pipeline"] = s.pipeline;
+    x["query"] = s.query;
+    x["fps"] = s.fps;
+    x["frames_submitted"] = s.submitted;
+    x["queries_completed"] = s.completed;
+    x["queries_good"] = s.good;
+    x["queries_dropped"] = s.dropped;
+    x["queries_rejected"] = s.rejected;
+    x["queries_failed"] = s.failed;
+    x["faces"] = s.faces;
+    x["latency_ms_p50"] = percentile(s.latency_ms, 0.5);
+    x["latency_ms_p99"] = percentile(s.latency_ms, 0.99);
+    x["not_completed_by_reason"] = s.reasons;
+    ss.push_back(x);
+  }
+  j["streams"] = ss;
+  nlohmann::json photos = nlohmann::json::array();
+  for (const auto& [name, p] : photos_) photos.push_back(p);
+  j["photos"] = photos;
+  if (gallery_) {
+    nlohmann::json g = nlohmann::json::array();
+    for (const auto& e : gallery_->entries)
+      g.push_back({{"label", e.label},
+                   {"photo", e.photo},
+                   {"person", e.person},
+                   {"box", {e.box.x, e.box.y, e.box.width, e.box.height}}});
+    j["gallery"] = g;
+  }
+  nlohmann::json ts = nlohmann::json::array();
+  const std::size_t n = std::max({offered_.size(), served_.size(), lost_.size()});
+  for (std::size_t k = 0; k < n; ++k) {
+    auto at = [&](const std::vector<double>& v) { return k < v.size() ? v[k] : 0.0; };
+    ts.push_back({{"t_s", k}, {"offered", at(offered_)}, {"served", at(served_)},
+                  {"good", at(good_)}, {"not_completed", at(lost_)}});
+  }
+  j["timeline_per_second"] = ts;
+  j["annotated_frames"] = annotated_;
+  return j;
+}
+
+std::vector<std::string> Collector::write_plots(const fs::path& dir) const {
+  std::lock_guard lock(mu_);
+  fs::create_directories(dir);
+  // Latency CDFs: one data file per stage + end to end.
+  std::vector<std::pair<std::string, std::string>> series;  // (title, file)
+  auto write_cdf = [&](const std::string& name, std::vector<double> v) {
+    if (v.empty()) return;
+    std::sort(v.begin(), v.end());
+    const fs::path f = dir / fmt::format("latency_{}.dat", name);
+    std::ofstream o(f);
+    o << "# latency_ms cumulative_fraction\n";
+    const std::size_t step = std::max<std::size_t>(1, v.size() / 2000);
+    for (std::size_t i = 0; i < v.size(); i += step)
+      o << v[i] << " " << double(i + 1) / double(v.size()) << "\n";
+    o << v.back() << " 1\n";
+    series.emplace_back(name, f.filename().string());
+  };
+  for (const char* st : kStageOrder)
+    if (auto it = stage_ms_.find(st); it != stage_ms_.end()) write_cdf(st, it->second);
+  write_cdf("end-to-end", latency_ms_);
+  // Buckets of a few seconds: at a fraction of a frame per second per stream, one-second
+  // buckets would show mostly 0 or 1 frames.
+  const std::size_t n = std::max({offered_.size(), served_.size(), lost_.size()});
+  const std::size_t bucket = std::max<std::size_t>(1, (n + 29) / 30);
+  {
+    std::ofstream o(dir / "timeline.dat");
+    o << fmt::format("# bucket of {} s: t_mid_s offered_per_s served_per_s good_per_s "
+                     "not_completed_per_s good_rate_pct\n", bucket);
+    for (std::size_t k0 = 0; k0 < n; k0 += bucket) {
+      double off = 0, srv = 0, gd = 0, lst = 0;
+      for (std::size_t k = k0; k < std::min(n, k0 + bucket); ++k) {
+        auto at = [&](const std::vector<double>& v) { return k < v.size() ? v[k] : 0.0; };
+        off += at(offered_);
+        srv += at(served_);
+        gd += at(good_);
+        lst += at(lost_);
+      }
+      const double b = double(bucket);
+      o << double(k0) + b / 2 << " " << off / b << " " << srv / b << " " << gd / b << " "
+        << lst / b << " ";
+      if (srv + lst > 0) o << 100.0 * gd / (srv + lst); else o << "NaN";
+      o << "\n";
+    }
+  }
+  const double slo_ms = slo_.count() / 1e3;
+  {
+    std::ofstream g(dir / "plots.gp");
+    g << "set terminal pngcairo size 1000,600 font 'sans,11'\n"
+         "set datafile missing 'NaN'\nset termoption noenhanced\n"
+         "set grid\nset key bottom right\n";
+    g << "set output 'latency_cdf.png'\n"
+         "set title 'Latency CDF per stage (queued -> done per item) and end to end (submit -> "
+         "result)'\n"
+         "set xlabel 'latency (ms, log scale)'\nset ylabel 'fraction of requests'\n"
+         "set logscale x\nset yrange [0:1.02]\n";
+    g << fmt::format("set arrow from {0},0 to {0},1.02 nohead dt 2 lw 2 lc rgb 'red'\n"
+                     "set label 'SLO {0:.0f} ms' at {0},0.5 right offset -0.5,0 tc rgb 'red'\n",
+                     slo_ms);
+    g << "plot ";
+    for (std::size_t i = 0; i < series.size(); ++i)
+      g << (i ? ", \\\n     " : "") << "'" << series[i].second << "' using 1:2 with lines lw "
+        << (series[i].first == "end-to-end" ? 4 : 2) << " title '" << series[i].first << "'";
+    g << "\nunset arrow\nunset label\nunset logscale x\nset autoscale\n";
+    g << "BUCKET = " << bucket << "\n";
+    g << "set output 'timeline.png'\n"
+         "set title sprintf('Offered and served frames per second, and good rate (%d-s buckets)', BUCKET)\n"
+         "set xlabel 'time since start (s)'\nset ylabel 'frames per second'\n"
+         "set y2label 'good rate: completed within SLO / finished in the bucket (%)'\n"
+         "set y2range [0:105]\nset y2tics\nset yrange [0:*]\nset key top left\n"
+         "plot 'timeline.dat' using 1:2 with linespoints pt 5 ps 0.5 lw 2 title 'offered (submitted)', \\\n"
+         "     'timeline.dat' using 1:3 with linespoints pt 7 ps 0.5 lw 2 title 'served (completed)', \\\n"
+         "     'timeline.dat' using 1:5 with impulses lw 4 title 'dropped/rejected/failed', \\\n"
+         "     'timeline.dat' using 1:6 axes x1y2 with linespoints pt 7 ps 0.6 lw 1 "
+         "title 'good rate (right axis)'\n";
+  }
+  const std::string cmd =
+      fmt::format("cd '{}' && gnuplot plots.gp > gnuplot.log 2>&1", dir.string());
+  if (std::system(cmd.c_str()) != 0) {
+    std::cerr << "plots: gnuplot failed or is missing (install gnuplot-nox); data and script are "
+                 "in "
+              << dir.string() << "\n";
+    return {};
+  }
+  return {(dir / "latency_cdf.png").string(), (dir / "timeline.png").string()};
+}
+
+}  // namespace va

@@ -1,0 +1,224 @@
+#pragma once
+// video_analytics: a multi-stream, multi-tenant face analytics service built on the Nexus
+// Engine (docs/video_analytics.md). This header declares the parts shared by its files:
+//   pipeline.cpp  models, batching profiles (measured once, cached), the query graphs and their
+//                 stage functions, the frame store, the identity gallery;
+//   streams.cpp   video files and photo folders paced at a frame rate;
+//   report.cpp    the collector of results, the live line, summary table, report.json, plots;
+//   annotate.cpp  boxes and labels drawn on frames.
+//
+// Query of one tenant (one QuerySpec per tenant and pipeline kind):
+//   whole frames:  detect -> landmarks -> {recognize, age_gender, expression}
+//   tiled frames:  tile -> detect (2x2 tiles, batched across frames) -> landmarks -> {...}
+// Every stage input is a small "handle" tensor [frame id, x, y, w, h, score] that names a frame in
+// the FrameStore and a rectangle in it; the pixels stay in the store, so queues stay small and
+// the crops are cut from the full-resolution frame on the engine's CPU pool.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "nexus/core/clock.hpp"
+#include "nexus/core/tensor.hpp"
+#include "nexus/model/graph.hpp"
+#include "nexus/model/zoo/face_align.hpp"
+#include "nexus/model/zoo/face_detector.hpp"
+#include "nexus/model/zoo/image.hpp"
+#include "nexus/profile/model_store.hpp"
+#include "nexus/runtime/engine.hpp"
+#include "nexus/schedule/query_planner.hpp"
+
+namespace va {
+
+namespace fs = std::filesystem;
+using nexus::Duration;
+using nexus::Tensor;
+using nexus::TimePoint;
+using nexus::model::zoo::FaceRect;
+using nexus::model::zoo::Image;
+using Clock = std::chrono::steady_clock;
+
+// ---------------------------------------------------------------------------------------------
+// Frames
+
+/// One decoded frame of one stream, shared by every stage item of its request.
+struct Frame {
+  std::uint64_t id = 0;         ///< global, 1.. (< 2^24: carried in float32 handles)
+  int stream = 0;               ///< index into the stream list
+  std::int64_t index = 0;       ///< frame number in the source (video frame / photo number)
+  std::string source;           ///< file name
+  std::shared_ptr<const Image> image;
+};
+
+/// Frames in flight, by id. Thread-safe. The stage functions read it; the poll thread erases a
+/// frame once its request's one result came back.
+class FrameStore {
+ public:
+  void put(std::shared_ptr<const Frame> f);
+  /// Throws nexus::Error when the frame is unknown (already finished).
+  std::shared_ptr<const Frame> get(std::uint64_t id) const;
+  void erase(std::uint64_t id);
+  std::size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::uint64_t, std::shared_ptr<const Frame>> frames_;
+};
+
+/// A handle: float32 [6] = frame id, x, y, w, h (pixels of the frame), detection score.
+Tensor make_handle(std::uint64_t frame, const FaceRect& r, double score = 0.0);
+struct Handle {
+  std::uint64_t frame = 0;
+  FaceRect rect;
+  double score = 0.0;
+};
+Handle read_handle(const Tensor& t);
+
+// ---------------------------------------------------------------------------------------------
+// Models, profiles, queries
+
+inline constexpr const char* kModelTile = "tile";
+inline constexpr const char* kModelDetector = "face_detector";
+inline constexpr const char* kModelLandmarks = "face_landmarks";
+inline constexpr const char* kModelRecognition = "face_recognition";
+inline constexpr const char* kModelAgeGender = "age_gender";
+inline constexpr const char* kModelExpression = "face_expression";
+
+/// Side of the thumbnail the tile stage's model sees ([3, kTileThumb, kTileThumb]).
+inline constexpr int kTileThumb = 32;
+
+struct Models {
+  std::shared_ptr<const nexus::model::zoo::FaceDetector> detector;
+  std::map<std::string, std::shared_ptr<const nexus::model::Graph>> graphs;  ///< by model name
+  std::map<std::string, int> max_batch;                                      ///< by model name
+};
+/// Loads the five face-api models from `model_dir` and builds the tile model. Throws
+/// nexus::Error naming a missing file.
+Models load_models(const fs::path& model_dir);
+
+/// Batching profiles of all models on `device` ("cpu" or "cuda"): read from
+/// `<profile_dir>/<device>/` when present and made on this machine, else measured now with
+/// the backends (ℓ(b) for b = 1, 2, 4, 8, ... up to each model's max batch, plus the CPU pre/post
+/// time per item) and saved there. Prints what it does.
+nexus::ProfileMap load_or_measure_profiles(const Models& models, const std::string& device,
+                                           const fs::path& profile_dir, bool force);
+
+enum class PipelineKind { kWhole, kTiled };
+
+/// Builds the Engine query of one tenant and pipeline kind. Stage names: tile (tiled only),
+/// detect, landmarks, recognize, age_gender, expression.
+nexus::runtime::QuerySpec make_query(const std::string& name, PipelineKind kind,
+                                     std::chrono::microseconds slo, double rate_rps,
+                                     const Models& models, FrameStore& store, float min_score);
+/// The same graph for the Scheduler (fan-outs as expected values).
+nexus::QuerySpec make_schedule_query(const std::string& name, PipelineKind kind,
+                                     std::chrono::microseconds slo, double rate_rps,
+                                     double faces_per_frame);
+
+/// The stages of a pipeline, root first.
+std::vector<std::string> stage_names(PipelineKind kind);
+
+/// Why an SLO is too tight: per stage the least budget it needs (2ℓ(1) + pre + post, the
+/// saturated rule of §6.1), the path sum, and the smallest feasible SLO found by the planner.
+/// Returns "" when the SLO is feasible.
+std::string explain_infeasible_slo(const nexus::QuerySpec& q, const nexus::ProfileMap& profiles);
+
+/// Planner passed to the Engine: QueryPlanner (SLO split, §6.2) for each query, then the
+/// SquishyBinPacker (§6.1) over all sessions. The engine folds extra GPU slots onto its devices.
+nexus::runtime::PlannerFn make_planner(std::map<std::string, nexus::QuerySpec> queries,
+                                       nexus::ProfileMap profiles);
+
+// ---------------------------------------------------------------------------------------------
+// What a finished request found
+
+struct FaceResult {
+  FaceRect box;
+  double score = 0.0;
+  std::vector<nexus::model::zoo::FacePoint> landmarks;  ///< 68 points, empty if not reached
+  bool has_descriptor = false;
+  std::vector<float> descriptor;
+  std::string identity;           ///< gallery label of the best match, "unknown" when too far
+  double distance = 0.0;          ///< to the best match
+  bool has_age_gender = false;
+  double age = 0.0;
+  std::string gender;
+  double gender_probability = 0.0;
+  bool has_expression = false;
+  std::string expression;
+  double expression_probability = 0.0;
+};
+
+/// Faces of a completed request, assembled from its stage results (parent links).
+std::vector<FaceResult> faces_of(const nexus::runtime::QueryResult& r);
+
+/// The enrolled identities: one entry per face found on the demo photos.
+struct GalleryEntry {
+  std::string label;      ///< "<photo>#<k>", faces numbered left to right
+  std::string photo;
+  FaceRect box;
+  std::vector<float> descriptor;
+  std::string person;     ///< "P<n>": entries closer than 0.6 share a person (single linkage)
+};
+struct Gallery {
+  std::vector<GalleryEntry> entries;
+  /// Best match (label, distance); label "unknown" when the distance is >= threshold.
+  std::pair<std::string, double> match(const std::vector<float>& d, double threshold = 0.6) const;
+  const GalleryEntry* find(const std::string& label) const;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Streams
+
+struct StreamSpec {
+  std::string name;        ///< "vtest#0"
+  std::string kind;        ///< "video" | "photos"
+  fs::path path;           ///< video file or folder / glob base of photos
+  std::vector<fs::path> photos;
+  PipelineKind pipeline = PipelineKind::kWhole;
+  int tenant = 0;
+  std::string query;       ///< the Engine query it feeds
+  double fps = 1.0;        ///< frames submitted per second
+};
+
+/// A source of frames paced by the caller. Video: decodes with OpenCV videoio and skips frames so
+/// that the video plays at its own speed at `fps` submitted frames per second; at the end it loops
+/// (or stops with loop=false). Photos: decoded once, cycled. Thread-compatible (one thread).
+class FrameSource {
+ public:
+  /// Opens the source. Throws nexus::Error naming the file when it is missing or undecodable
+  /// (a photo folder with no readable photo), with what was expected.
+  FrameSource(const StreamSpec& spec, bool loop);
+  ~FrameSource();
+  /// The next frame (its index in the source), or nullopt at the end without loop.
+  std::optional<std::pair<std::int64_t, std::shared_ptr<const Image>>> next();
+  double native_fps() const { return native_fps_; }
+  /// File name of frame `index` (the video's name, or the photo's).
+  std::string source_name(std::int64_t index) const;
+  std::string describe() const;
+  std::vector<std::string> warnings;  ///< e.g. unreadable photos skipped
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  double native_fps_ = 0.0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Annotation
+
+/// Draws the faces (box, identity, age, gender, expression) on a copy of the frame and writes it
+/// as PNG or JPEG (by the extension). Frames are scaled to 1280 px wide so labels stay readable.
+void write_annotated(const Image& image, const std::vector<FaceResult>& faces,
+                     const std::string& title, const fs::path& file);
+
+}  // namespace va
