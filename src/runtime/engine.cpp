@@ -528,6 +528,7 @@ RequestId Engine::Impl::submit(const QueryDef& q, Tensor input) {
   it.q = qs;
   it.stage = 0;
   it.input = qs->input;
+  if (!root.pre) it.enqueued = qs->submitted;  // one clock read per request on this path
   if (root.pre) {
     // Pre-processing runs on the CPU pool; the item is routed when it is ready.
     post_to_pool([this, it = std::move(it)]() mutable {
@@ -561,8 +562,8 @@ void Engine::Impl::dispatch(Item&& it) {
     flush(done);
     return;
   }
-  if (it.enqueued == TimePoint{}) {
-    it.enqueued = clock_->now();
+  if (it.deadline == TimePoint{}) {  // first routing (not a re-route after a plan swap)
+    if (it.enqueued == TimePoint{}) it.enqueued = clock_->now();
     it.deadline = it.q->deadline - Duration(s.downstream_ns.load(std::memory_order_relaxed));
     s.arrivals.fetch_add(1, std::memory_order_relaxed);
   }
@@ -599,6 +600,7 @@ void Engine::Impl::post_to_pool(std::function<void()> fn) {
 void Engine::Impl::complete_batch(Batch& b, std::vector<QueryResult>* done) {
   SessionState& ss = *session(b.session);
   const auto n = static_cast<std::int64_t>(b.items.size());
+  TimePoint batch_now{};
   for (std::int64_t i = 0; i < n; ++i) {
     Item& it = b.items[static_cast<std::size_t>(i)];
     QueryState* q = it.q;
@@ -643,7 +645,13 @@ void Engine::Impl::complete_batch(Batch& b, std::vector<QueryResult>* done) {
                fmt::format("postprocess/fan-out of stage '{}' threw: {}", st.name, e.what()), done);
       continue;
     }
-    r.finished = virtual_ ? b.finished : clock_->now();
+    const bool per_item_work = st.post || !st.children.empty();
+    if (virtual_)
+      r.finished = b.finished;
+    else if (per_item_work || batch_now == TimePoint{})
+      r.finished = batch_now = clock_->now();
+    else
+      r.finished = batch_now;
     const Duration lat = r.finished - it.enqueued;
     ss.latency.record(lat);
     ss.completions.fetch_add(1, std::memory_order_relaxed);
@@ -782,6 +790,7 @@ void Engine::Impl::flush(std::vector<QueryResult>& done) {
 
 std::vector<QueryResult> Engine::Impl::poll(std::size_t max, Duration timeout) {
   if (max == 0) return {};
+  // (pop_some reserves for what is there)
   return results_.pop_some(max, virtual_ ? Duration::zero() : timeout);
 }
 

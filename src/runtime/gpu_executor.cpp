@@ -9,13 +9,13 @@ namespace {
 
 class DequeView final : public dispatch::QueueView {
  public:
-  explicit DequeView(const std::deque<Item>& q) : q_(q) {}
+  explicit DequeView(const RingQueue<Item>& q) : q_(q) {}
   std::size_t size() const override { return q_.size(); }
   TimePoint deadline(std::size_t i) const override { return q_[i].deadline; }
   TimePoint arrival(std::size_t i) const override { return q_[i].enqueued; }
 
  private:
-  const std::deque<Item>& q_;
+  const RingQueue<Item>& q_;
 };
 
 }  // namespace
@@ -114,9 +114,16 @@ void Executor::merge_inbox(Slot& s) {
     if (s.queue.empty() || s.queue.back().deadline <= it.deadline) {
       s.queue.push_back(std::move(it));
     } else {
-      auto pos = std::upper_bound(s.queue.begin(), s.queue.end(), it.deadline,
-                                  [](TimePoint d, const Item& x) { return d < x.deadline; });
-      s.queue.insert(pos, std::move(it));
+      // Binary search for the first item with a later deadline (stable for equal ones).
+      std::size_t lo = 0, hi = s.queue.size();
+      while (lo < hi) {
+        const std::size_t mid = (lo + hi) / 2;
+        if (s.queue[mid].deadline <= it.deadline)
+          lo = mid + 1;
+        else
+          hi = mid;
+      }
+      s.queue.insert(lo, std::move(it));
     }
   }
   scratch_.clear();

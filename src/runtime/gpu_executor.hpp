@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "engine_impl.hpp"
+#include "nexus/core/ring_queue.hpp"
 
 namespace nexus::runtime {
 
@@ -30,7 +31,7 @@ struct Slot {
   HandoffQueue<Item> inbox;                 // producers → executor (batched hand-off)
   std::atomic<std::size_t> queued{0};       // inbox + queue, for admission control
   // executor thread only:
-  std::deque<Item> queue;                   // deadline order
+  RingQueue<Item> queue;                    // deadline order
   std::unique_ptr<dispatch::BatchPolicy> policy;
   int target_batch = 1;
   bool active = false;

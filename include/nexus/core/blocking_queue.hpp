@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <algorithm>
 #include <deque>
 #include <mutex>
 #include <vector>
@@ -29,7 +30,10 @@ class BlockingQueue {
     if (items.empty()) return;
     {
       std::lock_guard lock(mu_);
-      for (auto& x : items) items_.push_back(std::move(x));
+      if (items_.empty() && head_ == 0)
+        items_.swap(items);
+      else
+        for (auto& x : items) items_.push_back(std::move(x));
     }
     items.clear();
     cv_.notify_all();
@@ -39,12 +43,25 @@ class BlockingQueue {
   std::vector<T> pop_some(std::size_t max, std::chrono::nanoseconds timeout) {
     std::vector<T> out;
     std::unique_lock lock(mu_);
-    if (items_.empty() && timeout.count() > 0)
-      cv_.wait_for(lock, timeout, [&] { return !items_.empty() || woken_; });
+    if (head_ == items_.size() && timeout.count() > 0)
+      cv_.wait_for(lock, timeout, [&] { return head_ != items_.size() || woken_; });
     woken_ = false;
-    while (!items_.empty() && out.size() < max) {
-      out.push_back(std::move(items_.front()));
-      items_.pop_front();
+    const std::size_t avail = items_.size() - head_;
+    if (avail == 0) return out;
+    if (head_ == 0 && max >= avail) {  // take everything: O(1)
+      out.swap(items_);
+      return out;
+    }
+    const std::size_t k = std::min(max, avail);
+    out.reserve(k);
+    for (std::size_t i = 0; i < k; ++i) out.push_back(std::move(items_[head_ + i]));
+    head_ += k;
+    if (head_ == items_.size()) {
+      items_.clear();
+      head_ = 0;
+    } else if (head_ > 1024 && head_ * 2 > items_.size()) {
+      items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(head_));
+      head_ = 0;
     }
     return out;
   }
@@ -60,13 +77,14 @@ class BlockingQueue {
 
   std::size_t size() const {
     std::lock_guard lock(mu_);
-    return items_.size();
+    return items_.size() - head_;
   }
 
  private:
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<T> items_;
+  std::vector<T> items_;  // [head_, size) are queued; a vector so hand-offs can swap buffers
+  std::size_t head_ = 0;
   bool woken_ = false;
 };
 

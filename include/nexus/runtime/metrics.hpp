@@ -27,18 +27,30 @@ struct LatencySummary {
   double p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0, mean_us = 0;
 };
 
-/// A log-bucketed latency histogram: bucket k holds [kBase^(k-1), kBase^k) µs, so a percentile
-/// is accurate to within kBase - 1 = 5% (it reports the bucket's upper bound, capped at max).
+/// A log-bucketed latency histogram: 16 buckets per power of two of microseconds, so bucket k
+/// holds [2^((k-1)/16), 2^(k/16)) µs and a percentile is accurate to 2^(1/16) - 1 = 4.4% (it
+/// reports the bucket's upper bound, capped at the maximum). The bucket index comes from the
+/// float's exponent and top mantissa bits: no log() on the hot path.
 class LatencyHistogram {
  public:
-  static constexpr int kBuckets = 400;
-  static constexpr double kBase = 1.05;
+  static constexpr int kSubBuckets = 16;
+  static constexpr int kBuckets = 32 * kSubBuckets;   // up to 2^32 µs
+  static constexpr double kBase = 1.0442737824274138;  // 2^(1/16)
+
+  static int bucket_of(Duration d) {
+    const double us = double(d.count()) * 1e-3;
+    if (!(us >= 1.0)) return 0;
+    int exp = 0;
+    const double m = std::frexp(us, &exp);  // us = m·2^exp, m in [0.5, 1)
+    // position within the octave [2^(exp-1), 2^exp): sub = floor((2m - 1)·16)
+    const int sub = static_cast<int>((2.0 * m - 1.0) * kSubBuckets);
+    const int k = 1 + (exp - 1) * kSubBuckets + sub;
+    return std::min(k, kBuckets - 1);
+  }
+  static double upper_us(int k) { return k == 0 ? 1.0 : std::exp2(double(k) / kSubBuckets); }
 
   void record(Duration d) {
-    const double us = std::max(0.0, std::chrono::duration<double, std::micro>(d).count());
-    int k = us < 1.0 ? 0 : 1 + static_cast<int>(std::log(us) / std::log(kBase));
-    k = std::min(k, kBuckets - 1);
-    buckets_[static_cast<std::size_t>(k)].fetch_add(1, std::memory_order_relaxed);
+    buckets_[static_cast<std::size_t>(bucket_of(d))].fetch_add(1, std::memory_order_relaxed);
     count_.fetch_add(1, std::memory_order_relaxed);
     const auto ns = static_cast<std::uint64_t>(std::max<Duration::rep>(0, d.count()));
     sum_ns_.fetch_add(ns, std::memory_order_relaxed);
@@ -61,7 +73,7 @@ class LatencyHistogram {
       std::uint64_t acc = 0;
       for (int k = 0; k < kBuckets; ++k) {
         acc += b[static_cast<std::size_t>(k)];
-        if (acc >= std::max<std::uint64_t>(rank, 1)) return std::min(s.max_us, std::pow(kBase, k));
+        if (acc >= std::max<std::uint64_t>(rank, 1)) return std::min(s.max_us, upper_us(k));
       }
       return s.max_us;
     };
@@ -75,7 +87,7 @@ class LatencyHistogram {
   std::vector<std::uint64_t> cumulative(const std::vector<double>& bounds_us) const {
     std::vector<std::uint64_t> out(bounds_us.size(), 0);
     for (int k = 0; k < kBuckets; ++k) {
-      const double upper = k == 0 ? 1.0 : std::pow(kBase, k);
+      const double upper = upper_us(k);
       const auto n = buckets_[static_cast<std::size_t>(k)].load(std::memory_order_relaxed);
       for (std::size_t i = 0; i < bounds_us.size(); ++i)
         if (upper <= bounds_us[i] * (1 + 1e-9)) out[i] += n;
