@@ -592,7 +592,9 @@ void CpuBackend::Impl::conv_item(const Step& s, const float* x, float* y, float*
         apply_bias_act(yg + r * p + c0, c1 - c0, bias ? bias[gi * og + r] : 0.0f, s.act,
                        s.act_alpha);
     };
-    if (parts > 1 && p >= 64 * parts) {  // split columns (each thread packs all of A)
+    // Split the GEMM along its longer side, so each thread packs the smaller operand whole.
+    const bool by_cols = parts > 1 && p >= 32 * parts && (p >= og || og < 8 * parts);
+    if (by_cols) {
       pool.run(parts, [&](int t) {
         const std::int64_t c0 = round_up(p * t / parts, 16), c1 = t + 1 == parts ? p : round_up(p * (t + 1) / parts, 16);
         if (c0 >= c1) return;
