@@ -115,14 +115,76 @@ const Plan& Scheduler::replan(std::chrono::microseconds now) {
   next = SquishyBinPacker(options_.packer).pack(sessions, profiles_);
   next.stage_budgets = std::move(budgets);
   next.rejected.insert(next.rejected.begin(), rejected.begin(), rejected.end());
-  moved_ = has_plan_ ? stabilize_gpu_numbering(plan_, next) : 0;
-  plan_ = std::move(next);
+  std::optional<Plan> kept = has_plan_ ? keep_previous(sessions, next) : std::nullopt;
+  if (kept) {
+    moved_ = 0;
+    plan_ = std::move(*kept);
+  } else {
+    moved_ = has_plan_ ? stabilize_gpu_numbering(plan_, next) : 0;
+    plan_ = std::move(next);
+  }
   planned_rate_.clear();
   for (const auto& [id, r] : rate_) planned_rate_[id] = std::max(r, options_.min_rate_rps);
   has_plan_ = true;
   dirty_ = false;
   last_plan_ = now;
   return plan_;
+}
+
+std::optional<Plan> Scheduler::keep_previous(const std::vector<Session>& sessions,
+                                             const Plan& next) const {
+  // Keep the running plan when the fresh one saves no GPU and the running one still serves
+  // every session (same sessions and SLOs, no new rejections, capacity b/d ≥ the new rate):
+  // nothing moves. The rates it routes are rescaled to the new estimates.
+  if (next.num_gpus() < plan_.num_gpus() || next.rejected.size() != plan_.rejected.size())
+    return std::nullopt;
+  std::map<std::string, const Session*> by_id;
+  for (const auto& s : sessions) by_id[s.id] = &s;
+  std::map<std::string, double> capacity, old_rate;
+  for (const auto& g : plan_.gpus)
+    for (const auto& a : g.sessions) {
+      auto it = by_id.find(a.session);
+      if (it == by_id.end() || it->second->slo != a.slo) return std::nullopt;
+      capacity[a.session] += double(a.batch) * 1e6 / double(g.duty_cycle.count());
+      old_rate[a.session] += a.rate_rps;
+    }
+  for (const auto& s : sessions) {
+    const bool rejected_now = std::any_of(next.rejected.begin(), next.rejected.end(),
+                                          [&](const Rejection& r) { return r.session == s.id; });
+    if (rejected_now) continue;
+    if (!capacity.count(s.id) || capacity[s.id] < s.rate_rps) return std::nullopt;
+  }
+  Plan kept = plan_;
+  for (auto& g : kept.gpus)
+    for (auto& a : g.sessions) {
+      const double cap = double(a.batch) * 1e6 / double(g.duty_cycle.count());
+      const double scaled = a.rate_rps * by_id.at(a.session)->rate_rps / old_rate.at(a.session);
+      a.rate_rps = std::min(cap, scaled);
+    }
+  // Shares capped at a GPU's capacity may now sum below the rate: top up where room is left.
+  for (const auto& s : sessions) {
+    if (!capacity.count(s.id)) continue;
+    double missing = s.rate_rps - [&] {
+      double r = 0;
+      for (const auto& g : kept.gpus)
+        for (const auto& a : g.sessions)
+          if (a.session == s.id) r += a.rate_rps;
+      return r;
+    }();
+    for (auto& g : kept.gpus)
+      for (auto& a : g.sessions) {
+        if (a.session != s.id || missing <= 0) continue;
+        const double room = double(a.batch) * 1e6 / double(g.duty_cycle.count()) - a.rate_rps;
+        const double add = std::min(room, missing);
+        a.rate_rps += add;
+        missing -= add;
+      }
+  }
+  kept.rebuild_routes();
+  kept.lower_bound_gpus = next.lower_bound_gpus;
+  kept.stage_budgets = next.stage_budgets;
+  kept.rejected = next.rejected;
+  return kept;
 }
 
 std::optional<Plan> Scheduler::tick(std::chrono::microseconds now) {

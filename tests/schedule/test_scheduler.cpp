@@ -186,3 +186,64 @@ TEST_CASE("workload JSON: parsing, planning and errors naming the item", "[workl
                     Catch::Contains("'zzz'"));
   CHECK_THROWS_WITH(load_workload("/nonexistent.json"), Catch::Contains("/nonexistent.json"));
 }
+
+TEST_CASE("a re-plan keeps the running plan while it still has the capacity", "[scheduler]") {
+  Scheduler s(lecture_profiles());
+  s.add_session(session("A", "A", 200, 64));
+  s.add_session(session("B", "B", 250, 32));
+  s.add_session(session("C", "C", 250, 32));
+  const Plan first = s.replan(0s);
+  REQUIRE(first.num_gpus() == 2);
+  // C's GPU runs batch 5 every 156.25 ms: capacity 32 req/s exactly; A's GPU: A 8/125 ms = 64.
+  // A drops to 50 req/s: the fresh packing saves no GPU and the old one still serves → kept.
+  for (int i = 0; i < 20; ++i) s.observe("A", 50);
+  const Plan& second = s.replan(30s);
+  CHECK(s.moved_sessions() == 0);
+  CHECK(second.num_gpus() == 2);
+  CHECK(second.planned_rate("A") == Approx(s.estimated_rate("A")));
+  for (std::size_t g = 0; g < first.gpus.size(); ++g)
+    CHECK(second.gpus[g].duty_cycle == first.gpus[g].duty_cycle);
+  // A grows beyond its GPU's capacity: a new plan.
+  for (int i = 0; i < 20; ++i) s.observe("A", 400);
+  const Plan& third = s.replan(60s);
+  CHECK(third.planned_rate("A") == Approx(s.estimated_rate("A")));
+  CHECK(third.num_gpus() > 2);
+  std::vector<Session> now;
+  for (const char* id : {"A", "B", "C"}) {
+    const auto* m = id == std::string("A") ? "A" : id;
+    now.push_back(session(id, m, id == std::string("A") ? 200 : 250, s.estimated_rate(id)));
+  }
+  CHECK(validate_plan(third, now, lecture_profiles(), {}).empty());
+}
+
+TEST_CASE("property: every epoch's plan is valid for the estimated rates", "[scheduler][property]") {
+  std::mt19937_64 rng(11);
+  ProfileMap profiles;
+  for (int m = 0; m < 4; ++m) {
+    const std::string name = "m" + std::to_string(m);
+    profiles.emplace(name, random_profile(rng, name, 32));
+  }
+  Scheduler s(profiles);
+  std::vector<Session> declared;
+  for (int i = 0; i < 25; ++i) {
+    declared.push_back(session("s" + std::to_string(i), "m" + std::to_string(i % 4),
+                               60 + static_cast<double>(rng() % 300), 5.0 + static_cast<double>(rng() % 400)));
+    s.add_session(declared.back());
+  }
+  std::uniform_real_distribution<double> drift(0.6, 1.5);
+  int replans = 0, moved = 0;
+  for (int epoch = 0; epoch < 60; ++epoch) {
+    const auto now = std::chrono::seconds(10 * epoch);
+    for (auto& d : declared) s.observe(d.id, s.estimated_rate(d.id) * drift(rng));
+    if (!s.tick(now)) continue;
+    ++replans;
+    moved += s.moved_sessions();
+    std::vector<Session> current = declared;
+    for (auto& c : current) c.rate_rps = std::max(1.0, s.estimated_rate(c.id));
+    const auto errors = validate_plan(s.plan(), current, profiles, {});
+    INFO("epoch " << epoch << ": " << (errors.empty() ? "" : errors.front()));
+    REQUIRE(errors.empty());
+  }
+  CHECK(replans >= 6);
+  CHECK(moved < replans * 25);  // far from reshuffling everything every time
+}

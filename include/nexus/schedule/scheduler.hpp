@@ -4,7 +4,10 @@
 // 30 s, minimum 10 s) — or early, once the minimum epoch has passed, when some session's rate
 // leaves [0.8, 1.1] × its planned rate — it re-plans: QueryPlanner splits each query's SLO,
 // SquishyBinPacker packs all sessions, then the new GPUs are matched to the old slots by session
-// overlap (greedy on the overlap in served rate) so that few sessions move between GPUs.
+// overlap (greedy on the overlap in served rate) so that few sessions move between GPUs. If
+// the new packing would save no GPU and the running plan still has the capacity (Σ b/d) for
+// every session's new rate with unchanged SLOs, the running plan is kept (only its rate shares
+// and routing weights are updated): nothing moves.
 //
 // Time is passed in (`now`, any monotonic clock's time since epoch), so the Scheduler is pure
 // and runs unchanged on a VirtualClock. Sessions whose SLO cannot be met are in
@@ -71,6 +74,7 @@ class Scheduler {
 
  private:
   std::vector<Session> current_sessions(Plan& plan) const;
+  std::optional<Plan> keep_previous(const std::vector<Session>& sessions, const Plan& next) const;
 
   ProfileMap profiles_;
   SchedulerOptions options_;
