@@ -154,15 +154,18 @@ TEST_CASE("SSD raw outputs match face-api on the fixed input (1e-4 relative)", "
 }
 
 #if defined(NEXUS_HAVE_OPENCV)
+// "images": face-api on the pixels OpenCV decodes (as here); "images_jpeg_js": face-api on
+// jpeg-js's decoding of the same files, which differs slightly.
 TEST_CASE("detections on the six demo photos match face-api (count, IoU >= 0.95)", "[face]") {
   if (!have_data()) {
     WARN("face-api data not fetched; skipping");
     return;
   }
   auto& l = loaded();
-  for (const auto& im : reference()["images"]) {
+  const std::string key = GENERATE(as<std::string>{}, "images", "images_jpeg_js");
+  for (const auto& im : reference()[key]) {
     const std::string file = im["file"].get<std::string>();
-    SECTION(file) {
+    SECTION(key + "/" + file) {
       const Image img = nexus::model::zoo::read_image(kRoot / "data/face-api/demo" / file);
       REQUIRE(img.width == im["width"].get<int>());
       REQUIRE(img.height == im["height"].get<int>());
@@ -194,3 +197,16 @@ TEST_CASE("an undecodable or missing image is a nexus::Error naming the file", "
                   nexus::Error);
 }
 #endif
+
+TEST_CASE("Image import from BGR / RGB buffers with row padding", "[face]") {
+  // 2 x 2 pixels, rows padded to 8 bytes.
+  const std::uint8_t bgr[16] = {1, 2, 3, 4, 5, 6, 99, 99, 7, 8, 9, 10, 11, 12, 99, 99};
+  const Image a = nexus::model::zoo::image_from_bgr(bgr, 2, 2, 8);
+  CHECK(a.rgb == std::vector<std::uint8_t>{3, 2, 1, 6, 5, 4, 9, 8, 7, 12, 11, 10});
+  CHECK(a.at(1, 1, 0) == 12);
+  const Image b = nexus::model::zoo::image_from_rgb(bgr, 2, 2, 8);
+  CHECK(b.rgb == std::vector<std::uint8_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+  CHECK_THROWS_AS(nexus::model::zoo::image_from_bgr(bgr, 2, 2, 5), nexus::Error);
+  CHECK_THROWS_AS(nexus::model::zoo::image_from_bgr(nullptr, 2, 2, 8), nexus::Error);
+  CHECK_THROWS_AS(nexus::model::zoo::image_from_rgb(bgr, 0, 2, 8), nexus::Error);
+}
