@@ -9,8 +9,10 @@
 // where T_u(k) = max_{b: 2ℓ(b) ≤ k_eff} b / ℓ(b) is the best saturated throughput of u within
 // budget k (k_eff = k − pre − post − overhead) and R_u/T_u(k) its fractional GPU count. Children
 // of a fork share the remaining budget t − k (they run in parallel). f is made monotone in t.
-// Budgets are read back top-down; each stage gets all the time its path leaves it, so on every
-// root-to-leaf path Σ budgets = SLO exactly when the DP uses the full budget.
+// Budgets are read back top-down; a leaf gets all the time its path leaves (its cost cannot rise
+// with more time), so every root-to-leaf path sums to at most the SLO (budgets are whole steps,
+// rounded down to µs). The objective uses the saturated rule, as the paper's DP does: it ignores
+// that low-rate stages batch less (see SquishyBinPacker for the actual packing).
 //
 // DAGs with joins (a stage with several parents): the layered fallback of the 2018 code — every
 // stage at the same depth (longest path from the root) gets the same budget, and a DP over

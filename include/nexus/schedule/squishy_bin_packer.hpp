@@ -10,9 +10,13 @@
 //      session still meets d + ℓ(b) ≤ SLO_eff, and memory (weights + activations at the chosen
 //      batches) fits. Otherwise it opens a new GPU.
 // SLO_eff = SLO − preprocess − postprocess − fixed_overhead (the request's CPU work and transfer
-// are on the same clock as the SLO). A session whose SLO_eff no batch size meets (ℓ(1) > SLO_eff
-// for the residual rule, i.e. even one request cannot finish) is rejected with the SLO it would
-// need; the rest is still planned.
+// are on the same clock as the SLO). A GPU needs d ≥ ℓ(b) (the batch fits its cycle) and
+// d + ℓ(b) ≤ SLO_eff, so a session with 2ℓ(b) > SLO_eff for every b (or whose model exceeds the
+// GPU memory even at batch 1) is rejected with the SLO it would need; the rest is still planned.
+// Batch choices: the saturated batch is the throughput-maximising b with 2ℓ(b) ≤ SLO_eff (the
+// paper's "largest b" when throughput grows with b); the residual batch is the largest b with
+// ℓ(b) + b/r ≤ SLO_eff and ℓ(b) ≤ b/r, else (very low rates) the b of lowest occupancy with
+// d = SLO_eff − ℓ(b).
 //
 // Consolidation (an addition, off by default): afterwards, the least occupied shared GPUs are
 // emptied when all their sessions fit elsewhere under the same merge rule.
