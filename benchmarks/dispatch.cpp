@@ -109,11 +109,18 @@ int main() {
   const double rps1 = throughput(1, 2000000);
   std::fprintf(stderr, "1 producer: %.0f req/s\n", rps1);
   const double rps4 = throughput(4, 2000000);
+  // The machine's 1-minute load average: other processes share these cores.
+  double load = -1;
+  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
+    std::fclose(f);
+  }
   std::printf(
       "{\"submit_median_ns\": %lld, \"submit_p99_ns\": %lld, \"throughput_rps_1_producer\": %.0f, "
       "\"throughput_rps_4_producers\": %.0f, \"requests\": 2000000, \"backend\": \"NullBackend\", "
-      "\"policy\": \"early_drop\", \"cpu_workers\": 0, \"hardware_threads\": %u}\n",
+      "\"policy\": \"early_drop\", \"cpu_workers\": 0, \"hardware_threads\": %u, "
+      "\"load_average_1min\": %.2f}\n",
       static_cast<long long>(median), static_cast<long long>(p99), rps1, rps4,
-      std::thread::hardware_concurrency());
+      std::thread::hardware_concurrency(), load);
   return 0;
 }

@@ -287,6 +287,16 @@ void Executor::loop() {
   while (true) {
     if (step(eng_.clock_->now())) continue;
     if (stop_.load(std::memory_order_acquire)) break;
+    // Spin briefly before sleeping: a producer's next push is often microseconds away, and a
+    // futex wake-up costs more than the wait.
+    bool arrived = false;
+    for (int spin = 0; spin < 64 && !arrived; ++spin) {
+      const int n = num_slots_.load(std::memory_order_acquire);
+      for (int i = 0; i < n && !arrived; ++i)
+        if (Slot* s = slot(i); s && !s->inbox.empty()) arrived = true;
+      if (!arrived) std::this_thread::yield();
+    }
+    if (arrived) continue;
     // Sleep until a push, a plan, a policy timeout or a 2 ms backstop.
     TimePoint wake = eng_.clock_->now() + std::chrono::milliseconds(2);
     const int ns = num_slots_.load(std::memory_order_acquire);

@@ -18,33 +18,40 @@ template <typename T>
 class BlockingQueue {
  public:
   void push(T item) {
+    bool wake;
     {
       std::lock_guard lock(mu_);
       items_.push_back(std::move(item));
+      wake = waiters_ > 0;
     }
-    cv_.notify_one();
+    if (wake) cv_.notify_one();  // no futex call when nobody waits
   }
 
   /// Appends every item of `items` (moved out, in order) under one lock; leaves it empty.
   void push_all(std::vector<T>& items) {
     if (items.empty()) return;
+    bool wake;
     {
       std::lock_guard lock(mu_);
       if (items_.empty() && head_ == 0)
         items_.swap(items);
       else
         for (auto& x : items) items_.push_back(std::move(x));
+      wake = waiters_ > 0;
     }
     items.clear();
-    cv_.notify_all();
+    if (wake) cv_.notify_all();
   }
 
   /// Pops up to `max` items; waits up to `timeout` (wall time) for the first one.
   std::vector<T> pop_some(std::size_t max, std::chrono::nanoseconds timeout) {
     std::vector<T> out;
     std::unique_lock lock(mu_);
-    if (head_ == items_.size() && timeout.count() > 0)
+    if (head_ == items_.size() && timeout.count() > 0) {
+      ++waiters_;
       cv_.wait_for(lock, timeout, [&] { return head_ != items_.size() || woken_; });
+      --waiters_;
+    }
     woken_ = false;
     const std::size_t avail = items_.size() - head_;
     if (avail == 0) return out;
@@ -85,6 +92,7 @@ class BlockingQueue {
   std::condition_variable cv_;
   std::vector<T> items_;  // [head_, size) are queued; a vector so hand-offs can swap buffers
   std::size_t head_ = 0;
+  int waiters_ = 0;
   bool woken_ = false;
 };
 
