@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   out["machine"] = machine;
   out["hardware_concurrency"] = std::thread::hardware_concurrency();
   out["threads"] = threads;
+  out["kernel_isa"] = nexus::exec::cpu_kernel_isa();
   out["runs"] = runs;
   out["eigen_gemm"] = {{"n", gemm_n}, {"gflops", gemm},
                        {"how", "Eigen Tensor contraction on a ThreadPoolDevice, median"}};

@@ -1047,6 +1047,14 @@ int default_threads(int requested) {
 }
 }  // namespace
 
+const char* exec::cpu_kernel_isa() {
+#if defined(NEXUS_CPU_KERNELS_AVX2) || (defined(__AVX2__) && defined(__FMA__))
+  return "avx2+fma";
+#else
+  return "baseline";
+#endif
+}
+
 CpuBackend::CpuBackend(CpuBackendOptions options) {
 #if defined(NEXUS_CPU_KERNELS_AVX2)
   NEXUS_CHECK(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"),

@@ -111,6 +111,8 @@ TEST_CASE("CpuBackend device name and threads", "[exec]") {
   CpuBackend be(CpuBackendOptions{2});
   CHECK(be.device_name() == "cpu");
   CHECK(be.threads() == 2);
+  const std::string isa = exec::cpu_kernel_isa();
+  CHECK((isa == "avx2+fma" || isa == "baseline"));
   CHECK_THROWS_WITH(be.run({}), Contains("no model loaded"));
 }
 

@@ -76,6 +76,10 @@ using nexus::CpuBackendOptions;
 /// Eigen::ThreadPoolDevice of `threads` threads (0 = hardware_concurrency). The reference the
 /// CpuBackend is measured against in benchmarks/cpu_backend.cpp.
 double eigen_gemm_gflops(int n, int threads, int repeats = 5);
+
+/// The instruction set the CPU kernels were compiled for: "avx2+fma", or "baseline" (the
+/// compiler's default flags, e.g. with -DNEXUS_CPU_GENERIC or on non-x86 machines).
+const char* cpu_kernel_isa();
 }  // namespace exec
 
 }  // namespace nexus
