@@ -45,6 +45,7 @@ nlohmann::json face_json(const FaceResult& f) {
   j["score"] = f.score;
   if (f.has_descriptor) {
     j["identity"] = f.identity;
+    if (!f.person.empty()) j["person"] = f.person;
     j["distance"] = f.distance;
   }
   if (f.has_age_gender) {
@@ -132,6 +133,10 @@ void Collector::record_locked(const QueryResult& r, const std::shared_ptr<const 
           auto [label, d] = gallery_->match(face.descriptor);
           face.identity = label;
           face.distance = d;
+          // A descriptor of a face a few pixels wide (vtest's pedestrians, upsampled to 150 x 150)
+          // says nothing about who it is: no identity below kMinIdentityPx.
+          if (std::min(face.box.width, face.box.height) < kMinIdentityPx) face.identity = "unknown";
+          if (const GalleryEntry* e = gallery_->find(face.identity)) face.person = e->person;
         }
       s.faces += faces.size();
       if (s.kind == "photos" && !photos_.count(f->source)) {
@@ -455,26 +460,26 @@ std::vector<std::string> Collector::write_plots(const fs::path& dir) const {
   for (const char* st : kStageOrder)
     if (auto it = stage_ms_.find(st); it != stage_ms_.end()) write_cdf(st, it->second);
   write_cdf("end-to-end", latency_ms_);
-  // Buckets of a few seconds: at a fraction of a frame per second per stream, one-second
-  // buckets would show mostly 0 or 1 frames.
+  // Rates as moving averages over a window of a few seconds: at a fraction of a frame per second
+  // per stream, one-second counts would jump between 0 and 1.
   const std::size_t n = std::max({offered_.size(), served_.size(), lost_.size()});
-  const std::size_t bucket = std::max<std::size_t>(1, (n + 29) / 30);
+  const std::size_t window = std::clamp<std::size_t>(n / 6, 4, 10);
   {
     std::ofstream o(dir / "timeline.dat");
-    o << fmt::format("# bucket of {} s: t_mid_s offered_per_s served_per_s good_per_s "
-                     "not_completed_per_s good_rate_pct\n", bucket);
-    for (std::size_t k0 = 0; k0 < n; k0 += bucket) {
+    o << fmt::format("# moving average over {} s: t_s offered_per_s served_per_s good_per_s "
+                     "not_completed_per_s good_rate_pct\n", window);
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t k0 = k + 1 >= window ? k + 1 - window : 0;
       double off = 0, srv = 0, gd = 0, lst = 0;
-      for (std::size_t k = k0; k < std::min(n, k0 + bucket); ++k) {
-        auto at = [&](const std::vector<double>& v) { return k < v.size() ? v[k] : 0.0; };
+      for (std::size_t i = k0; i <= k; ++i) {
+        auto at = [&](const std::vector<double>& v) { return i < v.size() ? v[i] : 0.0; };
         off += at(offered_);
         srv += at(served_);
         gd += at(good_);
         lst += at(lost_);
       }
-      const double b = double(bucket);
-      o << double(k0) + b / 2 << " " << off / b << " " << srv / b << " " << gd / b << " "
-        << lst / b << " ";
+      const double w = double(k - k0 + 1);
+      o << k + 1 << " " << off / w << " " << srv / w << " " << gd / w << " " << lst / w << " ";
       if (srv + lst > 0) o << 100.0 * gd / (srv + lst); else o << "NaN";
       o << "\n";
     }
@@ -498,16 +503,16 @@ std::vector<std::string> Collector::write_plots(const fs::path& dir) const {
       g << (i ? ", \\\n     " : "") << "'" << series[i].second << "' using 1:2 with lines lw "
         << (series[i].first == "end-to-end" ? 4 : 2) << " title '" << series[i].first << "'";
     g << "\nunset arrow\nunset label\nunset logscale x\nset autoscale\n";
-    g << "BUCKET = " << bucket << "\n";
+    g << "WINDOW = " << window << "\n";
     g << "set output 'timeline.png'\n"
-         "set title sprintf('Offered and served frames per second, and good rate (%d-s buckets)', BUCKET)\n"
+         "set title sprintf('Frames per second offered and served, and good rate (moving averages over %d s)', WINDOW)\n"
          "set xlabel 'time since start (s)'\nset ylabel 'frames per second'\n"
-         "set y2label 'good rate: completed within SLO / finished in the bucket (%)'\n"
-         "set y2range [0:105]\nset y2tics\nset yrange [0:*]\nset key top left\n"
-         "plot 'timeline.dat' using 1:2 with linespoints pt 5 ps 0.5 lw 2 title 'offered (submitted)', \\\n"
-         "     'timeline.dat' using 1:3 with linespoints pt 7 ps 0.5 lw 2 title 'served (completed)', \\\n"
+         "set y2label 'good rate: completed within SLO / finished (%)'\n"
+         "set y2range [0:105]\nset y2tics\nset yrange [0:*]\nset key outside bottom center horizontal\n"
+         "plot 'timeline.dat' using 1:2 with lines lw 2 title 'offered (submitted)', \\\n"
+         "     'timeline.dat' using 1:3 with lines lw 2 title 'served (completed)', \\\n"
          "     'timeline.dat' using 1:5 with impulses lw 4 title 'dropped/rejected/failed', \\\n"
-         "     'timeline.dat' using 1:6 axes x1y2 with linespoints pt 7 ps 0.6 lw 1 "
+         "     'timeline.dat' using 1:6 axes x1y2 with lines lw 2 dt 2 "
          "title 'good rate (right axis)'\n";
   }
   const std::string cmd =

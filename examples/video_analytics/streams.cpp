@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include <fmt/format.h>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/videoio.hpp>
 
@@ -60,11 +61,17 @@ FrameSource::FrameSource(const StreamSpec& spec, bool loop) : impl_(std::make_un
               "--streams with a path to a video file)",
               spec.name, spec.path.string());
   bool ok = false;
+  // FFmpeg decodes the AVI/MP4 files; OpenCV's own log lines for a file it cannot open would
+  // only repeat the message below, so they are silenced while opening.
+  const auto level = cv::utils::logging::getLogLevel();
+  cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
   try {
-    ok = impl_->cap.open(spec.path.string(), cv::CAP_ANY);
+    ok = impl_->cap.open(spec.path.string(), cv::CAP_FFMPEG) ||
+         impl_->cap.open(spec.path.string(), cv::CAP_ANY);
   } catch (const cv::Exception&) {
     ok = false;
   }
+  cv::utils::logging::setLogLevel(level);
   NEXUS_CHECK(ok && impl_->cap.isOpened(),
               "stream '{}': cannot open video {} (not a video OpenCV can decode: corrupt or an "
               "unsupported codec)",

@@ -94,6 +94,9 @@ inline constexpr const char* kModelRecognition = "face_recognition";
 inline constexpr const char* kModelAgeGender = "age_gender";
 inline constexpr const char* kModelExpression = "face_expression";
 
+/// Faces narrower than this (pixels) get no identity: their descriptor is not meaningful.
+inline constexpr double kMinIdentityPx = 32.0;
+
 /// Side of the thumbnail the tile stage's model sees ([3, kTileThumb, kTileThumb]).
 inline constexpr int kTileThumb = 32;
 
@@ -148,6 +151,7 @@ struct FaceResult {
   bool has_descriptor = false;
   std::vector<float> descriptor;
   std::string identity;           ///< gallery label of the best match, "unknown" when too far
+  std::string person;             ///< the matched entry's person ("P3"), "" when unknown
   double distance = 0.0;          ///< to the best match
   bool has_age_gender = false;
   double age = 0.0;
