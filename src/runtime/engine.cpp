@@ -349,6 +349,23 @@ void Engine::Impl::compute_budgets(QueryDef& q) {
   }
 }
 
+void Engine::Impl::recompute_downstream(QueryDef& q) {
+  const std::size_t n = q.stages.size();
+  std::vector<Duration> downstream(n, Duration::zero());
+  std::vector<bool> done(n, false);
+  std::function<Duration(int)> ds = [&](int v) -> Duration {
+    if (done[static_cast<std::size_t>(v)]) return downstream[static_cast<std::size_t>(v)];
+    Duration best = Duration::zero();
+    for (auto& c : q.stages[static_cast<std::size_t>(v)].children)
+      best = std::max(best, Duration(session(q.stages[static_cast<std::size_t>(c.stage)].session)->budget_ns.load()) +
+                                ds(c.stage));
+    done[static_cast<std::size_t>(v)] = true;
+    return downstream[static_cast<std::size_t>(v)] = best;
+  };
+  for (std::size_t i = 0; i < n; ++i)
+    session(q.stages[i].session)->downstream_ns.store(ds(static_cast<int>(i)).count());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Planning
 
@@ -430,14 +447,19 @@ void Engine::Impl::apply_plan(const Plan& plan) {
       auto& t = targets[static_cast<std::size_t>(g.gpu % ndev)][it->second];
       t = std::max(t, a.batch);
     }
-  // Stage budgets chosen by an external planner override ours.
+  // Stage budgets chosen by an external planner override ours; the downstream budgets (which
+  // set each stage's deadline) follow.
+  bool budgets_changed = false;
   for (const auto& [key, budget] : plan.stage_budgets) {
     auto it = by_id.find(key);
     if (it != by_id.end() && budget.count() > 0) {
       SessionState* s = session(it->second);
       s->budget_ns.store(std::chrono::duration_cast<Duration>(budget).count());
+      budgets_changed = true;
     }
   }
+  if (budgets_changed)
+    for (auto& q : query_store_) recompute_downstream(*q);
   // New executor schedules first, then routes: an item routed by the new table finds its slot
   // active (or is re-routed once more by the executor — never lost).
   for (int d = 0; d < ndev; ++d) {

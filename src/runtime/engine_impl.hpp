@@ -212,6 +212,7 @@ class Engine::Impl {
   void finalize(QueryState* q, std::vector<QueryResult>* done);
   void release(QueryState* q, std::vector<QueryResult>* done);
   void compute_budgets(QueryDef& q);
+  void recompute_downstream(QueryDef& q);
   void epoch_tick(TimePoint now);
   void apply_plan(const Plan& plan);
   void sim_step_all(TimePoint now);
