@@ -43,7 +43,9 @@ void Executor::set_plan(std::vector<std::pair<int, int>> targets) {
 }
 
 void Executor::notify() {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // The push's seq_cst store of the inbox size and this seq_cst load pair with the loop's
+  // seq_cst store of sleeping_ and its load of the inbox size: one of the two sides sees the
+  // other, so a push never goes unnoticed by a sleeping executor.
   if (sleeping_.load(std::memory_order_seq_cst)) {
     std::lock_guard lock(wake_mu_);
     wake_cv_.notify_one();
@@ -304,7 +306,6 @@ void Executor::loop() {
       if (Slot* s = slot(i); s && s->wait_until && !s->queue.empty()) wake = std::min(wake, *s->wait_until);
     std::unique_lock lock(wake_mu_);
     sleeping_.store(true, std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
     bool pending = plan_pending_.load();
     for (int i = 0; i < ns && !pending; ++i)
       if (Slot* s = slot(i); s && !s->inbox.empty()) pending = true;

@@ -21,7 +21,7 @@ class HandoffQueue {
     std::lock_guard lock(mu_);
     items_.push_back(std::move(item));
     const auto n = items_.size() - 1;
-    size_.store(n + 1, std::memory_order_release);
+    size_.store(n + 1);  // seq_cst: pairs with a consumer's sleeping flag (no fences)
     return n;
   }
 
@@ -29,7 +29,7 @@ class HandoffQueue {
   /// `out` is swapped in when empty, so pass the same (cleared) vector each time to reuse
   /// capacity.
   void drain_into(std::vector<T>& out) {
-    if (size_.load(std::memory_order_acquire) == 0) return;
+    if (size_.load() == 0) return;
     std::lock_guard lock(mu_);
     if (out.empty()) {
       out.swap(items_);
@@ -37,11 +37,11 @@ class HandoffQueue {
       for (auto& x : items_) out.push_back(std::move(x));
       items_.clear();
     }
-    size_.store(0, std::memory_order_release);
+    size_.store(0);
   }
 
   /// Items queued now (a racy snapshot when producers are active).
-  std::size_t size() const { return size_.load(std::memory_order_acquire); }
+  std::size_t size() const { return size_.load(); }
   bool empty() const { return size() == 0; }
 
  private:
