@@ -400,3 +400,40 @@ TEST_CASE("sim: squishy bin packing plan drives routing", "[runtime][sim]") {
   for (const auto& g : plan.gpus)
     if (!g.sessions.empty() && g.gpu < 3) CHECK(st.devices[static_cast<std::size_t>(g.gpu)].batches > 0);
 }
+
+TEST_CASE("sim: every policy keeps the exactly-once invariant under overload", "[runtime][sim]") {
+  for (auto kind : {BatchPolicyKind::kEarlyDrop, BatchPolicyKind::kLazyDrop, BatchPolicyKind::kAimd,
+                    BatchPolicyKind::kMaxBatchTimeout}) {
+    auto rig = single_stage(kind, linear_profile("m", 1500, 5000, 32), 100ms, 600, 128, 2);
+    std::vector<RequestId> ids;
+    auto rs = rig.run("q", sim::bursty_arrivals(3000, 2s, 8), Tensor(), &ids);
+    INFO(to_string(kind));
+    CHECK(each_exactly_once(ids, rs));
+    std::size_t ok = 0;
+    for (auto& r : rs) ok += r.ok();
+    CHECK(ok > 0);
+    if (kind == BatchPolicyKind::kMaxBatchTimeout)  // never drops: late work completes late
+      for (auto& r : rs) CHECK(r.status != RequestStatus::kDropped);
+  }
+}
+
+TEST_CASE("sim: a leaf stage may use the slack its parent left", "[runtime][sim]") {
+  // det ℓ(1) = 10 ms, rec ℓ(b) = 30 ms·b; SLO 100 ms splits 25/75 ms (∝ ℓ(1)). Three faces per
+  // frame run as one batch of 3 (90 ms > the 75 ms budget) right after the detector (10 ms):
+  // the leaf's deadline is the query deadline, so 10 + 90 = 100 ms <= 100 ms completes.
+  SimRig rig({.devices = "sim:1", .epoch = kNoEpoch});
+  rig.engine->load_model({.name = "det", .profile = linear_profile("det", 0, 10000, 4)});
+  rig.engine->load_model({.name = "rec", .profile = linear_profile("rec", 30000, 0, 4)});
+  rig.engine->add_query({.name = "q", .slo = 100ms,
+                         .stages = {{.name = "d", .model = "det",
+                                     .children = {{.stage = "r", .fanout = [](const StageView& v) {
+                                                     return std::vector<Tensor>(3, v.outputs.at(0));
+                                                   }}}},
+                                    {.name = "r", .model = "rec"}}});
+  auto rs = rig.run("q", {at(1ms)}, Tensor());
+  REQUIRE(rs.size() == 1);
+  REQUIRE(rs[0].ok());
+  CHECK(rs[0].met_slo);
+  CHECK(rs[0].latency() == 100ms);
+  CHECK(rs[0].stages.back().batch_size == 3);
+}
