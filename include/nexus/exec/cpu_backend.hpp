@@ -18,8 +18,7 @@
 //
 // On x86-64 with GCC the kernels are compiled for AVX2+FMA (Haswell, 2013, and later) unless
 // the library is built with -DNEXUS_CPU_GENERIC (e.g. cmake -DCMAKE_CXX_FLAGS=-DNEXUS_CPU_GENERIC);
-// constructing a CpuBackend on a CPU without them
-// throws nexus::Error.
+// constructing a CpuBackend on a CPU without them throws nexus::Error.
 //
 // Thread-safety: as Backend: one thread at a time calls run(); accessors are safe after load().
 
