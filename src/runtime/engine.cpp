@@ -479,9 +479,7 @@ void Engine::Impl::apply_plan(const Plan& plan) {
         devs.push_back(d);
         ws.push_back(x);
       }
-    auto table = std::make_unique<dispatch::RoutingTable>(devs, ws);
-    s->routes.store(table.get(), std::memory_order_release);
-    old_tables_.push_back(std::move(table));  // readers may still hold the old one
+    dispatcher_.set_routes(i, devs, ws);
   }
 }
 
@@ -576,8 +574,8 @@ RequestId Engine::Impl::submit(const QueryDef& q, Tensor input) {
 void Engine::Impl::dispatch(Item&& it) {
   const QueryDef& q = *it.q->query;
   SessionState& s = *session(q.stages[static_cast<std::size_t>(it.stage)].session);
-  const dispatch::RoutingTable* rt = s.routes.load(std::memory_order_acquire);
-  if (!rt || rt->empty()) {
+  const int dev = dispatcher_.route(s.index);
+  if (dev < 0) {
     std::vector<QueryResult> done;
     end_item(it, RequestStatus::kRejected, Reason::kNoRoute,
              fmt::format("no device is planned for session '{}'", s.id), &done);
@@ -589,7 +587,6 @@ void Engine::Impl::dispatch(Item&& it) {
     it.deadline = it.q->deadline - Duration(s.downstream_ns.load(std::memory_order_relaxed));
     s.arrivals.fetch_add(1, std::memory_order_relaxed);
   }
-  const int dev = rt->pick(s.rr.fetch_add(1, std::memory_order_relaxed));
   Executor& ex = *executors_[static_cast<std::size_t>(dev)];
   Slot* slot = ex.slot(s.index);
   if (slot->queued.fetch_add(1, std::memory_order_acq_rel) >= options_.max_queue_per_session) {

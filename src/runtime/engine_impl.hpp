@@ -18,12 +18,12 @@
 #include "nexus/core/blocking_queue.hpp"
 #include "nexus/core/handoff_queue.hpp"
 #include "nexus/dispatch/batch_policy.hpp"
-#include "nexus/dispatch/routing.hpp"
+#include "nexus/dispatch/dispatcher.hpp"
 #include "nexus/runtime/engine.hpp"
 
 namespace nexus::runtime {
 
-constexpr int kMaxSessions = 512;
+constexpr int kMaxSessions = dispatch::Dispatcher::kMaxSessions;
 constexpr int kNumReasons = 7;
 constexpr int kMaxModels = 256;
 constexpr int kMaxQueries = 256;
@@ -99,8 +99,6 @@ struct SessionState {
   int query = 0, stage = 0, model = 0;
   std::atomic<Duration::rep> budget_ns{0};      // this stage's latency budget
   std::atomic<Duration::rep> downstream_ns{0};  // budgets of the stages below it (max path)
-  std::atomic<const dispatch::RoutingTable*> routes{nullptr};
-  std::atomic<std::uint64_t> rr{0};
   // metrics
   std::atomic<std::uint64_t> arrivals{0}, completions{0}, good{0}, batches{0}, batch_items{0};
   std::array<std::atomic<std::uint64_t>, kNumReasons> drops{};
@@ -189,7 +187,7 @@ class Engine::Impl {
   // control plane
   mutable std::mutex control_mu_;
   Plan plan_;
-  std::vector<std::unique_ptr<dispatch::RoutingTable>> old_tables_;  // retired, kept alive
+  dispatch::Dispatcher dispatcher_;  // routing tables per session
   TimePoint last_epoch_{};
   std::thread epoch_thread_;
   std::mutex epoch_mu_;

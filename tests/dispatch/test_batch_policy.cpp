@@ -1,6 +1,7 @@
 // BatchPolicy, RoutingTable, Clock and queue tests against hand-computed answers.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <map>
 #include <thread>
 
@@ -9,6 +10,7 @@
 #include "nexus/core/error.hpp"
 #include "nexus/core/handoff_queue.hpp"
 #include "nexus/dispatch/batch_policy.hpp"
+#include "nexus/dispatch/dispatcher.hpp"
 #include "nexus/dispatch/routing.hpp"
 
 using namespace nexus;
@@ -182,4 +184,32 @@ TEST_CASE("handoff and blocking queues keep order and lose nothing", "[core][que
   got = b.pop_some(10, 1ms);
   CHECK(got == std::vector<int>{4});
   CHECK(b.pop_some(10, 1ms).empty());
+}
+
+TEST_CASE("dispatcher: routes by weight, swaps tables under concurrent routing", "[dispatch][dispatcher][tsan]") {
+  Dispatcher d;
+  CHECK(d.route(3) == -1);
+  CHECK_FALSE(d.has_route(3));
+  d.set_routes(3, {2, 5}, {3.0, 1.0});
+  std::map<int, int> count;
+  for (int k = 0; k < 400; ++k) ++count[d.route(3)];
+  CHECK(count[2] == 300);
+  CHECK(count[5] == 100);
+  CHECK_THROWS_AS(d.set_routes(-1, {}, {}), nexus::Error);
+  CHECK_THROWS_AS(d.set_routes(0, {1}, {}), nexus::Error);
+  // Swaps while 3 threads route: every pick is a device of one of the two tables.
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; ++t)
+    ts.emplace_back([&] {
+      while (!stop.load()) {
+        const int x = d.route(3);
+        if (x != 2 && x != 5 && x != 7) ++bad;
+      }
+    });
+  for (int i = 0; i < 200; ++i) d.set_routes(3, i % 2 ? std::vector<int>{7} : std::vector<int>{2, 5}, i % 2 ? std::vector<double>{1} : std::vector<double>{1, 1});
+  stop = true;
+  for (auto& t : ts) t.join();
+  CHECK(bad.load() == 0);
 }
