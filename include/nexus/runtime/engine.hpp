@@ -144,6 +144,8 @@ class Engine {
   /// Submits one request of `query` with the root stage's input (per-item shape, or with a
   /// leading 1). Non-blocking and thread-safe. Returns its RequestId; its one QueryResult comes
   /// from poll() — including kRejected when admission control refuses it.
+  /// The engine shares `input`'s storage until the request ends (no copy): do not write into
+  /// that buffer meanwhile (submit a clone() when reusing a frame buffer).
   /// Throws nexus::Error (and issues no id) for an unknown query, an input of the wrong shape or
   /// dtype, or a call after shutdown().
   RequestId submit(std::string_view query, Tensor input);
