@@ -275,6 +275,16 @@ TEST_CASE("cuda_device_count never throws and precision names", "[cuda][nodevice
   CHECK(std::string(precision_name(CudaPrecision::kFloat16)) == "fp16");
 }
 
+#if !defined(NEXUS_WITH_CUDA) || !NEXUS_WITH_CUDA
+
+// A build without CUDA has only the stub factory (src/exec/cuda_stub.cpp).
+TEST_CASE("without a CUDA build the factory says so", "[cuda][nodevice]") {
+  CHECK(cuda_device_count() == 0);
+  CHECK_THROWS_WITH(make_cuda_backend(), Contains("without CUDA"));
+}
+
+#else  // the CUDA build: everything below needs nexus_cuda
+
 TEST_CASE("a missing device or an index out of range is a nexus::Error", "[cuda][nodevice]") {
   const int count = cuda_device_count();
   CudaBackendOptions o;
@@ -412,3 +422,5 @@ TEST_CASE("face models match CpuBackend", "[cuda]") {
 #endif
 
 #endif  // NEXUS_TEST_HAVE_CPU
+
+#endif  // NEXUS_WITH_CUDA
