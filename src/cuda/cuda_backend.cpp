@@ -296,6 +296,7 @@ struct CudaBackend::Impl {
   void check_layers();
   void compute_lifetimes();
   std::size_t plan_arena(int n, bool assign);
+  void check_arena() const;
   void allocate_and_upload();
   void unload();
 
@@ -326,6 +327,7 @@ void CudaBackend::Impl::load(const model::Graph& graph, int batch_limit) {
     for (int n = 1; n <= max_batch; ++n)
       activation_bytes[static_cast<std::size_t>(n)] = plan_arena(n, false);
     plan_arena(max_batch, true);
+    check_arena();
     allocate_and_upload();
   } catch (...) {
     unload();
@@ -720,6 +722,30 @@ std::size_t CudaBackend::Impl::plan_arena(int n, bool assign) {
     }
   }
   return peak;
+}
+
+// Independent check of the placement: two tensors whose lifetimes meet never share bytes.
+void CudaBackend::Impl::check_arena() const {
+  const std::size_t arena = activation_bytes.at(static_cast<std::size_t>(max_batch));
+  auto bytes = [&](const Value& v) {
+    return align_up(static_cast<std::size_t>(max_batch) * static_cast<std::size_t>(v.item_elems()) *
+                    elem_size);
+  };
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const Value& a = values[i];
+    if (!a.materialized || a.constant) continue;
+    NEXUS_CHECK(a.offset + bytes(a) <= arena, "CudaBackend: internal error: '{}' outside the arena",
+                a.name);
+    for (std::size_t j = i + 1; j < values.size(); ++j) {
+      const Value& b = values[j];
+      if (!b.materialized || b.constant) continue;
+      const bool live_together = a.def <= std::max(b.last, b.def) && b.def <= std::max(a.last, a.def);
+      const bool share = a.offset < b.offset + bytes(b) && b.offset < a.offset + bytes(a);
+      NEXUS_CHECK(!(live_together && share),
+                  "CudaBackend: internal error: '{}' and '{}' are live together and overlap",
+                  a.name, b.name);
+    }
+  }
 }
 
 void CudaBackend::Impl::allocate_and_upload() {
