@@ -208,6 +208,8 @@ Graph pool_graph() {
   auto x = b.input("x", Shape{8, 12, 15});
   auto mp_same = b.max_pool("max_same_s2", x, pool(3, 2, Padding::kSame));  // asymmetric pads
   auto mp_valid = b.max_pool("max_valid", x, pool(2, 2, Padding::kValid));
+  // cuDNN max pooling with padding on negative inputs: padding must not count as 0.
+  auto mp_sym = b.max_pool("max_same_s1", x, pool(3, 1, Padding::kSame));
   auto ap_sym = b.avg_pool("avg_same_s1", x, pool(3, 1, Padding::kSame));   // pads 1,1
   auto ap_asym = b.avg_pool("avg_same_s2", x, pool(2, 2, Padding::kSame));  // pads 0,1 (odd W)
   auto gap = b.global_avg_pool("gap", x);
@@ -232,6 +234,7 @@ Graph pool_graph() {
   auto probs = b.softmax("probs", logits);
   b.output(cat_c);
   b.output(cat_w);
+  b.output(mp_sym);
   b.output(sm_c);
   b.output(probs);
   b.output(fc);
