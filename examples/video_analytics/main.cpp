@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -381,9 +382,16 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
   std::atomic<bool> stop_streams{false}, stop_poll{false};
   std::atomic<std::uint64_t> next_frame{1};
   std::thread poller([&] {
+    std::optional<Clock::time_point> give_up;
     while (true) {
       for (auto& r : engine.poll(64, std::chrono::milliseconds(50))) col.on_result(std::move(r));
       if (stop_poll && col.finished() >= col.submitted()) break;
+      if (stop_poll && !give_up) give_up = Clock::now() + std::chrono::seconds(30);
+      if (give_up && Clock::now() > *give_up) {  // the engine owes results: say so, do not hang
+        std::cerr << fmt::format("error: {} submitted frame(s) got no result from the engine\n",
+                                 col.submitted() - col.finished());
+        break;
+      }
     }
   });
   std::vector<std::thread> streamers;
@@ -581,6 +589,7 @@ int find_max_streams(const Config& cfg, const Env& env, double fps,
       }
       const auto o = run_service(cfg, env, specs, p, fps, slo, cfg.step_s, false, false);
       if (o.exit_code) return o.exit_code;
+      if (o.interrupted) break;  // a cut-short step proves nothing
       std::cout << fmt::format("  {:<9} {:2d} stream(s): offered {:5.2f} fr/s, served {:5.2f} fr/s, "
                                "good rate {:6.2f}%, p99 {:6.0f} ms\n",
                                p, n, o.offered_fps, o.served_fps, 100 * o.summary.good_rate,
