@@ -329,12 +329,14 @@ void CudaBackend::Impl::load(const model::Graph& graph, int batch_limit) {
     plan_arena(max_batch, true);
     check_arena();
     allocate_and_upload();
+    prepared.assign(static_cast<std::size_t>(max_batch) + 1, false);
+    graphs.assign(static_cast<std::size_t>(max_batch) + 1, nullptr);
+    // Batch 1 now: a convolution cuDNN cannot run fails here, at load, not at the first run.
+    prepare(1);
   } catch (...) {
     unload();
     throw;
   }
-  prepared.assign(static_cast<std::size_t>(max_batch) + 1, false);
-  graphs.assign(static_cast<std::size_t>(max_batch) + 1, nullptr);
 }
 
 void CudaBackend::Impl::build_steps(const model::Graph& graph) {

@@ -7,10 +7,11 @@
 //  - load(graph, max_batch): checks every layer can run here, uploads weights (resident until
 //    the backend is destroyed or load() is called again), plans activation memory once for
 //    max_batch from tensor lifetimes, allocates it with the cuDNN/cuBLAS workspaces and the
-//    pinned host staging. Nothing is allocated on the run path after this.
+//    pinned host staging, and prepares batch 1 (below) so a convolution cuDNN cannot run fails
+//    at load. Nothing is allocated on the run path after this.
 //  - run(inputs) for batch n: the first run at a given n measures the cuDNN algorithm of every
 //    convolution (cudnnFindConvolutionForwardAlgorithmEx) and captures a CUDA Graph; later runs
-//    at n replay it. prepare(n) does this ahead of time.
+//    at n replay it. prepare(n) does this ahead of time (do it for every batch size served).
 //
 // Errors (nexus::Error, thrown by load() or the constructor, never a crash at run time):
 //  - no CUDA device, or options.device_index out of range;
