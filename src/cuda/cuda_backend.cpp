@@ -952,6 +952,10 @@ void CudaBackend::Impl::prepare(int n) {
       pb.second = tensor_desc(y, n, s.name);
     }
   }
+  // One uncaptured pass (on whatever the buffers hold): every call is checked outside capture,
+  // where its error is a plain Error, and every kernel module is loaded before capture.
+  run_sequence(n, compute);
+  NEXUS_CUDA_CHECK(cudaStreamSynchronize(compute), model_name);
   if (options.use_cuda_graphs) graphs[static_cast<std::size_t>(n)] = capture(n);
   prepared[static_cast<std::size_t>(n)] = true;
 }
