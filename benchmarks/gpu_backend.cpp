@@ -19,13 +19,12 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "nexus/core/error.hpp"
 #include "nexus/exec/cuda_backend.hpp"
@@ -66,17 +65,26 @@ Args parse(int argc, char** argv) {
       if (i + 1 >= argc) nexus::throw_error("gpu_backend: {} needs a value", k);
       return argv[++i];
     };
-    if (k == "--gpu") a.gpu = std::stoi(value());
-    else if (k == "--models") a.models = split(value());
+    if (k == "--gpu")
+      a.gpu = std::stoi(value());
+    else if (k == "--models")
+      a.models = split(value());
     else if (k == "--batches") {
       a.batches.clear();
       for (const auto& b : split(value())) a.batches.push_back(std::stoi(b));
-    } else if (k == "--precisions") a.precisions = split(value());
-    else if (k == "--iters") a.iters = std::max(1, std::stoi(value()));
-    else if (k == "--warmup") a.warmup = std::max(0, std::stoi(value()));
-    else if (k == "--pytorch") a.pytorch = value();
-    else nexus::throw_error("gpu_backend: unknown option '{}' (see the header of "
-                            "benchmarks/gpu_backend.cpp)", k);
+    } else if (k == "--precisions")
+      a.precisions = split(value());
+    else if (k == "--iters")
+      a.iters = std::max(1, std::stoi(value()));
+    else if (k == "--warmup")
+      a.warmup = std::max(0, std::stoi(value()));
+    else if (k == "--pytorch")
+      a.pytorch = value();
+    else
+      nexus::throw_error(
+          "gpu_backend: unknown option '{}' (see the header of "
+          "benchmarks/gpu_backend.cpp)",
+          k);
   }
   return a;
 }
@@ -136,8 +144,9 @@ int main(int argc, char** argv) try {
   const Args args = parse(argc, argv);
   const int devices = nexus::cuda_device_count();
   if (devices == 0) {
-    std::fprintf(stderr, "gpu_backend: no CUDA device found; nothing to measure "
-                         "(run it on a GPU machine, see docs/cuda.md)\n");
+    std::fprintf(stderr,
+                 "gpu_backend: no CUDA device found; nothing to measure "
+                 "(run it on a GPU machine, see docs/cuda.md)\n");
     return 0;
   }
   const auto pytorch = read_pytorch(args.pytorch);
@@ -191,8 +200,8 @@ int main(int argc, char** argv) try {
         row["pytorch_graphs_img_s"] = nullptr;
         row["pytorch_graphs_latency_ms_p50"] = nullptr;
         if (auto it = pytorch.find({model_name, prec, batch}); it != pytorch.end()) {
-          for (const char* k : {"pytorch_eager_img_s", "pytorch_graphs_img_s",
-                                "pytorch_graphs_latency_ms_p50"})
+          for (const char* k :
+               {"pytorch_eager_img_s", "pytorch_graphs_img_s", "pytorch_graphs_latency_ms_p50"})
             if (it->second.contains(k)) row[k] = it->second[k];
         }
         row["device_memory_bytes"] = backend.weights_bytes() + backend.activation_bytes(batch);

@@ -24,30 +24,28 @@ namespace nexus::cuda {
 
 }  // namespace nexus::cuda
 
-#define NEXUS_CUDA_CHECK(call, layer)                                                        \
-  do {                                                                                       \
-    const cudaError_t nexus_status_ = (call);                                                \
-    if (nexus_status_ != cudaSuccess) {                                                      \
-      (void)cudaGetLastError(); /* clear a non-sticky error so later calls work */           \
-      ::nexus::cuda::fail_call(#call, cudaGetErrorName(nexus_status_),                       \
-                               cudaGetErrorString(nexus_status_), (layer), __FILE__,         \
-                               __LINE__);                                                    \
-    }                                                                                        \
+#define NEXUS_CUDA_CHECK(call, layer)                                                           \
+  do {                                                                                          \
+    const cudaError_t nexus_status_ = (call);                                                   \
+    if (nexus_status_ != cudaSuccess) {                                                         \
+      (void)cudaGetLastError(); /* clear a non-sticky error so later calls work */              \
+      ::nexus::cuda::fail_call(#call, cudaGetErrorName(nexus_status_),                          \
+                               cudaGetErrorString(nexus_status_), (layer), __FILE__, __LINE__); \
+    }                                                                                           \
   } while (0)
 
-#define NEXUS_CUDNN_CHECK(call, layer)                                                       \
-  do {                                                                                       \
-    const cudnnStatus_t nexus_status_ = (call);                                              \
-    if (nexus_status_ != CUDNN_STATUS_SUCCESS)                                               \
-      ::nexus::cuda::fail_call(#call, cudnnGetErrorString(nexus_status_), "", (layer),       \
-                               __FILE__, __LINE__);                                          \
+#define NEXUS_CUDNN_CHECK(call, layer)                                                           \
+  do {                                                                                           \
+    const cudnnStatus_t nexus_status_ = (call);                                                  \
+    if (nexus_status_ != CUDNN_STATUS_SUCCESS)                                                   \
+      ::nexus::cuda::fail_call(#call, cudnnGetErrorString(nexus_status_), "", (layer), __FILE__, \
+                               __LINE__);                                                        \
   } while (0)
 
-#define NEXUS_CUBLAS_CHECK(call, layer)                                                      \
-  do {                                                                                       \
-    const cublasStatus_t nexus_status_ = (call);                                             \
-    if (nexus_status_ != CUBLAS_STATUS_SUCCESS)                                              \
-      ::nexus::cuda::fail_call(#call, cublasGetStatusName(nexus_status_),                    \
-                               cublasGetStatusString(nexus_status_), (layer), __FILE__,      \
-                               __LINE__);                                                    \
+#define NEXUS_CUBLAS_CHECK(call, layer)                                                            \
+  do {                                                                                             \
+    const cublasStatus_t nexus_status_ = (call);                                                   \
+    if (nexus_status_ != CUBLAS_STATUS_SUCCESS)                                                    \
+      ::nexus::cuda::fail_call(#call, cublasGetStatusName(nexus_status_),                          \
+                               cublasGetStatusString(nexus_status_), (layer), __FILE__, __LINE__); \
   } while (0)

@@ -156,12 +156,18 @@ bool is_activation(OpType op) {
 
 Act act_of(OpType op) {
   switch (op) {
-    case OpType::kRelu: return Act::kRelu;
-    case OpType::kRelu6: return Act::kRelu6;
-    case OpType::kLeakyRelu: return Act::kLeaky;
-    case OpType::kSigmoid: return Act::kSigmoid;
-    case OpType::kTanh: return Act::kTanh;
-    default: return Act::kNone;
+    case OpType::kRelu:
+      return Act::kRelu;
+    case OpType::kRelu6:
+      return Act::kRelu6;
+    case OpType::kLeakyRelu:
+      return Act::kLeaky;
+    case OpType::kSigmoid:
+      return Act::kSigmoid;
+    case OpType::kTanh:
+      return Act::kTanh;
+    default:
+      return Act::kNone;
   }
 }
 
@@ -280,11 +286,11 @@ struct CudaBackend::Impl {
   cudnnTensorDescriptor_t tensor_desc(const Value& v, int n, const std::string& layer) const {
     cudnnTensorDescriptor_t d = nullptr;
     NEXUS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d), layer);
-    NEXUS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, v.nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
-                                                 cudnn_type, n, static_cast<int>(v.d[0]),
-                                                 static_cast<int>(v.d[1]),
-                                                 static_cast<int>(v.d[2])),
-                      layer);
+    NEXUS_CUDNN_CHECK(
+        cudnnSetTensor4dDescriptor(d, v.nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW, cudnn_type, n,
+                                   static_cast<int>(v.d[0]), static_cast<int>(v.d[1]),
+                                   static_cast<int>(v.d[2])),
+        layer);
     return d;
   }
 
@@ -380,7 +386,8 @@ void CudaBackend::Impl::build_steps(const model::Graph& graph) {
       const Value& xv = values[static_cast<std::size_t>(x)];
       NEXUS_CHECK(xv.rank == 3 && !xv.constant,
                   "CudaBackend: layer '{}' ({}) needs a [C, H, W] input computed per item, got "
-                  "'{}'", n.name, model::op_name(n.op), xv.name);
+                  "'{}'",
+                  n.name, model::op_name(n.op), xv.name);
     };
     Step s;
     s.name = n.name;
@@ -477,8 +484,8 @@ void CudaBackend::Impl::build_steps(const model::Graph& graph) {
           s.pool = n.pool;
         }
         const auto& p = s.pool.pads;
-        s.kind = (p.top == p.bottom && p.left == p.right) ? StepKind::kPoolCudnn
-                                                           : StepKind::kPoolKernel;
+        s.kind =
+            (p.top == p.bottom && p.left == p.right) ? StepKind::kPoolCudnn : StepKind::kPoolKernel;
         break;
       }
       case OpType::kAdd:
@@ -542,8 +549,8 @@ void CudaBackend::Impl::add_conv(const model::Graph& graph, const Node& n, int o
   const auto& ws = n.weight.shape();
   NEXUS_CHECK(ws.rank() == 4 && ws[0] == y.d[0] && a.groups >= 1 && ws[1] * a.groups == x.d[0] &&
                   ws[2] == a.kernel_h && ws[3] == a.kernel_w,
-              "CudaBackend: conv '{}' weight {} does not fit input channels {} (groups {})",
-              n.name, ws, x.d[0], a.groups);
+              "CudaBackend: conv '{}' weight {} does not fit input channels {} (groups {})", n.name,
+              ws, x.d[0], a.groups);
   (void)graph;
   Step s;
   s.kind = StepKind::kConv;
@@ -556,11 +563,11 @@ void CudaBackend::Impl::add_conv(const model::Graph& graph, const Node& n, int o
 
   const bool nhwc = elem == Elem::kF16;
   const Dims4 wd{{ws[0], ws[1], ws[2], ws[3]}};
-  const Dims4 wstrides = nhwc ? Dims4{{ws[2] * ws[3] * ws[1], 1, ws[3] * ws[1], ws[1]}}
-                              : contiguous_strides(wd);
+  const Dims4 wstrides =
+      nhwc ? Dims4{{ws[2] * ws[3] * ws[1], 1, ws[3] * ws[1], ws[1]}} : contiguous_strides(wd);
   s.weight = add_weight(values_of(n.weight), wd, wstrides);
-  std::vector<float> bias = n.bias.empty() ? std::vector<float>(static_cast<std::size_t>(ws[0]), 0.f)
-                                           : values_of(n.bias);
+  std::vector<float> bias =
+      n.bias.empty() ? std::vector<float>(static_cast<std::size_t>(ws[0]), 0.f) : values_of(n.bias);
   NEXUS_CHECK(static_cast<std::int64_t>(bias.size()) == ws[0],
               "CudaBackend: conv '{}' has {} biases for {} output channels", n.name, bias.size(),
               ws[0]);
@@ -579,11 +586,11 @@ void CudaBackend::Impl::add_conv(const model::Graph& graph, const Node& n, int o
   }
 
   NEXUS_CUDNN_CHECK(cudnnCreateFilterDescriptor(&s.w_desc), n.name);
-  NEXUS_CUDNN_CHECK(cudnnSetFilter4dDescriptor(s.w_desc, cudnn_type,
-                                               nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
-                                               static_cast<int>(ws[0]), static_cast<int>(ws[1]),
-                                               static_cast<int>(ws[2]), static_cast<int>(ws[3])),
-                    n.name);
+  NEXUS_CUDNN_CHECK(
+      cudnnSetFilter4dDescriptor(s.w_desc, cudnn_type, nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                 static_cast<int>(ws[0]), static_cast<int>(ws[1]),
+                                 static_cast<int>(ws[2]), static_cast<int>(ws[3])),
+      n.name);
   NEXUS_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&s.conv_desc), n.name);
   NEXUS_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(s.conv_desc, pad_h, pad_w, a.stride_h,
                                                     a.stride_w, a.dilation_h, a.dilation_w,
@@ -591,14 +598,14 @@ void CudaBackend::Impl::add_conv(const model::Graph& graph, const Node& n, int o
                     n.name);
   NEXUS_CUDNN_CHECK(cudnnSetConvolutionGroupCount(s.conv_desc, a.groups), n.name);
   // FP32: FMA kernels only (no TF32), so results match the CPU to ~1e-5.
-  NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, nhwc ? CUDNN_TENSOR_OP_MATH
-                                                                   : CUDNN_FMA_MATH),
-                    n.name);
+  NEXUS_CUDNN_CHECK(
+      cudnnSetConvolutionMathType(s.conv_desc, nhwc ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH),
+      n.name);
   NEXUS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&s.bias_desc), n.name);
-  NEXUS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(s.bias_desc,
-                                               nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
-                                               cudnn_type, 1, static_cast<int>(ws[0]), 1, 1),
-                    n.name);
+  NEXUS_CUDNN_CHECK(
+      cudnnSetTensor4dDescriptor(s.bias_desc, nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW,
+                                 cudnn_type, 1, static_cast<int>(ws[0]), 1, 1),
+      n.name);
   if (act == Act::kRelu) {
     NEXUS_CUDNN_CHECK(cudnnCreateActivationDescriptor(&s.relu_desc), n.name);
     NEXUS_CUDNN_CHECK(cudnnSetActivationDescriptor(s.relu_desc, CUDNN_ACTIVATION_RELU,
@@ -627,15 +634,16 @@ void CudaBackend::Impl::add_fc(const Node& n, int out, Act act, float alpha) {
   s.in_features = static_cast<int>(ws[1]);
   s.out_features = static_cast<int>(ws[0]);
   s.weight = add_flat_weight(values_of(n.weight));
-  std::vector<float> bias = n.bias.empty() ? std::vector<float>(static_cast<std::size_t>(ws[0]), 0.f)
-                                           : values_of(n.bias);
+  std::vector<float> bias =
+      n.bias.empty() ? std::vector<float>(static_cast<std::size_t>(ws[0]), 0.f) : values_of(n.bias);
   NEXUS_CHECK(static_cast<std::int64_t>(bias.size()) == ws[0],
-              "CudaBackend: fully connected '{}' has {} biases for {} outputs", n.name,
-              bias.size(), ws[0]);
+              "CudaBackend: fully connected '{}' has {} biases for {} outputs", n.name, bias.size(),
+              ws[0]);
   s.bias = add_flat_weight(std::move(bias));
   s.b = Operand{-1, s.bias, Dims4{{0, 1, 0, 0}}};
   // cuBLAS reads the item as a row-major vector: an NHWC image is first copied to CHW order.
-  if (x.nhwc && x.d[1] * x.d[2] > 1) s.temp = add_temp(n.name + "/flat", x.item_elems(), 1, 1, false);
+  if (x.nhwc && x.d[1] * x.d[2] > 1)
+    s.temp = add_temp(n.name + "/flat", x.item_elems(), 1, 1, false);
   steps.push_back(std::move(s));
 }
 
@@ -652,17 +660,18 @@ void CudaBackend::Impl::check_layers() {
           s.name);
       NEXUS_CHECK(c == y.d[0] && h == y.d[1] && w == y.d[2],
                   "CudaBackend: conv '{}': cuDNN computes [{}, {}, {}], the graph says [{}, {}, "
-                  "{}]", s.name, c, h, w, y.d[0], y.d[1], y.d[2]);
+                  "{}]",
+                  s.name, c, h, w, y.d[0], y.d[1], y.d[2]);
     } else if (s.kind == StepKind::kPoolCudnn) {
       const Value& x = values[static_cast<std::size_t>(s.ins[0])];
       const Value& y = values[static_cast<std::size_t>(s.out)];
       NEXUS_CUDNN_CHECK(cudnnCreatePoolingDescriptor(&s.pool_desc), s.name);
       const auto mode = s.is_max ? CUDNN_POOLING_MAX : CUDNN_POOLING_AVERAGE_COUNT_EXCLUDE_PADDING;
-      NEXUS_CUDNN_CHECK(cudnnSetPooling2dDescriptor(s.pool_desc, mode, CUDNN_NOT_PROPAGATE_NAN,
-                                                    s.pool.kernel_h, s.pool.kernel_w,
-                                                    s.pool.pads.top, s.pool.pads.left,
-                                                    s.pool.stride_h, s.pool.stride_w),
-                        s.name);
+      NEXUS_CUDNN_CHECK(
+          cudnnSetPooling2dDescriptor(s.pool_desc, mode, CUDNN_NOT_PROPAGATE_NAN, s.pool.kernel_h,
+                                      s.pool.kernel_w, s.pool.pads.top, s.pool.pads.left,
+                                      s.pool.stride_h, s.pool.stride_w),
+          s.name);
       const DescGuard xd{tensor_desc(x, 1, s.name)};
       int n = 0, c = 0, h = 0, w = 0;
       NEXUS_CUDNN_CHECK(cudnnGetPooling2dForwardOutputDim(s.pool_desc, xd.d, &n, &c, &h, &w),
@@ -708,9 +717,8 @@ std::size_t CudaBackend::Impl::plan_arena(int n, bool assign) {
     for (std::size_t vi = 0; vi < values.size(); ++vi) {
       const Value& v = values[vi];
       if (!v.materialized || v.constant || v.def != step) continue;
-      const std::size_t size =
-          align_up(static_cast<std::size_t>(n) * static_cast<std::size_t>(v.item_elems()) *
-                   elem_size);
+      const std::size_t size = align_up(static_cast<std::size_t>(n) *
+                                        static_cast<std::size_t>(v.item_elems()) * elem_size);
       std::sort(live.begin(), live.end(),
                 [](const Block& a, const Block& b) { return a.offset < b.offset; });
       std::size_t at = 0;
@@ -741,7 +749,8 @@ void CudaBackend::Impl::check_arena() const {
     for (std::size_t j = i + 1; j < values.size(); ++j) {
       const Value& b = values[j];
       if (!b.materialized || b.constant) continue;
-      const bool live_together = a.def <= std::max(b.last, b.def) && b.def <= std::max(a.last, a.def);
+      const bool live_together =
+          a.def <= std::max(b.last, b.def) && b.def <= std::max(a.last, a.def);
       const bool share = a.offset < b.offset + bytes(b) && b.offset < a.offset + bytes(a);
       NEXUS_CHECK(!(live_together && share),
                   "CudaBackend: internal error: '{}' and '{}' are live together and overlap",
@@ -755,11 +764,13 @@ void CudaBackend::Impl::allocate_and_upload() {
   workspace_bytes = options.conv_workspace_limit_bytes;
   std::size_t staging = 0;
   for (int v : input_values)
-    staging += align_up(static_cast<std::size_t>(max_batch) *
-                        static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4);
+    staging +=
+        align_up(static_cast<std::size_t>(max_batch) *
+                 static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4);
   for (int v : output_values)
-    staging += align_up(static_cast<std::size_t>(max_batch) *
-                        static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4);
+    staging +=
+        align_up(static_cast<std::size_t>(max_batch) *
+                 static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4);
   std::size_t largest_weight = 0;
   for (const auto& w : weights) largest_weight = std::max(largest_weight, w.host.size() * 4);
   const std::size_t needed = weights_total + arena + workspace_bytes + kCublasWorkspaceBytes +
@@ -789,8 +800,9 @@ void CudaBackend::Impl::allocate_and_upload() {
   d_workspace = device_alloc(workspace_bytes, "the cuDNN workspace");
   d_cublas_ws = device_alloc(kCublasWorkspaceBytes, "the cuBLAS workspace");
   for (int v : input_values) {
-    const std::size_t bytes = static_cast<std::size_t>(max_batch) *
-                              static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4;
+    const std::size_t bytes =
+        static_cast<std::size_t>(max_batch) *
+        static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4;
     d_in_staging.push_back(reinterpret_cast<float*>(device_alloc(bytes, "input staging")));
     void* h = nullptr;
     NEXUS_CUDA_CHECK(cudaHostAlloc(&h, std::max<std::size_t>(bytes, 4), cudaHostAllocDefault),
@@ -798,8 +810,9 @@ void CudaBackend::Impl::allocate_and_upload() {
     h_in.push_back(static_cast<float*>(h));
   }
   for (int v : output_values) {
-    const std::size_t bytes = static_cast<std::size_t>(max_batch) *
-                              static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4;
+    const std::size_t bytes =
+        static_cast<std::size_t>(max_batch) *
+        static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4;
     d_out_staging.push_back(reinterpret_cast<float*>(device_alloc(bytes, "output staging")));
     void* h = nullptr;
     NEXUS_CUDA_CHECK(cudaHostAlloc(&h, std::max<std::size_t>(bytes, 4), cudaHostAllocDefault),
@@ -887,19 +900,18 @@ void CudaBackend::Impl::choose_conv_algorithm(Step& s, int n) {
   pb.x = tensor_desc(x, n, s.name);
   pb.y = tensor_desc(values[static_cast<std::size_t>(s.out)], n, s.name);
   // Measure with every kernel of the precision allowed (an earlier batch may have narrowed it).
-  NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, elem == Elem::kF16
-                                                                 ? CUDNN_TENSOR_OP_MATH
-                                                                 : CUDNN_FMA_MATH),
+  NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(
+                        s.conv_desc, elem == Elem::kF16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH),
                     s.name);
   constexpr int kMaxAlgos = 16;
   cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
   int returned = 0;
   // Measured on the real buffers (contents do not matter for timing).
-  NEXUS_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
-                        cudnn, pb.x, vptr(s.temp >= 0 ? s.temp : s.ins[0]), s.w_desc,
-                        wptr(s.weight), s.conv_desc, pb.y, vptr(s.out), kMaxAlgos, &returned,
-                        perf, d_workspace, workspace_bytes),
-                    s.name);
+  NEXUS_CUDNN_CHECK(
+      cudnnFindConvolutionForwardAlgorithmEx(
+          cudnn, pb.x, vptr(s.temp >= 0 ? s.temp : s.ins[0]), s.w_desc, wptr(s.weight), s.conv_desc,
+          pb.y, vptr(s.out), kMaxAlgos, &returned, perf, d_workspace, workspace_bytes),
+      s.name);
   const bool fp32 = elem == Elem::kF32;
   int chosen = -1;
   for (int i = 0; i < returned; ++i) {  // sorted fastest first
@@ -911,7 +923,8 @@ void CudaBackend::Impl::choose_conv_algorithm(Step& s, int n) {
   }
   NEXUS_CHECK(chosen >= 0,
               "CudaBackend: conv '{}' at batch {}: no cuDNN algorithm runs within the {}-byte "
-              "workspace ({} tried)", s.name, n, workspace_bytes, returned);
+              "workspace ({} tried)",
+              s.name, n, workspace_bytes, returned);
   pb.algo = perf[chosen].algo;
   pb.math = fp32 ? CUDNN_FMA_MATH : perf[chosen].mathType;
 
@@ -922,8 +935,8 @@ void CudaBackend::Impl::choose_conv_algorithm(Step& s, int n) {
     const float one = 1.f, zero = 0.f;
     const cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
         cudnn, &one, pb.x, vptr(s.temp >= 0 ? s.temp : s.ins[0]), s.w_desc, wptr(s.weight),
-        s.conv_desc, pb.algo, d_workspace, workspace_bytes, &zero, pb.y, vptr(s.out),
-        s.bias_desc, wptr(s.bias), s.relu_desc, pb.y, vptr(s.out));
+        s.conv_desc, pb.algo, d_workspace, workspace_bytes, &zero, pb.y, vptr(s.out), s.bias_desc,
+        wptr(s.bias), s.relu_desc, pb.y, vptr(s.out));
     pb.fused = st == CUDNN_STATUS_SUCCESS;
     NEXUS_CUDA_CHECK(cudaStreamSynchronize(compute), s.name);
   }
@@ -968,8 +981,7 @@ cudaGraphExec_t CudaBackend::Impl::capture(int n) {
                  model_name.c_str(), n, why);
     return nullptr;
   };
-  NEXUS_CUDA_CHECK(cudaStreamBeginCapture(compute, cudaStreamCaptureModeThreadLocal),
-                   model_name);
+  NEXUS_CUDA_CHECK(cudaStreamBeginCapture(compute, cudaStreamCaptureModeThreadLocal), model_name);
   cudaGraph_t graph = nullptr;
   try {
     run_sequence(n, compute);
@@ -1010,8 +1022,8 @@ void CudaBackend::Impl::run_sequence(int n, cudaStream_t stream) {
     const Value& v = values[static_cast<std::size_t>(output_values[i])];
     if (elem == Elem::kF32 && !v.nhwc && !v.constant) continue;  // downloaded in place
     const Dims4 d = v.dims(n);
-    cuda::launch_convert(elem, vptr(output_values[i]), d, v.strides(), Elem::kF32,
-                         d_out_staging[i], d, contiguous_strides(d), stream);
+    cuda::launch_convert(elem, vptr(output_values[i]), d, v.strides(), Elem::kF32, d_out_staging[i],
+                         d, contiguous_strides(d), stream);
     NEXUS_CUDA_CHECK(cudaGetLastError(), v.name);
   }
 }
@@ -1034,10 +1046,10 @@ void CudaBackend::Impl::run_step(Step& s, int n, cudaStream_t stream) {
       if (s.temp >= 0) {  // zero-padded copy for asymmetric padding
         const Value& in = values[static_cast<std::size_t>(s.ins[0])];
         const Value& t = values[static_cast<std::size_t>(s.temp)];
-        NEXUS_CUDA_CHECK(cudaMemsetAsync(vptr(s.temp), 0,
-                                         static_cast<std::size_t>(n * t.item_elems()) * elem_size,
-                                         stream),
-                         s.name);
+        NEXUS_CUDA_CHECK(
+            cudaMemsetAsync(vptr(s.temp), 0,
+                            static_cast<std::size_t>(n * t.item_elems()) * elem_size, stream),
+            s.name);
         const Dims4 ts = t.strides();
         void* interior = offset_ptr(vptr(s.temp), s.pads.top * ts.v[2] + s.pads.left * ts.v[3]);
         cuda::launch_convert(elem, x, in.dims(n), in.strides(), elem, interior, in.dims(n), ts,
@@ -1048,15 +1060,15 @@ void CudaBackend::Impl::run_step(Step& s, int n, cudaStream_t stream) {
       NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, pb.math), s.name);
       if (pb.fused) {
         NEXUS_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
-                              cudnn, &one, pb.x, x, s.w_desc, wptr(s.weight), s.conv_desc,
-                              pb.algo, d_workspace, workspace_bytes, &zero, pb.y, out,
-                              s.bias_desc, wptr(s.bias), s.relu_desc, pb.y, out),
+                              cudnn, &one, pb.x, x, s.w_desc, wptr(s.weight), s.conv_desc, pb.algo,
+                              d_workspace, workspace_bytes, &zero, pb.y, out, s.bias_desc,
+                              wptr(s.bias), s.relu_desc, pb.y, out),
                           s.name);
       } else {
-        NEXUS_CUDNN_CHECK(cudnnConvolutionForward(cudnn, &one, pb.x, x, s.w_desc, wptr(s.weight),
-                                                  s.conv_desc, pb.algo, d_workspace,
-                                                  workspace_bytes, &zero, pb.y, out),
-                          s.name);
+        NEXUS_CUDNN_CHECK(
+            cudnnConvolutionForward(cudnn, &one, pb.x, x, s.w_desc, wptr(s.weight), s.conv_desc,
+                                    pb.algo, d_workspace, workspace_bytes, &zero, pb.y, out),
+            s.name);
         epilogue();
       }
       break;
@@ -1066,18 +1078,17 @@ void CudaBackend::Impl::run_step(Step& s, int n, cudaStream_t stream) {
       if (s.temp >= 0) {
         const Value& in = values[static_cast<std::size_t>(s.ins[0])];
         const Dims4 d = in.dims(n);
-        cuda::launch_convert(elem, x, d, in.strides(), elem, vptr(s.temp), d,
-                             contiguous_strides(d), stream);
+        cuda::launch_convert(elem, x, d, in.strides(), elem, vptr(s.temp), d, contiguous_strides(d),
+                             stream);
         NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
         x = vptr(s.temp);
       }
       // Row-major Y[n, out] = X[n, in] W[out, in]^T is column-major Y^T = W^T' X^T.
-      NEXUS_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, s.out_features, n,
-                                      s.in_features, &one, wptr(s.weight), blas_type,
-                                      s.in_features, x, blas_type, s.in_features, &zero, out,
-                                      blas_type, s.out_features, CUBLAS_COMPUTE_32F,
-                                      CUBLAS_GEMM_DEFAULT),
-                         s.name);
+      NEXUS_CUBLAS_CHECK(
+          cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, s.out_features, n, s.in_features, &one,
+                       wptr(s.weight), blas_type, s.in_features, x, blas_type, s.in_features, &zero,
+                       out, blas_type, s.out_features, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          s.name);
       epilogue();
       break;
     }
@@ -1098,9 +1109,9 @@ void CudaBackend::Impl::run_step(Step& s, int n, cudaStream_t stream) {
     }
     case StepKind::kElementwise: {
       const Value& a = values[static_cast<std::size_t>(s.ins[0])];
-      cuda::launch_elementwise(elem, s.op, s.act, s.alpha, y.dims(n), vptr(s.ins[0]),
-                               a.strides(), operand_ptr(s.b), s.b.strides, operand_ptr(s.c),
-                               s.c.strides, out, y.strides(), stream);
+      cuda::launch_elementwise(elem, s.op, s.act, s.alpha, y.dims(n), vptr(s.ins[0]), a.strides(),
+                               operand_ptr(s.b), s.b.strides, operand_ptr(s.c), s.c.strides, out,
+                               y.strides(), stream);
       NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
       break;
     }
@@ -1134,8 +1145,8 @@ void CudaBackend::Impl::run_step(Step& s, int n, cudaStream_t stream) {
     case StepKind::kResize: {
       const Value& x = values[static_cast<std::size_t>(s.ins[0])];
       cuda::launch_resize_bilinear(elem, vptr(s.ins[0]), x.dims(n), x.strides(), out, y.dims(n),
-                                   y.strides(), s.resize.align_corners,
-                                   s.resize.half_pixel_centers, stream);
+                                   y.strides(), s.resize.align_corners, s.resize.half_pixel_centers,
+                                   stream);
       NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
       break;
     }
@@ -1257,7 +1268,8 @@ Shape CudaBackend::input_shape(int i) const {
   NEXUS_CHECK(i >= 0 && static_cast<std::size_t>(i) < impl_->input_values.size(),
               "CudaBackend::input_shape({}): the graph has {} inputs", i,
               impl_->input_values.size());
-  const Value& v = impl_->values[static_cast<std::size_t>(impl_->input_values[static_cast<std::size_t>(i)])];
+  const Value& v =
+      impl_->values[static_cast<std::size_t>(impl_->input_values[static_cast<std::size_t>(i)])];
   return Shape(std::vector<std::int64_t>(v.d, v.d + v.rank));
 }
 std::size_t CudaBackend::weights_bytes() const { return impl_->weights_total; }

@@ -1,12 +1,12 @@
 // Small kernels of the CudaBackend (see kernels.hpp). Each is a grid-stride loop over logical
 // elements with explicit strides; correctness over speed, since they carry a small share of the
 // work next to cuDNN convolutions and cuBLAS GEMMs.
-#include "kernels.hpp"
-
 #include <cuda_fp16.h>
 
 #include <algorithm>
 #include <cfloat>
+
+#include "kernels.hpp"
 
 namespace nexus::cuda {
 namespace {
@@ -39,38 +39,51 @@ __device__ __forceinline__ std::int64_t offset(const std::int64_t idx[4], const 
 
 __device__ __forceinline__ float activate(Act act, float v, float alpha) {
   switch (act) {
-    case Act::kNone: return v;
-    case Act::kRelu: return v > 0.f ? v : 0.f;
-    case Act::kRelu6: return fminf(fmaxf(v, 0.f), 6.f);
-    case Act::kLeaky: return v > 0.f ? v : v * alpha;
-    case Act::kSigmoid: return 1.f / (1.f + expf(-v));
-    case Act::kTanh: return tanhf(v);
+    case Act::kNone:
+      return v;
+    case Act::kRelu:
+      return v > 0.f ? v : 0.f;
+    case Act::kRelu6:
+      return fminf(fmaxf(v, 0.f), 6.f);
+    case Act::kLeaky:
+      return v > 0.f ? v : v * alpha;
+    case Act::kSigmoid:
+      return 1.f / (1.f + expf(-v));
+    case Act::kTanh:
+      return tanhf(v);
   }
   return v;
 }
 
 template <typename T>
 __global__ void elementwise_kernel(EwOp op, Act act, float alpha, Dims4 dims, std::int64_t n,
-                                   const T* a, Dims4 sa, const T* b, Dims4 sb, const T* c,
-                                   Dims4 sc, T* out, Dims4 so) {
+                                   const T* a, Dims4 sa, const T* b, Dims4 sb, const T* c, Dims4 sc,
+                                   T* out, Dims4 so) {
   for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
        i += std::int64_t{gridDim.x} * blockDim.x) {
     std::int64_t idx[4];
     unravel(i, dims, idx);
     float v = ld(a, offset(idx, sa));
     switch (op) {
-      case EwOp::kCopy: break;
-      case EwOp::kAdd: v = v + ld(b, offset(idx, sb)); break;
-      case EwOp::kMul: v = v * ld(b, offset(idx, sb)); break;
-      case EwOp::kAffine: v = v * ld(b, offset(idx, sb)) + ld(c, offset(idx, sc)); break;
+      case EwOp::kCopy:
+        break;
+      case EwOp::kAdd:
+        v = v + ld(b, offset(idx, sb));
+        break;
+      case EwOp::kMul:
+        v = v * ld(b, offset(idx, sb));
+        break;
+      case EwOp::kAffine:
+        v = v * ld(b, offset(idx, sb)) + ld(c, offset(idx, sc));
+        break;
     }
     st(out, offset(idx, so), activate(act, v, alpha));
   }
 }
 
 template <typename S, typename D>
-__global__ void convert_kernel(const S* src, Dims4 sdims, Dims4 ss, D* dst, Dims4 ddims,
-                               Dims4 ds, std::int64_t n) {
+__global__ void convert_kernel(const S* src, Dims4 sdims, Dims4 ss, D* dst, Dims4 ddims, Dims4 ds,
+                               std::int64_t n) {
   for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
        i += std::int64_t{gridDim.x} * blockDim.x) {
     std::int64_t si[4], di[4];
@@ -124,8 +137,7 @@ __global__ void pool_kernel(bool is_max, const T* x, Dims4 xdims, Dims4 xs, T* y
       for (int dw = 0; dw < kw; ++dw) {
         const std::int64_t w = w0 + dw;
         if (w < 0 || w >= xdims.v[3]) continue;
-        const float v =
-            ld(x, idx[0] * xs.v[0] + idx[1] * xs.v[1] + h * xs.v[2] + w * xs.v[3]);
+        const float v = ld(x, idx[0] * xs.v[0] + idx[1] * xs.v[1] + h * xs.v[2] + w * xs.v[3]);
         acc = is_max ? fmaxf(acc, v) : acc + v;
         ++count;
       }
@@ -138,8 +150,8 @@ __global__ void pool_kernel(bool is_max, const T* x, Dims4 xdims, Dims4 xs, T* y
 
 /// TensorFlow's compute_interpolation_weights for one output coordinate.
 __device__ __forceinline__ void interp(std::int64_t out_i, std::int64_t in_size, float scale,
-                                       bool half_pixel, std::int64_t& lower,
-                                       std::int64_t& upper, float& lerp) {
+                                       bool half_pixel, std::int64_t& lower, std::int64_t& upper,
+                                       float& lerp) {
   const float in = half_pixel ? (static_cast<float>(out_i) + 0.5f) * scale - 0.5f
                               : static_cast<float>(out_i) * scale;
   const float in_f = floorf(in);
@@ -188,20 +200,19 @@ void convert_to(Elem dst_t, const S* src, Dims4 sd, Dims4 ss, void* dst, Dims4 d
 
 }  // namespace
 
-void launch_elementwise(Elem t, EwOp op, Act act, float alpha, Dims4 dims, const void* a,
-                        Dims4 sa, const void* b, Dims4 sb, const void* c, Dims4 sc, void* out,
-                        Dims4 so, cudaStream_t stream) {
+void launch_elementwise(Elem t, EwOp op, Act act, float alpha, Dims4 dims, const void* a, Dims4 sa,
+                        const void* b, Dims4 sb, const void* c, Dims4 sc, void* out, Dims4 so,
+                        cudaStream_t stream) {
   const std::int64_t n = dims.numel();
   if (n == 0) return;
   if (t == Elem::kF32)
     elementwise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
-        op, act, alpha, dims, n, static_cast<const float*>(a), sa, static_cast<const float*>(b),
-        sb, static_cast<const float*>(c), sc, static_cast<float*>(out), so);
+        op, act, alpha, dims, n, static_cast<const float*>(a), sa, static_cast<const float*>(b), sb,
+        static_cast<const float*>(c), sc, static_cast<float*>(out), so);
   else
     elementwise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
-        op, act, alpha, dims, n, static_cast<const __half*>(a), sa,
-        static_cast<const __half*>(b), sb, static_cast<const __half*>(c), sc,
-        static_cast<__half*>(out), so);
+        op, act, alpha, dims, n, static_cast<const __half*>(a), sa, static_cast<const __half*>(b),
+        sb, static_cast<const __half*>(c), sc, static_cast<__half*>(out), so);
 }
 
 void launch_convert(Elem src_t, const void* src, Dims4 src_dims, Dims4 src_strides, Elem dst_t,
@@ -234,13 +245,13 @@ void launch_pool(Elem t, bool is_max, const void* x, Dims4 xdims, Dims4 xs, void
   const std::int64_t n = ydims.numel();
   if (n == 0) return;
   if (t == Elem::kF32)
-    pool_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
-        is_max, static_cast<const float*>(x), xdims, xs, static_cast<float*>(y), ydims, ys, kh,
-        kw, sh, sw, pad_top, pad_left, n);
+    pool_kernel<<<blocks_for(n), kThreads, 0, stream>>>(is_max, static_cast<const float*>(x), xdims,
+                                                        xs, static_cast<float*>(y), ydims, ys, kh,
+                                                        kw, sh, sw, pad_top, pad_left, n);
   else
-    pool_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
-        is_max, static_cast<const __half*>(x), xdims, xs, static_cast<__half*>(y), ydims, ys, kh,
-        kw, sh, sw, pad_top, pad_left, n);
+    pool_kernel<<<blocks_for(n), kThreads, 0, stream>>>(is_max, static_cast<const __half*>(x),
+                                                        xdims, xs, static_cast<__half*>(y), ydims,
+                                                        ys, kh, kw, sh, sw, pad_top, pad_left, n);
 }
 
 void launch_resize_bilinear(Elem t, const void* x, Dims4 xdims, Dims4 xs, void* y, Dims4 ydims,
@@ -251,13 +262,13 @@ void launch_resize_bilinear(Elem t, const void* x, Dims4 xdims, Dims4 xs, void* 
   const float scale_h = resize_scale(xdims.v[2], ydims.v[2], align_corners);
   const float scale_w = resize_scale(xdims.v[3], ydims.v[3], align_corners);
   if (t == Elem::kF32)
-    resize_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
-        static_cast<const float*>(x), xdims, xs, static_cast<float*>(y), ydims, ys, scale_h,
-        scale_w, half_pixel_centers, n);
+    resize_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const float*>(x), xdims, xs,
+                                                          static_cast<float*>(y), ydims, ys,
+                                                          scale_h, scale_w, half_pixel_centers, n);
   else
-    resize_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
-        static_cast<const __half*>(x), xdims, xs, static_cast<__half*>(y), ydims, ys, scale_h,
-        scale_w, half_pixel_centers, n);
+    resize_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const __half*>(x), xdims, xs,
+                                                          static_cast<__half*>(y), ydims, ys,
+                                                          scale_h, scale_w, half_pixel_centers, n);
 }
 
 }  // namespace nexus::cuda

@@ -25,9 +25,9 @@ enum class Act : int { kNone = 0, kRelu = 1, kRelu6 = 2, kLeaky = 3, kSigmoid = 
 
 /// out[i] = act(op(a[i], b[i], c[i])) over `dims`; b/c may be null when op does not use them.
 /// All operands have type t. out may alias a (each element is read before it is written).
-void launch_elementwise(Elem t, EwOp op, Act act, float alpha, Dims4 dims, const void* a,
-                        Dims4 sa, const void* b, Dims4 sb, const void* c, Dims4 sc, void* out,
-                        Dims4 so, cudaStream_t stream);
+void launch_elementwise(Elem t, EwOp op, Act act, float alpha, Dims4 dims, const void* a, Dims4 sa,
+                        const void* b, Dims4 sb, const void* c, Dims4 sc, void* out, Dims4 so,
+                        cudaStream_t stream);
 
 /// Copies (and casts) the elements of src to dst in row-major order of their logical dims:
 /// the i-th element of src (row-major over src_dims) goes to the i-th of dst (over dst_dims).

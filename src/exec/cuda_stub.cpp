@@ -15,8 +15,9 @@ const char* precision_name(CudaPrecision precision) {
 int cuda_device_count() { return 0; }
 
 std::unique_ptr<Backend> make_cuda_backend(CudaBackendOptions) {
-  throw_error("make_cuda_backend: Nexus was built without CUDA (configure with "
-              "-DNEXUS_WITH_CUDA=ON on a machine with the CUDA toolkit)");
+  throw_error(
+      "make_cuda_backend: Nexus was built without CUDA (configure with "
+      "-DNEXUS_WITH_CUDA=ON on a machine with the CUDA toolkit)");
 }
 
 }  // namespace nexus

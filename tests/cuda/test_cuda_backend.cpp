@@ -10,9 +10,8 @@
 // Without a CUDA device every GPU test prints "SKIPPED: no CUDA device" and returns; ctest marks
 // the test "cuda" skipped (tests/cuda/CMakeLists.txt). The device-free tests, tagged [nodevice],
 // also run as the ctest "cuda_nodevice", which can fail on any machine.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -33,11 +32,13 @@
 #include "nexus/model/zoo/standard.hpp"
 #define NEXUS_TEST_HAVE_STANDARD_ZOO 1
 #endif
-#if __has_include("nexus/model/zoo/face_recognition.hpp") && \
-    __has_include("nexus/model/zoo/face_landmarks.hpp") &&   \
-    __has_include("nexus/model/zoo/face_expression.hpp") &&  \
-    __has_include("nexus/model/zoo/face_age_gender.hpp") &&  \
-    __has_include("nexus/model/zoo/face_detector.hpp")
+#if __has_include("nexus/model/zoo/face_recognition.hpp") &&                      \
+                  __has_include(                                                  \
+                      "nexus/model/zoo/face_landmarks.hpp") &&                    \
+                      __has_include(                                              \
+                          "nexus/model/zoo/face_expression.hpp") &&               \
+                          __has_include("nexus/model/zoo/face_age_gender.hpp") && \
+                                        __has_include("nexus/model/zoo/face_detector.hpp")
 #include "nexus/model/zoo/face_age_gender.hpp"
 #include "nexus/model/zoo/face_detector.hpp"
 #include "nexus/model/zoo/face_expression.hpp"
@@ -59,19 +60,20 @@ bool have_device() {
   static const int count = [] {
     const int n = cuda_device_count();
     if (n == 0)
-      std::printf("SKIPPED: no CUDA device found; the [cuda] GPU tests do not run here "
-                  "(see docs/cuda.md for the GPU session's commands)\n");
+      std::printf(
+          "SKIPPED: no CUDA device found; the [cuda] GPU tests do not run here "
+          "(see docs/cuda.md for the GPU session's commands)\n");
     return n;
   }();
   return count > 0;
 }
 
-#define NEXUS_REQUIRE_DEVICE()                   \
-  do {                                           \
-    if (!have_device()) {                        \
-      WARN("SKIPPED: no CUDA device found");     \
-      return;                                    \
-    }                                            \
+#define NEXUS_REQUIRE_DEVICE()               \
+  do {                                       \
+    if (!have_device()) {                    \
+      WARN("SKIPPED: no CUDA device found"); \
+      return;                                \
+    }                                        \
   } while (0)
 
 Tensor random_tensor(Shape shape, std::mt19937& rng, float lo, float hi) {
@@ -117,8 +119,7 @@ std::vector<Tensor> random_inputs(const Graph& g, int batch, std::mt19937& rng, 
 
 #if NEXUS_TEST_HAVE_CPU
 /// Runs g on the CPU and on the GPU in both precisions at `batch` and compares every output.
-void compare_with_cpu(const Graph& g, int batch, float lo, float hi,
-                      CudaBackendOptions base = {}) {
+void compare_with_cpu(const Graph& g, int batch, float lo, float hi, CudaBackendOptions base = {}) {
   std::mt19937 rng(1234);
   const auto inputs = random_inputs(g, batch, rng, lo, hi);
   CpuBackend cpu;
@@ -135,8 +136,8 @@ void compare_with_cpu(const Graph& g, int batch, float lo, float hi,
     const double tol = p == CudaPrecision::kFloat32 ? kFp32Tolerance : kFp16Tolerance;
     for (std::size_t i = 0; i < want.size(); ++i) {
       const std::string out_name = g.node(g.outputs()[i]).name;
-      INFO(g.name() << " output " << i << " '" << out_name << "' " << precision_name(p)
-                    << " batch " << batch);
+      INFO(g.name() << " output " << i << " '" << out_name << "' " << precision_name(p) << " batch "
+                    << batch);
       CHECK(max_abs(want[i]) > 0);  // an all-zero reference proves nothing
       const double err = relative_error(got[i], want[i]);
       std::printf("[cuda] %s/%s %s batch %d: relative error %.3g\n", g.name().c_str(),
@@ -228,9 +229,9 @@ Graph pool_graph() {
   auto cat_c = b.concat("concat_channels", {mp_same, ap_asym}, 0);
   auto cat_w = b.concat("concat_width", {x, ap_sym}, 2);
   auto sm_c = b.softmax("softmax_channels", so, 0);
-  auto logits = b.fully_connected("logits", b.flatten("flat", mp_valid),
-                                  random_weight({10, 8 * 6 * 7}, rng),
-                                  random_tensor({10}, rng, -0.1f, 0.1f));
+  auto logits =
+      b.fully_connected("logits", b.flatten("flat", mp_valid), random_weight({10, 8 * 6 * 7}, rng),
+                        random_tensor({10}, rng, -0.1f, 0.1f));
   auto probs = b.softmax("probs", logits);
   b.output(cat_c);
   b.output(cat_w);
@@ -329,14 +330,14 @@ TEST_CASE("load-time errors: unsupported layer, out of memory, bad inputs", "[cu
   gpu.load(g, 4);
   CHECK(gpu.max_batch() == 4);
   CHECK(gpu.input_shape(0) == Shape({6, 12, 13}));
-  CHECK_THROWS_WITH(gpu.run({random_tensor({2, 6, 12, 12}, rng, 0, 1)}), Contains("[n, 6, 12, 13]"));
+  CHECK_THROWS_WITH(gpu.run({random_tensor({2, 6, 12, 12}, rng, 0, 1)}),
+                    Contains("[n, 6, 12, 13]"));
   CHECK_THROWS_WITH(gpu.run({random_tensor({5, 6, 12, 13}, rng, 0, 1)}), Contains("out of range"));
   CHECK_THROWS_AS(gpu.run({}), Error);
   CHECK(gpu.run({random_tensor({4, 6, 12, 13}, rng, 0, 1)}).size() == 6);
 }
 
-TEST_CASE("memory accounting: FP16 halves the weights, activations grow with the batch",
-          "[cuda]") {
+TEST_CASE("memory accounting: FP16 halves the weights, activations grow with the batch", "[cuda]") {
   NEXUS_REQUIRE_DEVICE();
   const Graph g = conv_graph();
   CudaBackendOptions o32, o16;

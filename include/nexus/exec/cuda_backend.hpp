@@ -43,9 +43,9 @@ enum class CudaPrecision {
 const char* precision_name(CudaPrecision precision);
 
 struct CudaBackendOptions {
-  int device_index = 0;                              ///< CUDA device ordinal
+  int device_index = 0;                               ///< CUDA device ordinal
   CudaPrecision precision = CudaPrecision::kFloat32;  ///< chosen per model at load
-  bool use_cuda_graphs = true;                       ///< capture one CUDA Graph per batch size
+  bool use_cuda_graphs = true;                        ///< capture one CUDA Graph per batch size
   /// Upper bound of the cuDNN convolution workspace (bytes); algorithms needing more are not
   /// considered when measuring.
   std::size_t conv_workspace_limit_bytes = std::size_t{256} << 20;
