@@ -116,6 +116,33 @@ int main(int argc, char** argv) {
     }
   }
   out["models"] = models;
+
+  // One thread, CPU time: the kernels' efficiency, little disturbed by other processes.
+  const double gemm1 = nexus::exec::eigen_gemm_gflops(gemm_n, 1, runs, true);
+  nlohmann::json single = nlohmann::json::array();
+  for (const char* name : {"resnet50", "mobilenet_v1"}) {
+    const nexus::model::Graph g = nexus::model::zoo::standard_model(name);
+    for (int batch : {1, 8}) {
+      nexus::CpuBackend be(nexus::CpuBackendOptions{1});
+      be.load(g, batch);
+      std::vector<std::int64_t> dims{batch};
+      const nexus::Shape item = be.input_shape();
+      for (auto d : item.dims()) dims.push_back(d);
+      const nexus::Tensor x{nexus::Shape(dims)};
+      be.run_one(x);
+      std::vector<double> cpu;
+      for (int r = 0; r < runs; ++r) {
+        const std::clock_t c0 = std::clock();
+        be.run_one(x);
+        cpu.push_back(static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC);
+      }
+      std::sort(cpu.begin(), cpu.end());
+      const double gflops = 2.0 * static_cast<double>(g.macs_per_item()) * batch / cpu[cpu.size() / 2] / 1e9;
+      single.push_back({{"model", name}, {"batch", batch}, {"gflops_per_cpu_s", gflops},
+                        {"ratio_to_gemm", gflops / gemm1}});
+    }
+  }
+  out["single_thread_cpu_time"] = {{"eigen_gemm_gflops_per_cpu_s", gemm1}, {"models", single}};
   std::sort(gemm_samples.begin(), gemm_samples.end());
   out["eigen_gemm"] = {{"n", gemm_n},
                        {"gflops_median", gemm_samples[gemm_samples.size() / 2]},

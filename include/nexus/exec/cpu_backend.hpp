@@ -74,8 +74,10 @@ using nexus::CpuBackendOptions;
 /// GFLOP/s of a float32 GEMM C[n,n] = A[n,n] * B[n,n] (2 n^3 FLOPs each), median of `repeats`
 /// runs after a warm-up, computed by Eigen's own multi-threaded tensor contraction on an
 /// Eigen::ThreadPoolDevice of `threads` threads (0 = hardware_concurrency). The reference the
-/// CpuBackend is measured against in benchmarks/cpu_backend.cpp.
-double eigen_gemm_gflops(int n, int threads, int repeats = 5);
+/// CpuBackend is measured against in benchmarks/cpu_backend.cpp. With cpu_time, the FLOPs are
+/// divided by the process's CPU time instead of wall time (robust on a shared machine; meant
+/// for threads = 1).
+double eigen_gemm_gflops(int n, int threads, int repeats = 5, bool cpu_time = false);
 
 /// The instruction set the CPU kernels were compiled for: "avx2+fma", or "baseline" (the
 /// compiler's default flags, e.g. with -DNEXUS_CPU_GENERIC or on non-x86 machines).
