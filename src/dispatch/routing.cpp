@@ -10,7 +10,9 @@ RoutingTable::RoutingTable(const std::vector<int>& devices, const std::vector<do
   double total = 0;
   for (std::size_t i = 0; i < devices.size() && i < weights.size(); ++i)
     total += std::max(0.0, weights[i]);
-  if (total <= 0 || period <= 0) return;
+  if (total <= 0) return;
+  if (period <= 0)
+    period = static_cast<int>(std::clamp<std::size_t>(devices.size() * 64, 128, 65536));
   // Smooth weighted round robin (nginx): each turn every device gains its weight, the one with
   // the largest credit is chosen and pays the total. The sequence interleaves devices evenly.
   std::vector<double> credit(devices.size(), 0.0);

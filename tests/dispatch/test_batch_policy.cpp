@@ -213,3 +213,19 @@ TEST_CASE("dispatcher: routes by weight, swaps tables under concurrent routing",
   for (auto& t : ts) t.join();
   CHECK(bad.load() == 0);
 }
+
+TEST_CASE("routing table: many devices get equal shares (default period)", "[dispatch][routing]") {
+  // 84 devices of equal weight: a fixed 128-slot cycle would give some devices twice the load
+  // of others; the default period (64 per device) keeps every share exact.
+  std::vector<int> devs;
+  std::vector<double> w;
+  for (int i = 0; i < 84; ++i) {
+    devs.push_back(i);
+    w.push_back(1.0);
+  }
+  RoutingTable t(devs, w);
+  std::map<int, int> count;
+  for (std::size_t k = 0; k < t.cycle().size(); ++k) ++count[t.pick(k)];
+  REQUIRE(count.size() == 84);
+  for (auto& [d, c] : count) CHECK(c == 64);
+}

@@ -437,3 +437,20 @@ TEST_CASE("sim: a leaf stage may use the slack its parent left", "[runtime][sim]
   CHECK(rs[0].latency() == 100ms);
   CHECK(rs[0].stages.back().batch_size == 3);
 }
+
+TEST_CASE("sim: 30 devices, squishy plan, >= 99% good at 80% load, even spread", "[runtime][sim]") {
+  SimRig rig({.devices = "sim:30", .epoch = kNoEpoch, .planner = make_squishy_planner()});
+  rig.engine->load_model({.name = "m", .profile = linear_profile("m", 1500, 5000, 32)});
+  rig.engine->add_query({.name = "q", .slo = 100ms, .expected_rate_rps = 15000,
+                         .stages = {{.name = "s", .model = "m"}}});
+  const Plan plan = rig.engine->plan();
+  REQUIRE(plan.num_gpus() == 25);  // 15000 / (30 / 50 ms) = 25 saturated devices
+  std::vector<RequestId> ids;
+  auto rs = rig.run("q", sim::poisson_arrivals(12000, 3s, 13), Tensor(), &ids);
+  CHECK(each_exactly_once(ids, rs));
+  CHECK(good_rate(rs) >= 0.99);
+  const auto st = rig.engine->stats();
+  for (int d = 0; d < 25; ++d)
+    CHECK(double(st.devices[static_cast<std::size_t>(d)].items) == Approx(36000.0 / 25).epsilon(0.08));
+  for (int d = 25; d < 30; ++d) CHECK(st.devices[static_cast<std::size_t>(d)].items == 0);
+}

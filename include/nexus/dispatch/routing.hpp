@@ -16,9 +16,10 @@ namespace nexus::dispatch {
 class RoutingTable {
  public:
   /// `devices[i]` receives a share weights[i] / Σ weights (weights >= 0, Σ > 0; else empty
-  /// table). `period` is the cycle length: shares are exact to 1/period.
+  /// table). `period` is the cycle length, shares are exact to 1/period; 0 picks
+  /// 64 × devices (at least 128, at most 65536), so each device's share is within ~1/64 of it.
   RoutingTable(const std::vector<int>& devices, const std::vector<double>& weights,
-               int period = 128);
+               int period = 0);
 
   bool empty() const { return cycle_.empty(); }
   /// The device for the k-th request of the session.
