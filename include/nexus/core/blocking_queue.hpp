@@ -8,7 +8,6 @@
 #include <condition_variable>
 #include <cstddef>
 #include <algorithm>
-#include <deque>
 #include <mutex>
 #include <vector>
 
