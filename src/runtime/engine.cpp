@@ -5,10 +5,14 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <set>
 
 #include "gpu_executor.hpp"
 #include "nexus/exec/cuda_backend.hpp"
+#include "nexus/runtime/planner.hpp"
+#include "nexus/schedule/query_planner.hpp"
+#include "nexus/schedule/scheduler.hpp"
 #include "nexus/sim/sim_backend.hpp"
 
 #if __has_include("nexus/exec/cpu_backend.hpp")
@@ -97,6 +101,8 @@ Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
   virtual_ = clock_->is_virtual();
   devices_ = parse_devices(options_.devices);
   NEXUS_CHECK(options_.max_queue_per_session >= 1, "EngineOptions::max_queue_per_session must be >= 1");
+  NEXUS_CHECK(options_.slo_split_segments >= 1, "EngineOptions::slo_split_segments must be >= 1 (got {})",
+              options_.slo_split_segments);
   started_at_ = clock_->now();
   last_epoch_ = started_at_;
   for (const auto& d : devices_) executors_.push_back(std::make_unique<Executor>(*this, d.index));
@@ -258,6 +264,20 @@ int Engine::Impl::add_query(QuerySpec spec) {
                   spec.name, q->stages[i].name, q->stages[0].name);
     NEXUS_CHECK(q->stages[0].parents.empty(), "add_query('{}'): the root '{}' has a parent",
                 spec.name, q->stages[0].name);
+    // Initial rates: the expected rate times the fan-outs on the path.
+    std::vector<double> rate(q->stages.size(), 0.0);
+    rate[0] = q->expected_rate;
+    std::function<void(int)> push_rate = [&](int v) {
+      for (auto& c : q->stages[static_cast<std::size_t>(v)].children) {
+        rate[static_cast<std::size_t>(c.stage)] += rate[static_cast<std::size_t>(v)] * c.fanout_mean;
+        push_rate(c.stage);
+      }
+    };
+    push_rate(0);
+    // The DP split comes first: a query whose SLO no split can meet is refused before anything
+    // of it is declared.
+    std::vector<Duration> dp_budget;
+    if (options_.slo_split == SloSplit::kDynamicProgram) dp_budget = split_slo(*q, rate, true);
     // Sessions, one per stage.
     for (std::size_t i = 0; i < q->stages.size(); ++i) {
       auto s = std::make_unique<SessionState>();
@@ -274,17 +294,13 @@ int Engine::Impl::add_query(QuerySpec spec) {
       session_store_.push_back(std::move(s));
       num_sessions_.fetch_add(1);
     }
-    compute_budgets(*q);
-    // Initial rates: the expected rate times the fan-outs on the path.
-    std::vector<double> rate(q->stages.size(), 0.0);
-    rate[0] = q->expected_rate;
-    std::function<void(int)> push_rate = [&](int v) {
-      for (auto& c : q->stages[static_cast<std::size_t>(v)].children) {
-        rate[static_cast<std::size_t>(c.stage)] += rate[static_cast<std::size_t>(v)] * c.fanout_mean;
-        push_rate(c.stage);
-      }
-    };
-    push_rate(0);
+    if (options_.slo_split == SloSplit::kDynamicProgram) {
+      for (std::size_t i = 0; i < q->stages.size(); ++i)
+        session(q->stages[i].session)->budget_ns.store(dp_budget[i].count());
+      recompute_downstream(*q);
+    } else {
+      compute_budgets(*q);
+    }
     for (std::size_t i = 0; i < q->stages.size(); ++i)
       session(q->stages[i].session)->rate_rps = rate[i];
     auto index = std::make_unique<QueryIndex>(query_index_.load() ? *query_index_.load() : QueryIndex{});
@@ -371,48 +387,148 @@ void Engine::Impl::recompute_downstream(QueryDef& q) {
 
 namespace {
 
-Plan builtin_plan(const PlanRequest& req) {
-  Plan plan;
-  for (int g = 0; g < req.num_devices; ++g) {
-    GpuPlan gp;
-    gp.gpu = g;
-    plan.gpus.push_back(gp);
-  }
-  for (const auto& s : req.sessions) {
-    const BatchProfile& p = req.profiles->at(s.model);
-    int batch = 1;
-    for (int b = p.max_batch(); b >= 1; --b)
-      if (2 * p.latency(b) <= s.slo) {
-        batch = b;
-        break;
-      }
-    std::vector<Route> routes;
-    for (int g = 0; g < req.num_devices; ++g) {
-      SessionAllocation a;
-      a.session = s.id;
-      a.model = s.model;
-      a.batch = batch;
-      a.latency = p.latency(batch);
-      a.rate_rps = s.rate_rps / req.num_devices;
-      a.slo = s.slo;
-      plan.gpus[static_cast<std::size_t>(g)].sessions.push_back(a);
-      routes.push_back({g, 1.0 / req.num_devices, a.rate_rps});
-    }
-    plan.routes[s.id] = routes;
-  }
-  for (auto& g : plan.gpus) {
-    std::chrono::microseconds sum{0};
-    for (auto& a : g.sessions) sum += a.latency;
-    g.duty_cycle = sum;
-    g.occupancy = g.sessions.empty() ? 0.0 : 1.0;
-  }
-  return plan;
+// Smallest budget a stage can work with (as the DP sees it): 2ℓ(b) at the cheapest batch that
+// fits the device memory, plus pre/post-processing and the fixed overhead (PackerOptions).
+std::int64_t min_stage_budget_us(const BatchProfile& p, const PackerOptions& o) {
+  const std::size_t cap = o.gpu_memory_bytes == 0 ? std::numeric_limits<std::size_t>::max() : o.gpu_memory_bytes;
+  std::int64_t best = std::numeric_limits<std::int64_t>::max() / 4;
+  for (int b = 1; b <= p.max_batch(); ++b)
+    if (p.memory(b) <= cap) best = std::min<std::int64_t>(best, 2 * p.latency(b).count());
+  std::int64_t overhead = o.fixed_overhead.count();
+  if (o.subtract_pre_post) overhead += (p.preprocess() + p.postprocess()).count();
+  return best + overhead;
 }
 
 }  // namespace
 
+// The QueryPlanner's DP over the engine's query: stage ids and model names as declared, the
+// root at `rate[0]`, each edge's fan-out the ratio of the stage rates (the declared mean at
+// add_query, the measured one later; the declared mean where a stage has several parents or its
+// parent has no rate). Returns budgets by stage index. InfeasibleSlo becomes nexus::Error naming
+// the stages on the tightest path and an SLO verified to work (when `explain`).
+std::vector<Duration> Engine::Impl::split_slo(const QueryDef& q, const std::vector<double>& rate,
+                                              bool explain) const {
+  const std::size_t n = q.stages.size();
+  nexus::QuerySpec spec;
+  spec.id = q.name;
+  spec.slo = std::chrono::duration_cast<std::chrono::microseconds>(q.slo);
+  spec.rate_rps = std::max(rate[0], 1e-3);
+  ProfileMap profiles;
+  for (std::size_t i = 0; i < n; ++i) {
+    const StageDef& st = q.stages[i];
+    const ModelState& m = model(st.model);
+    profiles.emplace(m.spec.name, m.spec.profile);
+    nexus::QueryStage qs{st.name, m.spec.name, {}};
+    for (const auto& c : st.children) {
+      const auto ci = static_cast<std::size_t>(c.stage);
+      double f = c.fanout_mean;
+      if (q.stages[ci].parents.size() == 1 && rate[i] > 1e-9) f = rate[ci] / rate[i];
+      qs.children.push_back({q.stages[ci].name, std::max(f, 1e-6)});  // the DP needs γ > 0
+    }
+    spec.stages.push_back(std::move(qs));
+  }
+  const QueryPlanner planner(QueryPlannerOptions{.segments = options_.slo_split_segments}, options_.packer);
+  try {
+    const QuerySplit split = planner.split(spec, profiles);
+    std::vector<Duration> out(n);
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = std::chrono::duration_cast<Duration>(split.budgets.at(q.stages[i].name));
+    return out;
+  } catch (const InfeasibleSlo& e) {
+    if (!explain) throw;
+    // The tightest root-to-leaf path of minimal stage budgets, and (with joins, where the DP
+    // gives every stage of a layer one budget) the sum over layers of their largest minimum.
+    std::vector<std::int64_t> need(n), below(n, 0);
+    std::vector<int> next(n, -1);
+    for (std::size_t i = 0; i < n; ++i) need[i] = min_stage_budget_us(profiles.at(model(q.stages[i].model).spec.name), options_.packer);
+    std::vector<bool> seen(n, false);
+    std::function<std::int64_t(int)> path = [&](int v) -> std::int64_t {
+      const auto vi = static_cast<std::size_t>(v);
+      if (seen[vi]) return below[vi];
+      std::int64_t best = -1;
+      for (const auto& c : q.stages[vi].children)
+        if (const std::int64_t x = path(c.stage); x > best) {
+          best = x;
+          next[vi] = c.stage;
+        }
+      seen[vi] = true;
+      return below[vi] = need[vi] + std::max<std::int64_t>(best, 0);
+    };
+    std::int64_t required = std::max<std::int64_t>(path(0), e.required_slo.count());
+    std::vector<int> depth(n, 0);
+    std::function<void(int)> deepen = [&](int v) {
+      for (const auto& c : q.stages[static_cast<std::size_t>(v)].children)
+        if (depth[static_cast<std::size_t>(c.stage)] < depth[static_cast<std::size_t>(v)] + 1) {
+          depth[static_cast<std::size_t>(c.stage)] = depth[static_cast<std::size_t>(v)] + 1;
+          deepen(c.stage);
+        }
+    };
+    deepen(0);
+    bool joins = false;
+    for (const auto& st : q.stages) joins = joins || st.parents.size() > 1;
+    if (joins) {
+      std::map<int, std::int64_t> layer;
+      for (std::size_t i = 0; i < n; ++i) layer[depth[i]] = std::max(layer[depth[i]], need[i]);
+      std::int64_t sum = 0;
+      for (auto [d, x] : layer) sum += x;
+      required = std::max(required, sum);
+    }
+    // Budgets are whole DP steps (SLO / segments): step up until the DP accepts the SLO.
+    bool verified = false;
+    for (int tries = 0; tries < static_cast<int>(n) + 8 && !verified; ++tries) {
+      spec.slo = std::chrono::microseconds(required);
+      try {
+        planner.split(spec, profiles);
+        verified = true;
+      } catch (const InfeasibleSlo&) {
+        required += std::max<std::int64_t>(1, (required + options_.slo_split_segments - 1) / options_.slo_split_segments);
+      }
+    }
+    std::string stages;
+    for (int v = 0; v >= 0; v = next[static_cast<std::size_t>(v)]) {
+      const auto vi = static_cast<std::size_t>(v);
+      stages += fmt::format("{}'{}' needs >= {:.3f} ms", stages.empty() ? "" : ", ", q.stages[vi].name,
+                            double(need[vi]) / 1000.0);
+    }
+    std::string alone;
+    for (std::size_t i = 0; i < n; ++i)
+      if (need[i] > std::chrono::duration_cast<std::chrono::microseconds>(q.slo).count())
+        alone += fmt::format("{}'{}'", alone.empty() ? "" : ", ", q.stages[i].name);
+    throw_error(
+        "add_query('{}'): SLO {:.3f} ms cannot be met by any split over its stages{}: on the tightest "
+        "path {} (2·ℓ(b) at the smallest batch plus pre/post-processing and overhead){}; "
+        "an SLO of {:.3f} ms {}",
+        q.name, double(std::chrono::duration_cast<std::chrono::microseconds>(q.slo).count()) / 1000.0,
+        alone.empty() ? "" : fmt::format(" (stage {} alone exceeds it)", alone), stages,
+        joins ? " (stages at one depth share one budget)" : "", double(required) / 1000.0,
+        verified ? "would work" : "or more is needed");
+  }
+}
+
 void Engine::Impl::replan() {
   std::lock_guard lock(control_mu_);
+  // Re-split every query's SLO at the measured stage rates (the DP's budgets depend on them).
+  if (options_.slo_split == SloSplit::kDynamicProgram) {
+    for (auto& q : query_store_) {
+      std::vector<double> rate(q->stages.size());
+      for (std::size_t i = 0; i < q->stages.size(); ++i) rate[i] = session(q->stages[i].session)->rate_rps;
+      std::vector<Duration> budget;
+      try {
+        budget = split_slo(*q, rate, false);
+      } catch (const nexus::Error&) {
+        continue;  // cannot happen once add_query accepted it (feasibility ignores rates): keep
+      }
+      bool changed = false;
+      for (std::size_t i = 0; i < q->stages.size(); ++i) {
+        SessionState* s = session(q->stages[i].session);
+        if (s->budget_ns.load() != budget[i].count()) {
+          s->budget_ns.store(budget[i].count());
+          changed = true;
+        }
+      }
+      if (changed) recompute_downstream(*q);
+    }
+  }
   PlanRequest req;
   req.num_devices = static_cast<int>(devices_.size());
   std::map<std::string, BatchProfile> profiles;
@@ -428,7 +544,18 @@ void Engine::Impl::replan() {
     x.rate_rps = std::max(1e-3, s->rate_rps);
     req.sessions.push_back(x);
   }
-  Plan p = options_.planner ? options_.planner(req) : builtin_plan(req);
+  Plan p;
+  if (options_.planner) {
+    p = options_.planner(req);
+  } else if (options_.planner_kind == PlannerKind::kReplicate) {
+    p = make_replicate_planner()(req);
+  } else {
+    p = make_squishy_planner(options_.packer)(req);
+    // Keep sessions on the slots they had, so a re-plan moves few queued items.
+    if (!plan_.gpus.empty()) stabilize_gpu_numbering(plan_, p);
+  }
+  // The plan shows the budgets in use (planner entries win, see apply_plan).
+  for (const auto& x : req.sessions) p.stage_budgets.emplace(x.id, x.slo);
   apply_plan(p);
   plan_ = std::move(p);
 }
@@ -467,6 +594,8 @@ void Engine::Impl::apply_plan(const Plan& plan) {
                                        targets[static_cast<std::size_t>(d)].end());
     executors_[static_cast<std::size_t>(d)]->set_plan(std::move(t));
   }
+  std::map<std::string, std::string> why;
+  for (const auto& r : plan.rejected) why[r.session] = r.reason;
   for (int i = 0; i < ns; ++i) {
     SessionState* s = session(i);
     std::map<int, double> w;
@@ -479,6 +608,16 @@ void Engine::Impl::apply_plan(const Plan& plan) {
         devs.push_back(d);
         ws.push_back(x);
       }
+    {
+      // Before the routes change, so a request that finds no route finds its reason.
+      std::lock_guard rl(no_route_mu_);
+      if (devs.empty()) {
+        auto it = why.find(s->id);
+        no_route_reason_[i] = it != why.end() ? it->second : "the plan gives it no device";
+      } else {
+        no_route_reason_.erase(i);
+      }
+    }
     dispatcher_.set_routes(i, devs, ws);
   }
 }
@@ -577,8 +716,14 @@ void Engine::Impl::dispatch(Item&& it) {
   const int dev = dispatcher_.route(s.index);
   if (dev < 0) {
     std::vector<QueryResult> done;
+    std::string why;
+    {
+      std::lock_guard rl(no_route_mu_);
+      if (auto r = no_route_reason_.find(s.index); r != no_route_reason_.end()) why = r->second;
+    }
     end_item(it, RequestStatus::kRejected, Reason::kNoRoute,
-             fmt::format("no device is planned for session '{}'", s.id), &done);
+             fmt::format("no device is planned for session '{}'{}{}", s.id, why.empty() ? "" : ": ", why),
+             &done);
     flush(done);
     return;
   }
@@ -955,6 +1100,7 @@ EngineStats Engine::Impl::stats() const {
     d.occupancy = elapsed > 0 ? std::min(1.0, d.busy_seconds / elapsed) : 0.0;
     st.devices.push_back(d);
   }
+  st.plan = plan_;
   return st;
 }
 

@@ -195,6 +195,9 @@ class Engine::Impl {
   bool stopping_ = false;
   bool shut_down_ = false;
   std::mutex shutdown_mu_;
+  // Why a session has no route (from Plan::rejected), for its kNoRoute answers.
+  std::mutex no_route_mu_;
+  std::map<int, std::string> no_route_reason_;
 
   // CPU pool
   struct Pool {
@@ -210,6 +213,7 @@ class Engine::Impl {
   void finalize(QueryState* q, std::vector<QueryResult>* done);
   void release(QueryState* q, std::vector<QueryResult>* done);
   void compute_budgets(QueryDef& q);
+  std::vector<Duration> split_slo(const QueryDef& q, const std::vector<double>& rate, bool explain) const;
   void recompute_downstream(QueryDef& q);
   void epoch_tick(TimePoint now);
   void apply_plan(const Plan& plan);

@@ -20,9 +20,10 @@ constexpr auto kNoEpoch = std::chrono::microseconds(0);
 TimePoint at(Duration d) { return TimePoint{} + d; }
 
 SimRig single_stage(BatchPolicyKind kind, BatchProfile profile, std::chrono::microseconds slo,
-                    double rate, std::size_t max_queue = 4096, int devices = 1) {
+                    double rate, std::size_t max_queue = 4096, int devices = 1,
+                    PlannerKind planner = PlannerKind::kSquishy) {
   SimRig rig({.devices = fmt::format("sim:{}", devices), .batch_policy = {.kind = kind},
-              .max_queue_per_session = max_queue, .epoch = kNoEpoch});
+              .max_queue_per_session = max_queue, .epoch = kNoEpoch, .planner_kind = planner});
   rig.engine->load_model({.name = "m", .profile = std::move(profile)});
   rig.engine->add_query({.name = "q", .slo = slo, .expected_rate_rps = rate,
                          .stages = {{.name = "s", .model = "m"}}});
@@ -31,7 +32,9 @@ SimRig single_stage(BatchPolicyKind kind, BatchProfile profile, std::chrono::mic
 }  // namespace
 
 TEST_CASE("sim: the lecture's early-drop example end to end (batch 4)", "[runtime][sim]") {
-  // ℓ(b) = 10 ms·b, max batch 4, SLO 80 ms -> planned batch 4 (2ℓ(4) = 80 ms).
+  // ℓ(b) = 10 ms·b, max batch 4, SLO 80 ms -> planned batch 4 (2ℓ(4) = 80 ms) under the
+  // replicate planner, selected here because the scenario needs batch 4 at a low rate (squishy
+  // packing would plan the 10 req/s residual at batch 1).
   //   t=0: X arrives, runs alone 0..10 ms.   t=1 ms: A1..A4 (deadline 81 ms) queue.
   //   t=2 ms: r1 (deadline 82).   t=10: [A1..A4] runs 10..50.   t=20: r2..r5 (deadline 100).
   //   t=50, early drop: window [r1..r4] ends at 90 > 82; window [r2..r5] ends at 90 <= 100
@@ -39,7 +42,7 @@ TEST_CASE("sim: the lecture's early-drop example end to end (batch 4)", "[runtim
   //   t=50, lazy drop: r1 can finish alone -> kept; largest batch ending by 82 ms is 3:
   //   [r1, r2, r3] at 50..80, then [r4, r5] at 80..100.
   for (auto kind : {BatchPolicyKind::kEarlyDrop, BatchPolicyKind::kLazyDrop}) {
-    auto rig = single_stage(kind, linear_profile("m", 10000, 0, 4), 80ms, 10);
+    auto rig = single_stage(kind, linear_profile("m", 10000, 0, 4), 80ms, 10, 4096, 1, PlannerKind::kReplicate);
     REQUIRE(rig.engine->plan().gpus.at(0).sessions.at(0).batch == 4);
     rig.engine->run_until(at(0ms));
     rig.engine->submit("q", Tensor());
@@ -74,13 +77,16 @@ TEST_CASE("sim: the lecture's early-drop example end to end (batch 4)", "[runtim
 }
 
 TEST_CASE("sim: early drop beats lazy drop on a bursty Poisson trace", "[runtime][sim]") {
-  // ℓ(b) = 1 ms·b + 10 ms, SLO 100 ms: plan batch 40 (2ℓ(40) = 100 ms), capacity 800 req/s.
-  // Bursty trace at 90% of capacity (bursts at 3x the low rate).
+  // ℓ(b) = 1 ms·b + 10 ms, SLO 100 ms: saturated batch 40 (2ℓ(40) = 100 ms), 800 req/s per
+  // device. At 720 req/s the squishy plan is one residual device: the largest b with
+  // ℓ(b) + b/720 s <= 100 ms is 37 (47 + 51.4 ms; b = 38 gives 100.8 ms). Bursty trace at
+  // 720 req/s, 90% of the saturated capacity (bursts at 3x the low rate).
   const auto arrivals = sim::bursty_arrivals(720, 20s, 11);
   double good[2];
   int k = 0;
   for (auto kind : {BatchPolicyKind::kEarlyDrop, BatchPolicyKind::kLazyDrop}) {
     auto rig = single_stage(kind, linear_profile("m", 1000, 10000, 64), 100ms, 720);
+    CHECK(rig.engine->plan().gpus.at(0).sessions.at(0).batch == 37);
     std::vector<RequestId> ids;
     auto rs = rig.run("q", arrivals, Tensor(), &ids);
     CHECK(each_exactly_once(ids, rs));
@@ -88,11 +94,13 @@ TEST_CASE("sim: early drop beats lazy drop on a bursty Poisson trace", "[runtime
   }
   INFO("early " << good[0] << " lazy " << good[1]);
   CHECK(good[0] > good[1] + 0.05);
-  // Same with the small-batch profile ℓ(b) = 5 ms·b + 20 ms (batch 6, capacity 120 req/s).
+  // Same with the small-batch profile ℓ(b) = 5 ms·b + 20 ms (saturated batch 6, 120 req/s; at
+  // 100 req/s the residual batch is 5: 45 + 50 ms <= 100 ms, b = 6 gives 110 ms).
   const auto arrivals2 = sim::bursty_arrivals(100, 30s, 5);
   k = 0;
   for (auto kind : {BatchPolicyKind::kEarlyDrop, BatchPolicyKind::kLazyDrop}) {
     auto rig = single_stage(kind, linear_profile("m", 5000, 20000, 32), 100ms, 100);
+    CHECK(rig.engine->plan().gpus.at(0).sessions.at(0).batch == 5);
     good[k++] = good_rate(rig.run("q", arrivals2, Tensor()));
   }
   INFO("early " << good[0] << " lazy " << good[1]);
@@ -100,13 +108,15 @@ TEST_CASE("sim: early drop beats lazy drop on a bursty Poisson trace", "[runtime
 }
 
 TEST_CASE("sim: >= 99% SLO attainment at 80% of planned capacity", "[runtime][sim]") {
-  // ℓ(b) = 1.5 ms·b + 5 ms, SLO 100 ms: the plan's batch is the largest b with 2ℓ(b) <= 100 ms
-  // -> b = 30, ℓ(30) = 50 ms, capacity 600 req/s per device. Poisson at 480 req/s.
-  auto rig = single_stage(BatchPolicyKind::kEarlyDrop, linear_profile("m", 1500, 5000, 32), 100ms, 480);
+  // ℓ(b) = 1.5 ms·b + 5 ms, SLO 100 ms: the saturated batch is the largest b with 2ℓ(b) <= 100 ms
+  // -> b = 30, ℓ(30) = 50 ms, capacity 600 req/s per device. Planned for 600 req/s, the squishy
+  // plan is exactly one saturated device at batch 30. Poisson at 480 req/s = 80%.
+  auto rig = single_stage(BatchPolicyKind::kEarlyDrop, linear_profile("m", 1500, 5000, 32), 100ms, 600);
   const Plan plan = rig.engine->plan();
   REQUIRE(plan.gpus.size() == 1);
   REQUIRE(plan.gpus[0].sessions.size() == 1);
   CHECK(plan.gpus[0].sessions[0].batch == 30);
+  CHECK(plan.gpus[0].saturated);
   std::vector<RequestId> ids;
   auto rs = rig.run("q", sim::poisson_arrivals(480, 30s, 3), Tensor(), &ids);
   CHECK(each_exactly_once(ids, rs));
@@ -119,13 +129,39 @@ TEST_CASE("sim: >= 99% SLO attainment at 80% of planned capacity", "[runtime][si
 }
 
 TEST_CASE("sim: two devices split one session by the routing weights", "[runtime][sim]") {
+  // The replicate baseline: equal weights on both devices.
   auto rig = single_stage(BatchPolicyKind::kEarlyDrop, linear_profile("m", 1500, 5000, 32), 100ms, 800,
-                          4096, 2);
+                          4096, 2, PlannerKind::kReplicate);
   auto rs = rig.run("q", sim::poisson_arrivals(800, 10s, 9), Tensor());
   const auto st = rig.engine->stats();
   REQUIRE(st.devices.size() == 2);
   const double share = double(st.devices[0].items) / double(st.devices[0].items + st.devices[1].items);
   CHECK(share == Approx(0.5).margin(0.02));
+  CHECK(good_rate(rs) >= 0.99);
+}
+
+TEST_CASE("sim: squishy routing weights follow the planned rates", "[runtime][sim]") {
+  // Planned for 1000 req/s: one saturated device (batch 30, 600 req/s) plus a residual device for
+  // 400 req/s (largest b with 1.5b + 5 ms + b/400 s <= 100 ms: b = 23, 39.5 + 57.5 ms). Weights
+  // 0.6 / 0.4. Served at 800 req/s (80%).
+  auto rig = single_stage(BatchPolicyKind::kEarlyDrop, linear_profile("m", 1500, 5000, 32), 100ms, 1000,
+                          4096, 2);
+  const Plan plan = rig.engine->plan();
+  REQUIRE(plan.num_gpus() == 2);
+  const auto& routes = plan.route("q/s");
+  REQUIRE(routes.size() == 2);
+  std::map<int, double> w;
+  for (const auto& r : routes) w[r.gpu] = r.weight;
+  const int sat = plan.gpus[0].saturated ? 0 : 1;
+  CHECK(plan.gpus[static_cast<std::size_t>(sat)].sessions.at(0).batch == 30);
+  CHECK(plan.gpus[static_cast<std::size_t>(1 - sat)].sessions.at(0).batch == 23);
+  CHECK(w[sat] == Approx(0.6));
+  CHECK(w[1 - sat] == Approx(0.4));
+  auto rs = rig.run("q", sim::poisson_arrivals(800, 10s, 9), Tensor());
+  const auto st = rig.engine->stats();
+  const double share = double(st.devices[static_cast<std::size_t>(sat)].items) /
+                       double(st.devices[0].items + st.devices[1].items);
+  CHECK(share == Approx(0.6).margin(0.02));
   CHECK(good_rate(rs) >= 0.99);
 }
 
@@ -418,9 +454,11 @@ TEST_CASE("sim: every policy keeps the exactly-once invariant under overload", "
 }
 
 TEST_CASE("sim: a leaf stage may use the slack its parent left", "[runtime][sim]") {
-  // det ℓ(1) = 10 ms, rec ℓ(b) = 30 ms·b; SLO 100 ms splits 25/75 ms (∝ ℓ(1)). Three faces per
-  // frame run as one batch of 3 (90 ms > the 75 ms budget) right after the detector (10 ms):
-  // the leaf's deadline is the query deadline, so 10 + 90 = 100 ms <= 100 ms completes.
+  // det ℓ(b) = 10 ms (b <= 4), rec ℓ(b) = 30 ms·b; SLO 100 ms. The DP split: det's cost is
+  // lowest from 2ℓ = 20 ms on, rec's from 60 ms on (2ℓ(2) > 100 ms), so the first minimum gives
+  // det 20 ms and rec the 80 ms left. Three faces per frame run as one batch of 3 (90 ms > the
+  // 80 ms budget) right after the detector (10 ms): the leaf's deadline is the query deadline,
+  // so 10 + 90 = 100 ms <= 100 ms completes.
   SimRig rig({.devices = "sim:1", .epoch = kNoEpoch});
   rig.engine->load_model({.name = "det", .profile = linear_profile("det", 0, 10000, 4)});
   rig.engine->load_model({.name = "rec", .profile = linear_profile("rec", 30000, 0, 4)});
@@ -430,6 +468,8 @@ TEST_CASE("sim: a leaf stage may use the slack its parent left", "[runtime][sim]
                                                      return std::vector<Tensor>(3, v.outputs.at(0));
                                                    }}}},
                                     {.name = "r", .model = "rec"}}});
+  CHECK(rig.engine->plan().stage_budgets.at("q/d") == 20ms);
+  CHECK(rig.engine->plan().stage_budgets.at("q/r") == 80ms);
   auto rs = rig.run("q", {at(1ms)}, Tensor());
   REQUIRE(rs.size() == 1);
   REQUIRE(rs[0].ok());

@@ -8,6 +8,13 @@
 //   for (auto& r : engine.poll(64, 10ms)) ...      // one QueryResult per request, exactly once
 //   engine.shutdown();                              // drains, then stops the threads
 //
+// Control (paper §6.1-6.2, Nexus by default): add_query() and every re-plan split each query's
+// SLO over its stages with the QueryPlanner's dynamic programme (stage budgets minimising GPUs
+// at the stages' expected, later measured, rates), then the SquishyBinPacker packs all sessions
+// ("<query>/<stage>", SLO = stage budget, rate = measured rate) onto the devices. Both baselines
+// stay selectable: PlannerKind::kReplicate (every session on every device, batch-oblivious) and
+// SloSplit::kProportional (budgets ∝ ℓ(1) on the heaviest path).
+//
 // Inside: the Dispatcher routes each stage item over the devices with the plan's weights
 // (smooth weighted round robin); one GpuExecutor thread per device runs its sessions round
 // robin, forming each batch with the BatchPolicy (Nexus early drop by default) from a
@@ -46,6 +53,7 @@
 #include "nexus/runtime/query.hpp"
 #include "nexus/schedule/plan.hpp"
 #include "nexus/schedule/session.hpp"
+#include "nexus/schedule/squishy_bin_packer.hpp"
 
 namespace nexus::model {
 class Graph;
@@ -82,15 +90,36 @@ struct ModelSpec {
   int max_batch = 0;
 };
 
-/// Plans sessions onto devices. Given the sessions (id "<query>/<stage>", model, stage budget
-/// as SLO, measured rate) and the profiles, returns the Plan; the default puts every session on
-/// every device with the largest batch b with 2ℓ(b) <= budget (§6.1 saturated rule).
+/// What a planner is given: the sessions (id "<query>/<stage>", model, stage budget as SLO,
+/// measured rate in req/s, at least 1e-3), the number of devices and every loaded model's
+/// profile (ModelSpec::profile). It returns a Plan: GPU slots (folded onto the devices, slot g ->
+/// device g mod num_devices), batch sizes, routing weights; Plan::stage_budgets entries keyed by
+/// session id override the engine's SLO split; sessions it leaves unrouted are answered
+/// kRejected / kNoRoute (with the reason from Plan::rejected when it gives one).
 struct PlanRequest {
   int num_devices = 0;
   std::vector<Session> sessions;
   const std::map<std::string, BatchProfile>* profiles = nullptr;
 };
 using PlannerFn = std::function<Plan(const PlanRequest&)>;
+
+/// The built-in planners (nexus/runtime/planner.hpp has them as PlannerFn factories).
+enum class PlannerKind {
+  kSquishy,    ///< Nexus (default): SquishyBinPacker with EngineOptions::packer (§6.1, Alg. 1)
+  kReplicate,  ///< baseline, batch-oblivious: every session on every device at its saturated
+               ///< batch (largest b with 2ℓ(b) <= budget), equal routing weights
+};
+
+/// How a query's SLO is split into stage budgets.
+enum class SloSplit {
+  /// Nexus (default): QueryPlanner's dynamic programme (§6.2): the split minimising the
+  /// fractional GPU count Σ R_v / T_v(budget_v) at the stage rates (tree DP; the layered DP for
+  /// stages with several parents). Recomputed at every re-plan from the measured rates.
+  kDynamicProgram,
+  /// Baseline: each stage gets a share ∝ ℓ(1) on the heaviest root-to-leaf path through it
+  /// (rate-oblivious; computed once at add_query).
+  kProportional,
+};
 
 struct EngineOptions {
   /// "auto" (all CUDA GPUs, else "cpu"), "cpu", "cpu:N" (N CPU executors), "sim:N" (N simulated
@@ -107,8 +136,18 @@ struct EngineOptions {
   /// Epoch loop: re-plan from measured rates every `epoch` (0 = never; plan only on changes).
   std::chrono::microseconds epoch{std::chrono::seconds(30)};
   double rate_ewma_alpha = 0.3;   ///< weight of the newest epoch's rate
-  /// Planner; null = the built-in one described at PlanRequest.
+  /// The built-in planner used when `planner` is empty (default: Nexus squishy bin packing).
+  PlannerKind planner_kind = PlannerKind::kSquishy;
+  /// A custom planner; when set it replaces planner_kind.
   PlannerFn planner;
+  /// Packer options (device memory, fixed overhead, pre/post subtraction, max_gpus) shared by
+  /// the squishy planner and the SLO split's DP, so both see the same effective SLOs. The
+  /// latency model is each ModelSpec::profile's own (BatchProfile::latency_model()).
+  PackerOptions packer{};
+  /// SLO split (default: the QueryPlanner's DP).
+  SloSplit slo_split = SloSplit::kDynamicProgram;
+  /// DP time steps ε = SLO / slo_split_segments (QueryPlannerOptions::segments), >= 1.
+  int slo_split_segments = 200;
   std::uint64_t seed = 1;         ///< for anything random inside (sim backends' outputs)
 };
 
@@ -119,6 +158,9 @@ struct EngineStats {
   std::map<std::string, SessionMetricsSnapshot> sessions;   ///< by session id
   std::map<std::string, QueryMetricsSnapshot> queries;      ///< by query name
   std::vector<DeviceMetricsSnapshot> devices;
+  /// The current plan (as plan()): GPU slots with their sessions and batches, routes, the stage
+  /// budgets ("<query>/<stage>" -> budget) and the sessions the planner rejected.
+  Plan plan;
   double good_rate() const { return submitted ? double(good) / double(submitted) : 0.0; }
 };
 
@@ -136,9 +178,13 @@ class Engine {
   /// name, an empty profile, no way to make a backend, or a backend that fails to load.
   void load_model(ModelSpec spec);
 
-  /// Declares a query and re-plans. Throws nexus::Error naming the query and the fault: no
-  /// stages, duplicate stage name, unknown model, unknown child stage, a cycle, a stage not
-  /// reachable from stages[0], a non-positive SLO. Returns a handle for submit().
+  /// Declares a query, splits its SLO over the stages (EngineOptions::slo_split) and re-plans.
+  /// Throws nexus::Error naming the query and the fault: no stages, duplicate stage name,
+  /// unknown model, unknown child stage, a cycle, a stage not reachable from stages[0], a
+  /// non-positive SLO, or (with the DP split) an SLO that no split can meet — the message names
+  /// the stage(s) on the tightest path, what each needs (2ℓ(b_min) + pre/post + overhead) and
+  /// the smallest SLO that works. Nothing is declared when it throws. Returns a handle for
+  /// submit().
   int add_query(QuerySpec spec);
 
   /// Submits one request of `query` with the root stage's input (per-item shape, or with a
@@ -166,9 +212,12 @@ class Engine {
   /// Virtual time only: runs until no request is queued or in flight.
   void run_until_idle();
 
-  /// Re-plans now from the measured rates (the epoch loop does this every epoch).
+  /// Re-plans now from the measured rates (the epoch loop does this every epoch): re-splits each
+  /// query's SLO (DP), re-packs, swaps the plan in. A session the new plan rejects or leaves
+  /// unrouted gets its requests answered kRejected / kNoRoute with the planner's reason.
   void replan();
-  /// A copy of the current plan.
+  /// A copy of the current plan (slots as planned, before folding onto the devices) with the
+  /// stage budgets in use.
   Plan plan() const;
 
   EngineStats stats() const;
