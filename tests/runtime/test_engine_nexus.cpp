@@ -371,3 +371,38 @@ TEST_CASE("nexus: squishy + DP serve a multi-session workload at 80% of planned 
   INFO("devices " << n << ", lower bound " << plan.lower_bound_gpus);
   CHECK(good_rate(rs) >= 0.99);
 }
+
+TEST_CASE("nexus: a query with a join gets the layered DP's budgets", "[runtime][nexus]") {
+  // a -> {b, c} -> d: d has two parents, so the QueryPlanner uses its layered DP (one budget per
+  // depth). The engine's budgets are those of QueryPlanner::split on the same graph and rates.
+  const auto pa = linear_profile("pa", 2000, 8000, 16), pb = linear_profile("pb", 500, 2000, 64),
+             pc = linear_profile("pc", 1000, 3000, 32), pd = linear_profile("pd", 300, 1000, 64);
+  SimRig rig({.devices = "sim:2", .epoch = kNoEpoch});
+  for (const auto& p : {pa, pb, pc, pd}) rig.engine->load_model({.name = p.model(), .profile = p});
+  rig.engine->add_query({.name = "j", .slo = 150ms, .expected_rate_rps = 40,
+                         .stages = {{.name = "a", .model = "pa",
+                                     .children = {{.stage = "b", .expected_fanout = 2}, {.stage = "c"}}},
+                                    {.name = "b", .model = "pb", .children = {{.stage = "d"}}},
+                                    {.name = "c", .model = "pc", .children = {{.stage = "d", .expected_fanout = 3}}},
+                                    {.name = "d", .model = "pd"}}});
+  const nexus::QuerySpec q{.id = "j", .slo = 150ms, .rate_rps = 40,
+                           .stages = {{"a", "pa", {{"b", 2.0}, {"c", 1.0}}},
+                                      {"b", "pb", {{"d", 1.0}}},
+                                      {"c", "pc", {{"d", 3.0}}},
+                                      {"d", "pd", {}}}};
+  const QuerySplit want =
+      QueryPlanner().split(q, ProfileMap{{"pa", pa}, {"pb", pb}, {"pc", pc}, {"pd", pd}});
+  REQUIRE(want.layered);
+  const Plan plan = rig.engine->plan();
+  for (const char* s : {"a", "b", "c", "d"}) {
+    INFO(s);
+    CHECK(plan.stage_budgets.at(std::string("j/") + s) == want.budgets.at(s));
+  }
+  CHECK(plan.stage_budgets.at("j/b") == plan.stage_budgets.at("j/c"));
+  CHECK(plan.stage_budgets.at("j/a") + plan.stage_budgets.at("j/b") + plan.stage_budgets.at("j/d") <= 150ms);
+  // It serves: 40 frames/s for 2 s, every request accounted for.
+  std::vector<RequestId> ids;
+  const auto rs = rig.run("j", sim::poisson_arrivals(40, 2s, 5), Tensor(), &ids);
+  CHECK(each_exactly_once(ids, rs));
+  CHECK(good_rate(rs) >= 0.99);
+}
