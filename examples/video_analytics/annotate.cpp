@@ -14,7 +14,7 @@ namespace va {
 
 namespace {
 
-cv::Scalar colour_for(const std::string& identity) {  // by person, so one person has one colour
+cv::Scalar colour_for(const std::string& identity) {  // one colour per gallery identity
   if (identity.empty() || identity == "unknown") return {0, 200, 255};  // amber (BGR)
   std::size_t h = std::hash<std::string>{}(identity);
   static const cv::Scalar kPalette[] = {{80, 220, 80},  {255, 160, 60}, {220, 90, 255},
@@ -49,7 +49,7 @@ void write_annotated(const Image& image, const std::vector<FaceResult>& faces,
     cv::resize(m, m, cv::Size(), s, s, s > 1 ? cv::INTER_CUBIC : cv::INTER_AREA);
   const double text = 0.55;
   for (const auto& f : faces) {
-    const cv::Scalar c = colour_for(f.identity == "unknown" ? f.identity : f.person);
+    const cv::Scalar c = colour_for(f.identity);
     cv::Rect r(static_cast<int>(f.box.x * s), static_cast<int>(f.box.y * s),
                std::max(2, static_cast<int>(f.box.width * s)),
                std::max(2, static_cast<int>(f.box.height * s)));
@@ -67,7 +67,7 @@ void write_annotated(const Image& image, const std::vector<FaceResult>& faces,
                             ? std::string("too small for identity")
                             : fmt::format("unknown (nearest d {:.2f})", f.distance));
       else
-        lines.push_back(fmt::format("{} = {} (d {:.2f})", f.person, f.identity, f.distance));
+        lines.push_back(fmt::format("{} (d {:.2f})", f.identity, f.distance));
     }
     if (f.has_age_gender)
       lines.push_back(fmt::format("{} {:.0f}%, age {:.0f}", f.gender, 100 * f.gender_probability,

@@ -160,35 +160,11 @@ nexus::runtime::EngineOptions engine_options(const Config& cfg, const Env& env,
   return o;
 }
 
-// Workaround (shared/briefs/video-needs.md #1): the Engine derives item deadlines from its own
-// split of the SLO in proportion to each stage's l(1), and the plan's budgets do not reach them
-// yet. The tile stage (l(1) ~ 10 us) would get ~0 ms and drop every frame; declaring it to the
-// Engine with l(1) = 0.43 x (detect + landmarks + recognize) leaves it ~30% of the SLO, which it
-// needs only to wait for the detector's batch in progress. The Scheduler sees the real profile.
-nexus::BatchProfile engine_profile(const Env& env, const std::string& name) {
-  const nexus::BatchProfile& p = env.profiles.at(name);
-  if (name != kModelTile) return p;
-  double others = 0;
-  for (const char* m : {kModelDetector, kModelLandmarks, kModelRecognition})
-    others += double(env.profiles.at(m).latency(1).count());
-  const double kTileLatencyFloor = 0.43 * others;
-  std::vector<double> mean, sd;
-  for (int b : p.batches()) {
-    mean.push_back(std::max(double(p.mean_latency(b).count()), kTileLatencyFloor));
-    sd.push_back(double(p.latency_std(b).count()));
-  }
-  std::vector<std::size_t> mem;
-  for (int b : p.batches()) mem.push_back(p.memory(b));
-  return nexus::BatchProfile(p.model(), p.device(), p.batches(), mean, sd, mem,
-                             double(p.preprocess().count()), double(p.postprocess().count()),
-                             p.latency_model());
-}
-
 void load_models_into(nexus::runtime::Engine& engine, const Env& env) {
   for (const auto& [name, graph] : env.models.graphs) {
     nexus::runtime::ModelSpec m;
     m.name = name;
-    m.profile = engine_profile(env, name);
+    m.profile = env.profiles.at(name);
     m.graph = graph;
     m.max_batch = env.models.max_batch.at(name);
     engine.load_model(std::move(m));
@@ -261,28 +237,9 @@ Gallery enroll(const Config& cfg, Env& env) {
       g.entries.push_back(std::move(e));
     }
   }
-  // People: faces closer than face-api's 0.6 belong to one person (single linkage).
-  std::vector<int> parent(g.entries.size());
-  for (std::size_t i = 0; i < parent.size(); ++i) parent[i] = static_cast<int>(i);
-  std::function<int(int)> root = [&](int x) {
-    return parent[static_cast<std::size_t>(x)] == x ? x
-                                                    : parent[static_cast<std::size_t>(x)] =
-                                                          root(parent[static_cast<std::size_t>(x)]);
-  };
-  for (std::size_t i = 0; i < g.entries.size(); ++i)
-    for (std::size_t j = i + 1; j < g.entries.size(); ++j)
-      if (nexus::model::zoo::face_distance(g.entries[i].descriptor, g.entries[j].descriptor) <
-          nexus::model::zoo::kFaceMatchDistance)
-        parent[static_cast<std::size_t>(root(static_cast<int>(j)))] = root(static_cast<int>(i));
-  std::map<int, int> person;
-  for (std::size_t i = 0; i < g.entries.size(); ++i) {
-    const int r = root(static_cast<int>(i));
-    if (!person.count(r)) person[r] = static_cast<int>(person.size()) + 1;
-    g.entries[i].person = fmt::format("P{}", person[r]);
-  }
-  std::cout << fmt::format("gallery: {} faces on {} demo photos ({} people by descriptor distance "
-                           "< 0.6), enrolled through the engine in {:.1f} s\n",
-                           g.entries.size(), photos.size(), person.size(),
+  std::cout << fmt::format("gallery: {} faces on {} demo photos, enrolled through the engine in "
+                           "{:.1f} s\n",
+                           g.entries.size(), photos.size(),
                            std::chrono::duration<double>(Clock::now() - t0).count());
   return g;
 }
@@ -447,10 +404,11 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
   std::vector<double> prev_busy;
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(duration_s));
-  int tick = 0;
   while (!g_interrupted && Clock::now() < deadline && ended < static_cast<int>(specs.size())) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    if (Clock::now() - last < std::chrono::seconds(1)) continue;
+    // Every second on a terminal (one line rewritten), every 5 s into a log; rates are over
+    // the interval since the last line.
+    if (Clock::now() - last < std::chrono::seconds(tty ? 1 : 5)) continue;
     const double dt = std::chrono::duration<double>(Clock::now() - last).count();
     last = Clock::now();
     const auto t = col.totals();
@@ -475,7 +433,7 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
     if (live) {
       if (tty)
         std::cerr << "\r" << line << "\033[K" << std::flush;
-      else if (++tick % 5 == 0)
+      else
         std::cerr << line << "\n";
     }
   }

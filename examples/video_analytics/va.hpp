@@ -151,7 +151,6 @@ struct FaceResult {
   bool has_descriptor = false;
   std::vector<float> descriptor;
   std::string identity;           ///< gallery label of the best match, "unknown" when too far
-  std::string person;             ///< the matched entry's person ("P3"), "" when unknown
   double distance = 0.0;          ///< to the best match
   bool has_age_gender = false;
   double age = 0.0;
@@ -171,7 +170,6 @@ struct GalleryEntry {
   std::string photo;
   FaceRect box;
   std::vector<float> descriptor;
-  std::string person;     ///< "P<n>": entries closer than 0.6 share a person (single linkage)
 };
 struct Gallery {
   std::vector<GalleryEntry> entries;
