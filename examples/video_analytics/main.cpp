@@ -191,7 +191,7 @@ Gallery enroll(const Config& cfg, Env& env) {
   }
   const auto t0 = Clock::now();
   FrameStore store;
-  const auto slo = std::chrono::microseconds(std::chrono::seconds(600));
+  const auto slo = std::chrono::microseconds(std::chrono::seconds(30));
   std::map<std::string, nexus::QuerySpec> sched{
       {"enroll", make_schedule_query("enroll", PipelineKind::kWhole, slo, 1.0, 3.7)}};
   auto opts = engine_options(cfg, env, "nexus", sched);

@@ -521,6 +521,66 @@ std::string explain_infeasible_slo(const nexus::QuerySpec& q, const nexus::Profi
   }
 }
 
+namespace {
+
+// Root-to-leaf paths of a tree query, as stage indices.
+void paths_from(const nexus::QuerySpec& q, std::size_t u, std::vector<std::size_t>& path,
+                std::vector<std::vector<std::size_t>>& out) {
+  path.push_back(u);
+  const auto& st = q.stages[u];
+  if (st.children.empty()) out.push_back(path);
+  for (const auto& c : st.children)
+    for (std::size_t v = 0; v < q.stages.size(); ++v)
+      if (q.stages[v].id == c.stage) paths_from(q, v, path, out);
+  path.pop_back();
+}
+
+std::vector<std::vector<std::size_t>> paths_of(const nexus::QuerySpec& q) {
+  std::vector<std::size_t> path;
+  std::vector<std::vector<std::size_t>> out;
+  paths_from(q, 0, path, out);
+  return out;
+}
+
+// Every budget positive and no root-to-leaf path over the SLO.
+bool split_is_sane(const nexus::QuerySpec& q, const nexus::QuerySplit& split) {
+  for (const auto& s : q.stages) {
+    auto it = split.budgets.find(s.id);
+    if (it == split.budgets.end() || it->second.count() <= 0) return false;
+  }
+  for (const auto& p : paths_of(q)) {
+    std::chrono::microseconds sum{0};
+    for (auto u : p) sum += split.budgets.at(q.stages[u].id);
+    if (sum > q.slo) return false;
+  }
+  return true;
+}
+
+// Fallback split: each stage's least need (2 l(1) + pre + post) scaled up so the longest path
+// uses the whole SLO.
+nexus::QuerySplit least_need_split(const nexus::QuerySpec& q, const nexus::ProfileMap& profiles) {
+  std::map<std::string, double> need;
+  for (const auto& s : q.stages) {
+    const auto& p = profiles.at(s.model);
+    need[s.id] = double((2 * p.latency(1) + p.preprocess() + p.postprocess()).count());
+  }
+  double longest = 1;
+  for (const auto& p : paths_of(q)) {
+    double sum = 0;
+    for (auto u : p) sum += need[q.stages[u].id];
+    longest = std::max(longest, sum);
+  }
+  nexus::QuerySplit split;
+  split.query = q.id;
+  split.rates = nexus::QueryPlanner::stage_rates(q);
+  for (const auto& s : q.stages)
+    split.budgets[s.id] = std::chrono::microseconds(
+        std::max<std::int64_t>(1, static_cast<std::int64_t>(need[s.id] * double(q.slo.count()) / longest)));
+  return split;
+}
+
+}  // namespace
+
 nexus::runtime::PlannerFn make_planner(std::map<std::string, nexus::QuerySpec> queries,
                                        nexus::ProfileMap profiles) {
   return [queries = std::move(queries), profiles = std::move(profiles)](
@@ -536,7 +596,8 @@ nexus::runtime::PlannerFn make_planner(std::map<std::string, nexus::QuerySpec> q
       if (auto it = measured.find(root); it != measured.end() && it->second > 0.05)
         spec.rate_rps = it->second;
       try {
-        const auto split = planner.split(spec, profiles);
+        auto split = planner.split(spec, profiles);
+        if (!split_is_sane(spec, split)) split = least_need_split(spec, profiles);
         for (auto s : nexus::QueryPlanner::sessions(spec, split)) {
           // The engine measures each stage's real rate (faces per frame vary): plan for it.
           if (auto it = measured.find(s.id); it != measured.end())

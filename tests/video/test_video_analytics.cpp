@@ -176,6 +176,28 @@ TEST_CASE("video_analytics: bad inputs end with clear messages", "[video]") {
     CHECK(r.output.find("corrupt.avi") != std::string::npos);
     CHECK(r.output.find("no stream could be opened") != std::string::npos);
   }
+  SECTION("an unreadable photo is skipped; a stream that ends (--no-loop) stops the run cleanly") {
+    const fs::path dir = kWork / "photos_with_a_bad_one";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    fs::copy_file(kSource / "data/face-api/demo/sample1.jpg", dir / "a_good.jpg");
+    fs::copy_file(corrupt, dir / "b_broken.jpg");
+    const fs::path out = kWork / "photos_out";
+    fs::remove_all(out);
+    const Run r = run_example("--streams '" + dir.string() + "@2' --no-loop --duration 60 "
+                              "--slo 60000 --annotate 0 --out '" + out.string() + "'",
+                              "bad_photo");
+    INFO(r.output);
+    CHECK(r.code == 0);
+    CHECK(r.output.find("b_broken.jpg") != std::string::npos);
+    CHECK(r.output.find("cannot decode") != std::string::npos);
+    CHECK(r.output.find("ended") != std::string::npos);
+    REQUIRE(fs::is_regular_file(out / "report.json"));
+    const json rep = json::parse(std::ifstream(out / "report.json"));
+    check_accounting(rep);
+    CHECK(rep.at("frames_submitted") == 1);  // the one good photo, once
+    CHECK(rep.at("queries_completed") == 1);
+  }
   SECTION("an SLO no plan can meet: exit 3, naming the stage and the SLO that would work") {
     const Run r = run_example("--streams megamind --slo 5 --duration 2", "tight_slo");
     INFO(r.output);
