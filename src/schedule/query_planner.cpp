@@ -120,6 +120,9 @@ QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) c
   // cost[u][j] = R_u / T_u(budget j): fractional GPUs of stage u with that budget.
   std::vector<std::vector<double>> cost(n, std::vector<double>(S + 1, kInf));
   std::vector<std::int64_t> min_budget(n, 0);  // smallest workable budget, for the error message
+  // Per stage: (2ℓ(b), best throughput so far) sorted by 2ℓ(b), and the time outside the batch.
+  std::vector<std::vector<std::pair<std::int64_t, double>>> steps_of(n);
+  std::vector<std::int64_t> overhead_of(n, 0);
   for (int u = 0; u < n; ++u) {
     const auto& st = q.stages[u];
     auto pit = profiles.find(st.model);
@@ -129,8 +132,9 @@ QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) c
     NEXUS_CHECK(!p.empty(), "query '{}': batching profile of model '{}' is empty", q.id, st.model);
     std::int64_t overhead = packer_.fixed_overhead.count();
     if (packer_.subtract_pre_post) overhead += (p.preprocess() + p.postprocess()).count();
+    overhead_of[u] = overhead;
     // Best throughput per GPU for each latency cap 2ℓ(b) (sorted), so each budget is a lookup.
-    std::vector<std::pair<std::int64_t, double>> steps;  // (2ℓ(b), best throughput so far)
+    auto& steps = steps_of[u];
     std::vector<std::pair<std::int64_t, double>> pts;
     for (int b = 1; b <= p.max_batch(); ++b) {
       if (p.memory(b) > cap) continue;
@@ -154,6 +158,18 @@ QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) c
       if (tp > 0) cost[u][j] = R / tp;
     }
   }
+  // T_u(budget) in req/s (0 when nothing fits), and the smallest budget (µs) whose T_u reaches tp.
+  auto throughput_at = [&](int u, std::int64_t us) {
+    double tp = 0.0;
+    for (auto [need, best] : steps_of[u])
+      if (need + overhead_of[u] <= us) tp = best;
+    return tp;
+  };
+  auto smallest_budget_for = [&](int u, double tp) {
+    for (auto [need, best] : steps_of[u])
+      if (best >= tp) return need + overhead_of[u];
+    throw_error("query '{}': internal: stage '{}' cannot reach {} req/s", q.id, g.ids[u], tp);
+  };
 
   bool tree = true;
   for (int u = 0; u < n; ++u)
@@ -206,15 +222,30 @@ QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) c
     }
     if (f[g.root][S] == kInf) infeasible();
     out.gpus = f[g.root][S];
-    // Top-down read-back; a leaf takes all the time its path leaves (its cost cannot rise).
-    std::vector<int> left(n, 0);
+    // Top-down read-back of the steps the DP chose (a leaf: all its path leaves) ...
+    std::vector<int> left(n, 0), chosen(n, 0);
     left[g.root] = S;
     for (int u : g.order) {
-      const int k = g.children[u].empty() ? left[u] : arg[u][left[u]];
-      out.budgets[g.ids[u]] = std::chrono::microseconds(budget_us(k));
-      for (auto [ch, fo] : g.children[u]) left[ch] = left[u] - k;
+      chosen[u] = g.children[u].empty() ? left[u] : arg[u][left[u]];
+      for (auto [ch, fo] : g.children[u]) left[ch] = left[u] - chosen[u];
     }
-    // Stages of a path share the SLO in whole steps; report the budgets' exact sum too.
+    // ... then each stage's smallest budget with the same cost, and the slack spread over them.
+    std::vector<std::int64_t> minimal(n, 0), path(n, 0);
+    std::int64_t longest = 0;
+    for (int u : g.order) {
+      minimal[u] = smallest_budget_for(u, throughput_at(u, budget_us(chosen[u])));
+      path[u] += minimal[u];  // path[u] held the ancestors' sum
+      for (auto [ch, fo] : g.children[u]) path[ch] = path[u];
+      longest = std::max(longest, path[u]);
+    }
+    // longest <= SLO (minimal <= chosen budgets, whose paths fit), so the scale is >= 1.
+    std::vector<std::int64_t> above(n, 0);  // Σ budgets of u's ancestors
+    for (int u : g.order) {
+      const std::int64_t b =
+          g.children[u].empty() ? slo - above[u] : minimal[u] * slo / longest;
+      out.budgets[g.ids[u]] = std::chrono::microseconds(b);
+      for (auto [ch, fo] : g.children[u]) above[ch] = above[u] + b;
+    }
     return out;
   }
 
@@ -250,9 +281,22 @@ QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) c
     layer_steps[i] = arg[i][t];
     t -= arg[i][t];
   }
-  layer_steps[layers - 1] += t;  // unused steps go to the last layer (its cost cannot rise)
-  for (int u = 0; u < n; ++u)
-    out.budgets[g.ids[u]] = std::chrono::microseconds(budget_us(layer_steps[depth[u]]));
+  // Layer minimum: the largest of its stages' smallest budgets at their chosen costs.
+  std::vector<std::int64_t> layer_min(layers, 0);
+  for (int u = 0; u < n; ++u) {
+    const double tp = throughput_at(u, budget_us(layer_steps[depth[u]]));
+    layer_min[depth[u]] = std::max(layer_min[depth[u]], smallest_budget_for(u, tp));
+  }
+  std::int64_t total = 0;
+  for (auto m : layer_min) total += m;
+  // A stage at depth d starts after layers 0..d-1 at the latest; a leaf keeps the rest of the SLO.
+  std::vector<std::int64_t> start(layers + 1, 0);
+  for (int i = 0; i < layers; ++i) start[i + 1] = start[i] + layer_min[i] * slo / total;
+  for (int u = 0; u < n; ++u) {
+    const int d = depth[u];
+    const std::int64_t b = g.children[u].empty() ? slo - start[d] : start[d + 1] - start[d];
+    out.budgets[g.ids[u]] = std::chrono::microseconds(b);
+  }
   return out;
 }
 

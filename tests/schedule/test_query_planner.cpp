@@ -1,5 +1,6 @@
-// QueryPlanner: a hand-solved chain, brute force over the budget grid for random trees and for
-// the layered DAG fallback, and every structural error.
+// QueryPlanner: hand-solved chains, forks and DAGs (objective and the slack-spreading read-back
+// of the budgets), brute force over the budget grid for random trees and for the layered DAG
+// fallback, and every structural error.
 
 #include <catch2/catch.hpp>
 
@@ -68,6 +69,56 @@ TEST_CASE("hand-solved chain X → Y (γ = 3), SLO 100 ms in 10 ms steps", "[que
   CHECK(sessions[1].rate_rps == Approx(300));
 }
 
+TEST_CASE("slack is spread: minimal budgets scaled by SLO / longest path, leaves keep the rest",
+          "[query][known][slack]") {
+  QueryPlanner planner({20});  // 10 ms steps at SLO 200 ms
+  // Chain X → Y (γ = 3), SLO 200 ms. Cheapest: X ≥ 50 ms (b = 4, 0.625) + Y ≥ 100 ms (b = 4,
+  // 300/80 = 3.75) = 4.375; the DP picks X 50 ms and used to give Y the other 150 ms.
+  // Minimal budgets at those costs: X 2·25 = 50 ms, Y 2·50 = 100 ms → L = 150 ms.
+  // X = ⌊50000 · 200000 / 150000⌋ = 66666 µs; Y (leaf) = 200000 − 66666 = 133334 µs.
+  QuerySpec q = chain(3);
+  q.slo = 200ms;
+  auto s = planner.split(q, chain_profiles());
+  CHECK(s.gpus == Approx(0.625 + 3.75));
+  CHECK(s.budgets.at("x").count() == 66666);
+  CHECK(s.budgets.at("y").count() == 133334);
+
+  // Fork x → {y (γ = 3), z (model X, γ = 1)}, SLO 200 ms. Cheapest: x 0.625 + y 3.75 + z 0.625
+  // = 5.0 (x ≥ 50, y ≥ 100, z ≥ 50 ms; the DP used to give x 50 ms and y, z 150 ms each).
+  // L = max(50 + 100, 50 + 50) = 150 ms → x = 66666 µs; y = z = 200000 − 66666 = 133334 µs
+  // (z's path is shorter than L, so its leaf keeps the extra rather than being scaled to 66666).
+  q.stages = {{"x", "X", {{"y", 3}, {"z", 1}}}, {"y", "Y", {}}, {"z", "X", {}}};
+  s = planner.split(q, chain_profiles());
+  CHECK(s.gpus == Approx(5.0));
+  CHECK(s.budgets.at("x").count() == 66666);
+  CHECK(s.budgets.at("y").count() == 133334);
+  CHECK(s.budgets.at("z").count() == 133334);
+
+  // Chain a (X) → b (X) → c (Y), γ = 1, SLO 300 ms in 10 ms steps. Cheapest: 0.625 + 0.625 +
+  // 100/80 = 2.5 at a, b ≥ 50 and c ≥ 100 ms → L = 200 ms, scale 1.5: a = b = 75 ms, c = 150 ms.
+  q.slo = 300ms;
+  q.stages = {{"a", "X", {{"b", 1}}}, {"b", "X", {{"c", 1}}}, {"c", "Y", {}}};
+  s = QueryPlanner({30}).split(q, chain_profiles());
+  CHECK(s.gpus == Approx(2.5));
+  CHECK(s.budgets.at("a") == 75ms);
+  CHECK(s.budgets.at("b") == 75ms);
+  CHECK(s.budgets.at("c") == 150ms);
+
+  // A cheap detector D (peak 5333 req/s at b = 4, 2ℓ = 1.5 ms) before a classifier C (peak
+  // 400 req/s at b = 4, 2ℓ = 20 ms), γ = 2, SLO 100 ms in 0.5 ms steps. Cheapest: D ≥ 1.5 ms
+  // (100 / 5333.3 = 0.01875) + C ≥ 20 ms (200 / 400 = 0.5); the DP's argmin gave D 1.5 ms.
+  // L = 21.5 ms → D = ⌊1500 · 100000 / 21500⌋ = 6976 µs, C = 100000 − 6976 = 93024 µs.
+  ProfileMap dc;
+  dc.emplace("D", BatchProfile("D", "gpu", {1, 2, 4}, {500, 600, 750}));
+  dc.emplace("C", BatchProfile("C", "gpu", {1, 2, 4}, {5000, 7000, 10000}));
+  q.slo = 100ms;
+  q.stages = {{"d", "D", {{"c", 2}}}, {"c", "C", {}}};
+  s = QueryPlanner({200}).split(q, dc);
+  CHECK(s.gpus == Approx(100.0 / (4e6 / 750) + 0.5));
+  CHECK(s.budgets.at("d").count() == 6976);
+  CHECK(s.budgets.at("c").count() == 93024);
+}
+
 TEST_CASE("random trees: the DP equals brute force over the budget grid", "[query][property]") {
   std::mt19937_64 rng(42);
   for (int trial = 0; trial < 60; ++trial) {
@@ -120,7 +171,8 @@ TEST_CASE("random trees: the DP equals brute force over the budget grid", "[quer
     }
     const auto split = planner.split(q, profiles);
     CHECK(split.gpus == Approx(best).epsilon(1e-9));
-    // The returned budgets achieve the objective and respect every path.
+    // The returned budgets achieve the objective (more time never costs more) and every
+    // root-to-leaf path sums to exactly the SLO (inner paths to at most it).
     double c = 0;
     for (int j = 0; j < n; ++j) {
       const auto& st = q.stages[j];
@@ -128,6 +180,7 @@ TEST_CASE("random trees: the DP equals brute force over the budget grid", "[quer
       std::int64_t path = 0;
       for (int a = j; a >= 0; a = parent[a]) path += split.budgets.at(q.stages[a].id).count();
       CHECK(path <= q.slo.count());
+      if (st.children.empty()) CHECK(path == q.slo.count());
     }
     CHECK(c <= best * (1 + 1e-9));
   }
@@ -150,7 +203,11 @@ TEST_CASE("DAG with a join: layered fallback, same budget per layer", "[query][d
   const auto split = QueryPlanner({S}).split(q, p);
   CHECK(split.layered);
   CHECK(split.budgets.at("y") == split.budgets.at("z"));
-  CHECK(split.budgets.at("x") + split.budgets.at("y") + split.budgets.at("w") <= q.slo);
+  // The last layer keeps what the first two leave: the longest path sums to exactly the SLO.
+  CHECK(split.budgets.at("x") + split.budgets.at("y") + split.budgets.at("w") == q.slo);
+  double at_budgets = 0;
+  for (const auto& st : q.stages)
+    at_budgets += stage_cost(p.at(st.model), rates.at(st.id), split.budgets.at(st.id).count());
   // Brute force over the three layer budgets.
   double best = std::numeric_limits<double>::infinity();
   for (int a = 1; a <= S; ++a)
@@ -162,6 +219,35 @@ TEST_CASE("DAG with a join: layered fallback, same budget per layer", "[query][d
         best = std::min(best, v);
       }
   CHECK(split.gpus == Approx(best));
+  CHECK(at_budgets <= best * (1 + 1e-9));
+}
+
+TEST_CASE("layered fallback spreads the slack by layer; a shallow leaf keeps the rest",
+          "[query][dag][slack]") {
+  // x → {y (Y, γ 2), z (X, γ 1), v (X, γ 1)}, y → w (γ 1), z → w (γ 0.5); SLO 300 ms, 10 ms steps.
+  // Rates: x 100, y 200, z 100, v 100, w 250. Layers: {x}, {y, z, v}, {w}.
+  // Cheapest: x ≥ 50 ms (0.625); layer 1 ≥ 100 ms (y 200/80 = 2.5, z 0.625, v 0.625);
+  // w ≥ 50 ms (250/160 = 1.5625) → 5.9375, with 100 ms to spare.
+  // Layer minima 50, max(100, 50, 50) = 100, 50 → Σ = 200 ms, scale 1.5: x 75 ms,
+  // y = z = 150 ms, w (last layer) = 300 − 225 = 75 ms, and v, a leaf at depth 1, keeps
+  // 300 − 75 = 225 ms (every path through v crosses only layer 0 before it).
+  QuerySpec q;
+  q.id = "d";
+  q.slo = 300ms;
+  q.rate_rps = 100;
+  q.stages = {{"x", "X", {{"y", 2}, {"z", 1}, {"v", 1}}},
+              {"y", "Y", {{"w", 1}}},
+              {"z", "X", {{"w", 0.5}}},
+              {"v", "X", {}},
+              {"w", "X", {}}};
+  const auto s = QueryPlanner({30}).split(q, chain_profiles());
+  CHECK(s.layered);
+  CHECK(s.gpus == Approx(0.625 + 2.5 + 0.625 + 0.625 + 1.5625));
+  CHECK(s.budgets.at("x") == 75ms);
+  CHECK(s.budgets.at("y") == 150ms);
+  CHECK(s.budgets.at("z") == 150ms);
+  CHECK(s.budgets.at("w") == 75ms);
+  CHECK(s.budgets.at("v") == 225ms);
 }
 
 TEST_CASE("bad query graphs: clear errors naming the query and stage", "[query][errors]") {

@@ -9,14 +9,27 @@
 // where T_u(k) = max_{b: 2ℓ(b) ≤ k_eff} b / ℓ(b) is the best saturated throughput of u within
 // budget k (k_eff = k − pre − post − overhead) and R_u/T_u(k) its fractional GPU count. Children
 // of a fork share the remaining budget t − k (they run in parallel). f is made monotone in t.
-// Budgets are read back top-down; a leaf gets all the time its path leaves (its cost cannot rise
-// with more time), so every root-to-leaf path sums to at most the SLO (budgets are whole steps,
-// rounded down to µs). The objective uses the saturated rule, as the paper's DP does: it ignores
-// that low-rate stages batch less (see SquishyBinPacker for the actual packing).
+// The objective uses the saturated rule, as the paper's DP does: it ignores that low-rate stages
+// batch less (see SquishyBinPacker for the actual packing).
+//
+// Budgets: the DP's own argmin gives a parent the fewest steps at which its throughput peaks and
+// the leaf all the rest, so with a generous SLO a cheap root (a detector) got ~1.5 ms and any
+// burst was dropped there by early drop. Instead, once the minimum-cost split is known:
+//   1. m_u = the smallest budget (µs) at which T_u reaches the throughput of its chosen budget,
+//      i.e. the least time that keeps stage u at its chosen cost (leaves included);
+//   2. L = max over root-to-leaf paths of Σ m_u (L ≤ SLO since m_u ≤ the chosen budgets);
+//   3. an inner stage gets ⌊m_u · SLO / L⌋ µs (the slack spread in proportion to m_u, so every
+//      stage gains the same relative headroom), and a leaf gets SLO − Σ of its ancestors' budgets,
+//      so every root-to-leaf path sums to exactly the SLO and paths shorter than L give their
+//      extra to their leaf.
+// Every budget is ≥ m_u, and T_u(k) is non-decreasing in k, so no stage's GPU cost rises: `gpus`
+// (the DP optimum) is unchanged and the budgets cost at most that (possibly less, off the grid).
 //
 // DAGs with joins (a stage with several parents): the layered fallback of the 2018 code — every
 // stage at the same depth (longest path from the root) gets the same budget, and a DP over
-// layers splits the SLO between layers. Also O(layers · segments²).
+// layers splits the SLO between layers. Also O(layers · segments²). Read-back as above with
+// layers: M_i = max of m_u over layer i, layer i gets ⌊M_i · SLO / Σ M⌋ µs, and a leaf at depth d
+// gets SLO minus layers 0..d−1 (every path through it crosses only those layers before it).
 //
 // Errors (nexus::Error naming the query and item): no stages, duplicate stage ids, an edge to an
 // unknown stage, a cycle, more than one root (or none), a non-positive SLO/rate/fan-out, a model
