@@ -455,9 +455,10 @@ TEST_CASE("sim: every policy keeps the exactly-once invariant under overload", "
 
 TEST_CASE("sim: a leaf stage may use the slack its parent left", "[runtime][sim]") {
   // det ℓ(b) = 10 ms (b <= 4), rec ℓ(b) = 30 ms·b; SLO 100 ms. The DP split: det's cost is
-  // lowest from 2ℓ = 20 ms on, rec's from 60 ms on (2ℓ(2) > 100 ms), so the first minimum gives
-  // det 20 ms and rec the 80 ms left. Three faces per frame run as one batch of 3 (90 ms > the
-  // 80 ms budget) right after the detector (10 ms): the leaf's deadline is the query deadline,
+  // lowest from 2ℓ = 20 ms on, rec's from 60 ms on (2ℓ(2) > 100 ms). The planner spreads the
+  // 20 ms of slack over those minimal budgets: det ⌊20 · 100 / 80⌋ = 25 ms, rec (the leaf) the
+  // 100 − 25 = 75 ms left. Three faces per frame run as one batch of 3 (90 ms > the 75 ms
+  // budget) right after the detector (10 ms): the leaf's deadline is the query deadline,
   // so 10 + 90 = 100 ms <= 100 ms completes.
   SimRig rig({.devices = "sim:1", .epoch = kNoEpoch});
   rig.engine->load_model({.name = "det", .profile = linear_profile("det", 0, 10000, 4)});
@@ -468,8 +469,8 @@ TEST_CASE("sim: a leaf stage may use the slack its parent left", "[runtime][sim]
                                                      return std::vector<Tensor>(3, v.outputs.at(0));
                                                    }}}},
                                     {.name = "r", .model = "rec"}}});
-  CHECK(rig.engine->plan().stage_budgets.at("q/d") == 20ms);
-  CHECK(rig.engine->plan().stage_budgets.at("q/r") == 80ms);
+  CHECK(rig.engine->plan().stage_budgets.at("q/d") == 25ms);
+  CHECK(rig.engine->plan().stage_budgets.at("q/r") == 75ms);
   auto rs = rig.run("q", {at(1ms)}, Tensor());
   REQUIRE(rs.size() == 1);
   REQUIRE(rs[0].ok());
