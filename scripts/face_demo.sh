@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The README's main-job command: sets up, fetches the data, builds, and runs the face pipeline
+# Face pipeline demo on the photos alone: sets up, fetches the data, builds, and runs the face pipeline
 # (examples/face_pipeline: SSD-MobileNetV1 detection, landmarks, descriptors, age/gender and
 # expressions, face-api's models) over the demo photos. Extra arguments go to face_pipeline,
-# e.g. scripts/demo.sh --json, or --device cuda on a machine with a GPU.
+# e.g. scripts/face_demo.sh --json, or --device cuda on a machine with a GPU.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/setup.sh"
