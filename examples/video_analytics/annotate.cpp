@@ -37,7 +37,7 @@ void label(cv::Mat& m, const std::string& text, cv::Point at, double scale, cv::
 }  // namespace
 
 void write_annotated(const Image& image, const std::vector<FaceResult>& faces,
-                     const std::string& title, const fs::path& file) {
+                     const std::string& title, const fs::path& file, bool tiled) {
   NEXUS_CHECK(!image.empty(), "annotate {}: empty frame", file.string());
   cv::Mat rgb(image.height, image.width, CV_8UC3, const_cast<std::uint8_t*>(image.rgb.data()));
   cv::Mat m;
@@ -48,6 +48,11 @@ void write_annotated(const Image& image, const std::vector<FaceResult>& faces,
   if (std::abs(s - 1.0) > 0.05)
     cv::resize(m, m, cv::Size(), s, s, s > 1 ? cv::INTER_CUBIC : cv::INTER_AREA);
   const double text = 0.55;
+  if (tiled) {  // the detector's 2 x 2 tiles, dashed-looking thin lines
+    const cv::Scalar grid{255, 255, 255};
+    for (int y = 0; y < m.rows; y += 12) cv::line(m, {m.cols / 2, y}, {m.cols / 2, y + 6}, grid, 1);
+    for (int x = 0; x < m.cols; x += 12) cv::line(m, {x, m.rows / 2}, {x + 6, m.rows / 2}, grid, 1);
+  }
   for (const auto& f : faces) {
     const cv::Scalar c = colour_for(f.identity);
     cv::Rect r(static_cast<int>(f.box.x * s), static_cast<int>(f.box.y * s),

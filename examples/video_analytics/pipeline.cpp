@@ -616,6 +616,23 @@ nexus::runtime::PlannerFn make_planner(std::map<std::string, nexus::QuerySpec> q
       plan.stage_budgets = budgets;
       return plan;
     }
+    // More slots than devices. The DP gave each stage the least budget that keeps its own GPU
+    // cost minimal (e.g. the detector ~2 l(1) -> batch 1), which assumes a device per slot; on the
+    // one shared device that caps the batch and so the throughput. Re-pack with every stage's
+    // least need scaled to the SLO, so a session may batch as far as the whole SLO allows.
+    {
+      std::vector<nexus::Session> wide;
+      for (auto q : queries) {
+        auto& spec = q.second;
+        const auto split = least_need_split(spec, profiles);
+        for (auto s : nexus::QueryPlanner::sessions(spec, split)) {
+          if (auto it = measured.find(s.id); it != measured.end())
+            s.rate_rps = std::max(it->second, 0.05);
+          wide.push_back(s);
+        }
+      }
+      plan = packer.pack(wide, profiles);
+    }
     // More slots than devices: the engine folds the slots onto the devices, so a cheap stage
     // (landmarks, the tile stage) waits behind the detector's batches and its DP budget of a few
     // ms would drop nearly every item. Give each stage its least need instead (l(1) + pre + post):

@@ -157,10 +157,11 @@ void Collector::record_locked(const QueryResult& r, const std::shared_ptr<const 
             annotate_dir_ / fmt::format("{}_{}_{:05d}.png", safe,
                                         fs::path(f->source).stem().string(), f->index);
         const std::string title = fmt::format(
-            "{}  {} frame {}  {} face(s)  latency {:.0f} ms (SLO {:.0f} ms)", s.name, f->source,
-            f->index, faces.size(), lat, slo_.count() / 1e3);
+            "{}  {} frame {}{}  {} face(s)  latency {:.0f} ms (SLO {:.0f} ms)", s.name, f->source,
+            f->index, s.pipeline == "tiled" ? " (detected on 2x2 tiles)" : "", faces.size(), lat,
+            slo_.count() / 1e3);
         try {
-          write_annotated(*f->image, faces, title, file);
+          write_annotated(*f->image, faces, title, file, s.pipeline == "tiled");
           annotated_.push_back(file.string());
           ++s.annotated;
           s.annotated_any = true;

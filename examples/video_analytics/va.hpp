@@ -220,7 +220,8 @@ class FrameSource {
 
 /// Draws the faces (box, identity, age, gender, expression) on a copy of the frame and writes it
 /// as PNG or JPEG (by the extension). Frames are scaled to 1280 px wide so labels stay readable.
+/// `tiled`: also draws the 2 x 2 tile grid the detector saw.
 void write_annotated(const Image& image, const std::vector<FaceResult>& faces,
-                     const std::string& title, const fs::path& file);
+                     const std::string& title, const fs::path& file, bool tiled = false);
 
 }  // namespace va
