@@ -4,7 +4,6 @@
 #include <cmath>
 #include <fstream>
 #include <iostream>
-#include <numeric>
 #include <random>
 #include <thread>
 
@@ -17,6 +16,7 @@
 #include "nexus/model/zoo/face_expression.hpp"
 #include "nexus/model/zoo/face_landmarks.hpp"
 #include "nexus/model/zoo/face_recognition.hpp"
+#include "nexus/profile/profiler.hpp"
 #include "nexus/schedule/squishy_bin_packer.hpp"
 #include "va.hpp"
 
@@ -158,75 +158,58 @@ std::unique_ptr<nexus::Backend> make_backend(const std::string& device) {
   return std::make_unique<nexus::CpuBackend>();
 }
 
-// Mean CPU time of fn in µs over a few runs.
-template <class F>
-double time_us(F&& fn, int reps) {
-  fn();
-  const auto t0 = Clock::now();
-  for (int i = 0; i < reps; ++i) fn();
-  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count() / reps;
-}
-
+// Profiles one model with nexus::Profiler: the backend at 1, 2, 4, ... up to the model's batch
+// cap, and the CPU work per item around the model as the stage functions do it.
 nexus::BatchProfile measure(const Models& models, const std::string& name,
                             const std::string& device, int max_batch) {
-  auto backend = make_backend(device);
   const auto& graph = *models.graphs.at(name);
-  backend->load(graph, max_batch);
-  const Shape item = backend->input_shape(0);
-  std::mt19937 rng(7);
-  std::uniform_real_distribution<float> u(0.0f, 255.0f);
-  std::vector<int> batches;
-  for (int b = 1; b <= max_batch; b *= 2) batches.push_back(b);
-  if (batches.back() != max_batch) batches.push_back(max_batch);
-  std::vector<double> mean, stdev;
-  std::vector<std::size_t> mem;
-  std::vector<Tensor> outputs1;
-  for (int b : batches) {
-    std::vector<std::int64_t> d = item.dims();
-    d.insert(d.begin(), b);
-    Tensor in{Shape(d)};
-    for (float& v : in.values()) v = u(rng);
-    if (name == kModelDetector) for (float& v : in.values()) v = v / 127.5f - 1.0f;
-    std::vector<Tensor> inputs{in};
-    auto warm = backend->run(inputs);  // warm-up (first-touch of the arena, algorithm choice)
-    if (b == 1) outputs1 = warm;
-    const auto t0 = Clock::now();
-    warm = backend->run(inputs);
-    const double first = std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
-    // About one second per batch size, 3..10 runs.
-    const int reps = std::clamp(static_cast<int>(1e6 / std::max(first, 1.0)), 3, 10);
-    std::vector<double> ts{first};
-    for (int r = 1; r < reps; ++r) {
-      const auto s = Clock::now();
-      backend->run(inputs);
-      ts.push_back(std::chrono::duration<double, std::micro>(Clock::now() - s).count());
-    }
-    const double m = std::accumulate(ts.begin(), ts.end(), 0.0) / double(ts.size());
-    double v = 0;
-    for (double t : ts) v += (t - m) * (t - m);
-    mean.push_back(m);
-    stdev.push_back(std::sqrt(v / double(ts.size())));
-    mem.push_back(backend->weights_bytes() + backend->activation_bytes(b));
-  }
-  // CPU work per item around the model, as the stage functions do it.
-  double pre = 0, post = 0;
+  nexus::ProfilerOptions opt;
+  opt.warmup = 1;
+  opt.repeats = 10;
+  opt.max_batch = max_batch;
+  // The Profiler always searches B_max (up to this cap) and stops where throughput stops growing
+  // (paper §6.1), so a model can get a profile below its cap; min_gain 0 stops only on a drop, as
+  // a noisy shared 2-core box easily shows < 1 % between doublings.
+  opt.min_gain = 0.0;
+  for (int b = 1; b <= max_batch; b *= 2) opt.batches.push_back(b);
+  nexus::Profiler profiler([device] { return make_backend(device); }, std::move(opt));
+
   Image frame(720, 528);
   for (std::size_t i = 0; i < frame.rgb.size(); ++i) frame.rgb[i] = static_cast<std::uint8_t>(i * 31);
   if (name == kModelDetector) {
-    pre = time_us([&] { (void)models.detector->preprocess(frame); }, 3);
-    post = time_us([&] { (void)models.detector->postprocess(outputs1, 0, 720, 528, 0.5f); }, 3);
-  } else if (name == kModelTile) {
-    pre = 5;
-  } else {
-    const int size = static_cast<int>(item[1]);
-    pre = time_us(
-        [&] {
-          Image crop = zoo::extract_face(frame, FaceRect{100, 100, 120, 140});
-          (void)zoo::face_net_input(crop, size);
-        },
-        5);
+    // Post-processing needs detector outputs: one batch-1 run on uniform [-1, 1] input.
+    auto backend = make_backend(device);
+    backend->load(graph, 1);
+    std::vector<std::int64_t> d = backend->input_shape(0).dims();
+    d.insert(d.begin(), 1);
+    Tensor in{Shape(d)};
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (float& v : in.values()) v = u(rng);
+    const std::vector<Tensor> outputs1 = backend->run({in});
+    return profiler.profile(
+        graph, name, [&] { (void)models.detector->preprocess(frame); },
+        [&] { (void)models.detector->postprocess(outputs1, 0, 720, 528, 0.5f); });
   }
-  return nexus::BatchProfile(name, device, batches, mean, stdev, mem, pre, post);
+  if (name == kModelTile) {
+    // The tile stage's pre-processing: sample a kTileThumb^2 RGB thumbnail of the frame.
+    Tensor t{Shape{3, kTileThumb, kTileThumb}};
+    return profiler.profile(graph, name, [&] {
+      auto v = t.values();
+      for (int y = 0; y < kTileThumb; ++y)
+        for (int x = 0; x < kTileThumb; ++x) {
+          const int sx = (2 * x + 1) * frame.width / (2 * kTileThumb);
+          const int sy = (2 * y + 1) * frame.height / (2 * kTileThumb);
+          for (int c = 0; c < 3; ++c)
+            v[static_cast<std::size_t>((c * kTileThumb + y) * kTileThumb + x)] = frame.at(sx, sy, c);
+        }
+    });
+  }
+  const int size = static_cast<int>(graph.node(graph.inputs().at(0)).shape[1]);
+  return profiler.profile(graph, name, [&] {
+    Image crop = zoo::extract_face(frame, FaceRect{100, 100, 120, 140});
+    (void)zoo::face_net_input(crop, size);
+  });
 }
 
 }  // namespace
