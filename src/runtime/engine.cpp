@@ -1108,28 +1108,27 @@ std::string Engine::Impl::metrics_text() const {
   const EngineStats st = stats();
   std::string out;
 #define line(...) out += fmt::format(__VA_ARGS__)
-  line("# HELP nexus_requests_total Submitted requests by terminal status.\n");
-  line("# TYPE nexus_requests_total counter\n");
+  // The "# HELP" and "# TYPE" header lines that open each metric family.
+  auto family = [&out](const char* name, const char* type, const char* help) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  family("nexus_requests_total", "counter", "Submitted requests by terminal status.");
   for (const auto& [name, q] : st.queries) {
     line("nexus_requests_total{{query=\"{}\",status=\"completed\"}} {}\n", name, q.completions);
     line("nexus_requests_total{{query=\"{}\",status=\"dropped\"}} {}\n", name, q.dropped);
     line("nexus_requests_total{{query=\"{}\",status=\"rejected\"}} {}\n", name, q.rejected);
     line("nexus_requests_total{{query=\"{}\",status=\"failed\"}} {}\n", name, q.failed);
   }
-  line("# HELP nexus_query_arrivals_total Requests submitted per query.\n");
-  line("# TYPE nexus_query_arrivals_total counter\n");
+  family("nexus_query_arrivals_total", "counter", "Requests submitted per query.");
   for (const auto& [name, q] : st.queries) line("nexus_query_arrivals_total{{query=\"{}\"}} {}\n", name, q.arrivals);
-  line("# HELP nexus_query_good_total Requests completed within the query SLO.\n");
-  line("# TYPE nexus_query_good_total counter\n");
+  family("nexus_query_good_total", "counter", "Requests completed within the query SLO.");
   for (const auto& [name, q] : st.queries) line("nexus_query_good_total{{query=\"{}\"}} {}\n", name, q.good);
-  line("# HELP nexus_query_not_completed_total Requests not completed, by reason.\n");
-  line("# TYPE nexus_query_not_completed_total counter\n");
+  family("nexus_query_not_completed_total", "counter", "Requests not completed, by reason.");
   for (const auto& [name, q] : st.queries)
     for (const auto& [reason, v] : q.reasons)
       line("nexus_query_not_completed_total{{query=\"{}\",reason=\"{}\"}} {}\n", name, reason, v);
   const std::vector<double> bounds_us{1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6};
-  line("# HELP nexus_query_latency_seconds End-to-end latency of completed requests.\n");
-  line("# TYPE nexus_query_latency_seconds histogram\n");
+  family("nexus_query_latency_seconds", "histogram", "End-to-end latency of completed requests.");
   std::unique_lock qlock(control_mu_);
   for (const auto& q : query_store_) {
     const auto c = q->latency.cumulative(bounds_us);
@@ -1140,51 +1139,39 @@ std::string Engine::Impl::metrics_text() const {
     line("nexus_query_latency_seconds_count{{query=\"{}\"}} {}\n", q->name, q->latency.count());
   }
   qlock.unlock();
-  line("# HELP nexus_query_latency_quantile_seconds Latency quantiles of completed requests.\n");
-  line("# TYPE nexus_query_latency_quantile_seconds gauge\n");
+  family("nexus_query_latency_quantile_seconds", "gauge", "Latency quantiles of completed requests.");
   for (const auto& [name, q] : st.queries) {
     line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"0.5\"}} {}\n", name, q.latency.p50_us * 1e-6);
     line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"0.9\"}} {}\n", name, q.latency.p90_us * 1e-6);
     line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"0.99\"}} {}\n", name, q.latency.p99_us * 1e-6);
     line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"1\"}} {}\n", name, q.latency.max_us * 1e-6);
   }
-  line("# HELP nexus_session_arrivals_total Stage items routed to a session.\n");
-  line("# TYPE nexus_session_arrivals_total counter\n");
+  family("nexus_session_arrivals_total", "counter", "Stage items routed to a session.");
   for (const auto& [id, s] : st.sessions) line("nexus_session_arrivals_total{{session=\"{}\"}} {}\n", id, s.arrivals);
-  line("# HELP nexus_session_completions_total Stage items that ran.\n");
-  line("# TYPE nexus_session_completions_total counter\n");
+  family("nexus_session_completions_total", "counter", "Stage items that ran.");
   for (const auto& [id, s] : st.sessions) line("nexus_session_completions_total{{session=\"{}\"}} {}\n", id, s.completions);
-  line("# HELP nexus_session_good_total Stage items finished by their stage deadline.\n");
-  line("# TYPE nexus_session_good_total counter\n");
+  family("nexus_session_good_total", "counter", "Stage items finished by their stage deadline.");
   for (const auto& [id, s] : st.sessions) line("nexus_session_good_total{{session=\"{}\"}} {}\n", id, s.good);
-  line("# HELP nexus_session_drops_total Stage items ended without running, by reason.\n");
-  line("# TYPE nexus_session_drops_total counter\n");
+  family("nexus_session_drops_total", "counter", "Stage items ended without running, by reason.");
   for (const auto& [id, s] : st.sessions)
     for (const auto& [reason, v] : s.drops)
       line("nexus_session_drops_total{{session=\"{}\",reason=\"{}\"}} {}\n", id, reason, v);
-  line("# HELP nexus_session_batches_total Batches run per session.\n");
-  line("# TYPE nexus_session_batches_total counter\n");
+  family("nexus_session_batches_total", "counter", "Batches run per session.");
   for (const auto& [id, s] : st.sessions) line("nexus_session_batches_total{{session=\"{}\"}} {}\n", id, s.batches);
-  line("# HELP nexus_session_batch_size_mean Achieved mean batch size.\n");
-  line("# TYPE nexus_session_batch_size_mean gauge\n");
+  family("nexus_session_batch_size_mean", "gauge", "Achieved mean batch size.");
   for (const auto& [id, s] : st.sessions) line("nexus_session_batch_size_mean{{session=\"{}\"}} {}\n", id, s.mean_batch);
-  line("# HELP nexus_session_rate_rps EWMA arrival rate measured by the epoch loop.\n");
-  line("# TYPE nexus_session_rate_rps gauge\n");
+  family("nexus_session_rate_rps", "gauge", "EWMA arrival rate measured by the epoch loop.");
   for (const auto& [id, s] : st.sessions) line("nexus_session_rate_rps{{session=\"{}\"}} {}\n", id, s.rate_rps);
-  line("# HELP nexus_session_latency_quantile_seconds Stage item latency (enqueue to post-processed).\n");
-  line("# TYPE nexus_session_latency_quantile_seconds gauge\n");
+  family("nexus_session_latency_quantile_seconds", "gauge", "Stage item latency (enqueue to post-processed).");
   for (const auto& [id, s] : st.sessions) {
     line("nexus_session_latency_quantile_seconds{{session=\"{}\",quantile=\"0.5\"}} {}\n", id, s.latency.p50_us * 1e-6);
     line("nexus_session_latency_quantile_seconds{{session=\"{}\",quantile=\"0.99\"}} {}\n", id, s.latency.p99_us * 1e-6);
   }
-  line("# HELP nexus_device_busy_seconds_total Time the device spent running batches.\n");
-  line("# TYPE nexus_device_busy_seconds_total counter\n");
+  family("nexus_device_busy_seconds_total", "counter", "Time the device spent running batches.");
   for (const auto& d : st.devices) line("nexus_device_busy_seconds_total{{device=\"{}\"}} {}\n", d.name, d.busy_seconds);
-  line("# HELP nexus_device_batches_total Batches run on the device.\n");
-  line("# TYPE nexus_device_batches_total counter\n");
+  family("nexus_device_batches_total", "counter", "Batches run on the device.");
   for (const auto& d : st.devices) line("nexus_device_batches_total{{device=\"{}\"}} {}\n", d.name, d.batches);
-  line("# HELP nexus_device_occupancy Busy time / elapsed time since the engine started.\n");
-  line("# TYPE nexus_device_occupancy gauge\n");
+  family("nexus_device_occupancy", "gauge", "Busy time / elapsed time since the engine started.");
   for (const auto& d : st.devices) line("nexus_device_occupancy{{device=\"{}\"}} {}\n", d.name, d.occupancy);
 #undef line
   return out;

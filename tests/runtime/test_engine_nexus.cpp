@@ -29,19 +29,6 @@ BatchProfile lecture(const std::string& m) {
   return BatchProfile::load(std::string(NEXUS_SOURCE_DIR) + "/tests/fixtures/profiles/lecture/" + m + ".json");
 }
 
-const GpuPlan* gpu_with(const Plan& p, const std::string& session) {
-  for (const auto& g : p.gpus)
-    for (const auto& a : g.sessions)
-      if (a.session == session) return &g;
-  return nullptr;
-}
-
-const SessionAllocation* alloc(const GpuPlan& g, const std::string& session) {
-  for (const auto& a : g.sessions)
-    if (a.session == session) return &a;
-  return nullptr;
-}
-
 runtime::QuerySpec single(const std::string& name, const std::string& model, std::chrono::microseconds slo,
                           double rate) {
   return {.name = name, .slo = slo, .expected_rate_rps = rate, .stages = {{.name = "s", .model = model}}};
@@ -95,17 +82,17 @@ TEST_CASE("nexus: the default engine packs the lecture's A/B/C as the squishy pl
   const Plan plan = rig.engine->plan();
   REQUIRE(plan.num_gpus() == 2);
   CHECK(plan.rejected.empty());
-  const GpuPlan* ab = gpu_with(plan, "qa/s");
-  const GpuPlan* c = gpu_with(plan, "qc/s");
+  const GpuPlan* ab = plan.gpu_of("qa/s");
+  const GpuPlan* c = plan.gpu_of("qc/s");
   REQUIRE(ab != nullptr);
   REQUIRE(c != nullptr);
-  CHECK(ab == gpu_with(plan, "qb/s"));
+  CHECK(ab == plan.gpu_of("qb/s"));
   CHECK(ab != c);
   CHECK(c->sessions.size() == 1);
   CHECK(ab->duty_cycle == 125000us);
-  CHECK(alloc(*ab, "qa/s")->batch == 8);
-  CHECK(alloc(*ab, "qb/s")->batch == 4);
-  CHECK(alloc(*c, "qc/s")->batch == 5);
+  CHECK(ab->find("qa/s")->batch == 8);
+  CHECK(ab->find("qb/s")->batch == 4);
+  CHECK(c->find("qc/s")->batch == 5);
   CHECK(c->duty_cycle == 156250us);
   // Single-stage queries: the DP gives the stage the whole SLO.
   CHECK(plan.stage_budgets.at("qa/s") == 200ms);
@@ -113,8 +100,8 @@ TEST_CASE("nexus: the default engine packs the lecture's A/B/C as the squishy pl
   // stats() carries the same plan.
   const auto st = rig.engine->stats();
   CHECK(st.plan.num_gpus() == 2);
-  CHECK(gpu_with(st.plan, "qa/s") != nullptr);
-  CHECK(gpu_with(st.plan, "qa/s")->gpu == ab->gpu);
+  CHECK(st.plan.gpu_of("qa/s") != nullptr);
+  CHECK(st.plan.gpu_of("qa/s")->gpu == ab->gpu);
   CHECK(st.plan.stage_budgets == plan.stage_budgets);
 
   // Served at 80% of the planned rates: each session runs only on its planned device, the
@@ -150,9 +137,9 @@ TEST_CASE("nexus: the replicate baseline stays selectable", "[runtime][nexus]") 
   // (ℓ(16) = 100 ms); B and C 2ℓ(b) <= 250 ms -> b = 16 (125 ms).
   for (const auto& g : plan.gpus) {
     REQUIRE(g.sessions.size() == 3);
-    CHECK(alloc(g, "qa/s")->batch == 16);
-    CHECK(alloc(g, "qb/s")->batch == 16);
-    CHECK(alloc(g, "qc/s")->batch == 16);
+    CHECK(g.find("qa/s")->batch == 16);
+    CHECK(g.find("qb/s")->batch == 16);
+    CHECK(g.find("qc/s")->batch == 16);
   }
   CHECK(plan.route("qa/s").size() == 3);
 }
@@ -175,7 +162,7 @@ TEST_CASE("nexus: stage budgets are the QueryPlanner's DP split", "[runtime][nex
   // Not the ℓ(1)-proportional split (10 : 2.5 ms -> 160 / 40 ms).
   CHECK(plan.stage_budgets.at("faces/detect") != 160ms);
   // The sessions are planned with their budgets as SLO.
-  CHECK(alloc(*gpu_with(plan, "faces/detect"), "faces/detect")->slo == want.budgets.at("detect"));
+  CHECK(plan.gpu_of("faces/detect")->find("faces/detect")->slo == want.budgets.at("detect"));
 
   // After an epoch the split follows the measured rates: 200 frames/s (not the expected 50) with
   // 3 faces each (a query that declared 1), in a second engine. At SLO 100 ms the stages compete

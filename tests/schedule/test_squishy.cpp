@@ -15,23 +15,6 @@
 using namespace nexus;
 using namespace nexus::test;
 
-namespace {
-
-const GpuPlan* gpu_with(const Plan& p, const std::string& session) {
-  for (const auto& g : p.gpus)
-    for (const auto& a : g.sessions)
-      if (a.session == session) return &g;
-  return nullptr;
-}
-
-const SessionAllocation* alloc(const GpuPlan& g, const std::string& session) {
-  for (const auto& a : g.sessions)
-    if (a.session == session) return &a;
-  return nullptr;
-}
-
-}  // namespace
-
 TEST_CASE("paper Table 2: A and B share one GPU, C gets its own (notes §2.3 item 6)",
           "[schedule][known]") {
   const auto profiles = lecture_profiles();
@@ -40,23 +23,23 @@ TEST_CASE("paper Table 2: A and B share one GPU, C gets its own (notes §2.3 ite
   const Plan plan = SquishyBinPacker().pack(sessions, profiles);
   REQUIRE(plan.num_gpus() == 2);
   CHECK(plan.rejected.empty());
-  const GpuPlan* ga = gpu_with(plan, "A");
+  const GpuPlan* ga = plan.gpu_of("A");
   REQUIRE(ga != nullptr);
-  CHECK(ga == gpu_with(plan, "B"));
-  CHECK(ga != gpu_with(plan, "C"));
+  CHECK(ga == plan.gpu_of("B"));
+  CHECK(ga != plan.gpu_of("C"));
   CHECK_FALSE(ga->saturated);
   // A at batch 8 (75 ms) in a duty cycle of 125 ms = 8/64 s; B at batch 4 (50 ms): 125 + 50 ≤ 250.
   CHECK(ga->duty_cycle == 125000us);
-  CHECK(alloc(*ga, "A")->batch == 8);
-  CHECK(alloc(*ga, "A")->latency == 75000us);
-  CHECK(alloc(*ga, "B")->batch == 4);
-  CHECK(alloc(*ga, "B")->latency == 50000us);
+  CHECK(ga->find("A")->batch == 8);
+  CHECK(ga->find("A")->latency == 75000us);
+  CHECK(ga->find("B")->batch == 4);
+  CHECK(ga->find("B")->latency == 50000us);
   CHECK(ga->occupancy == Approx(1.0));
   CHECK(ga->memory_bytes == 1500000000u + 1000000000u);
   // C alone: largest b with ℓ(b) + b/32 ≤ 250 ms. Table batches give b = 4; with the linear
   // interpolation of the sparse table b = 5 (ℓ = 68.75 ms, 5/32 s = 156.25 ms → 225 ms).
-  const GpuPlan* gc = gpu_with(plan, "C");
-  CHECK(alloc(*gc, "C")->batch == 5);
+  const GpuPlan* gc = plan.gpu_of("C");
+  CHECK(gc->find("C")->batch == 5);
   CHECK(gc->duty_cycle == 156250us);
   // Lower bound: 64/160 + 32/128 + 32/128 = 0.9 GPUs.
   CHECK(plan.lower_bound_gpus == Approx(0.9));
@@ -80,8 +63,8 @@ TEST_CASE("lecture: memory limits change who shares", "[schedule][known]") {
   o.gpu_memory_bytes = 2400000000;
   Plan plan = SquishyBinPacker(o).pack(sessions, profiles);
   CHECK(plan.num_gpus() == 2);
-  CHECK(gpu_with(plan, "B") == gpu_with(plan, "C"));
-  CHECK(gpu_with(plan, "B")->memory_bytes == 2250000000u);
+  CHECK(plan.gpu_of("B") == plan.gpu_of("C"));
+  CHECK(plan.gpu_of("B")->memory_bytes == 2250000000u);
   CHECK(validate_plan(plan, sessions, profiles, o).empty());
   CHECK(exact_min_gpus(sessions, profiles, o) == 2);
   // At 2.2 GB Algorithm 1 finds no merge (it never shortens a cycle below min(d1, d2)), so it

@@ -41,6 +41,13 @@ struct GpuPlan {
   std::size_t memory_bytes = 0;               ///< Σ m_i(b_i) (weights + activations)
   bool saturated = false;                     ///< dedicated to one session at its max batch B
   std::vector<SessionAllocation> sessions;
+
+  /// The allocation of `session` on this GPU, or nullptr if it has none here.
+  const SessionAllocation* find(const std::string& session) const {
+    for (const auto& a : sessions)
+      if (a.session == session) return &a;
+    return nullptr;
+  }
 };
 
 /// One entry of a session's routing table.
@@ -70,6 +77,12 @@ struct Plan {
   int num_gpus() const { return static_cast<int>(gpus.size()); }
   /// Routing table of a session; empty if the session is not planned.
   const std::vector<Route>& route(const std::string& session) const;
+  /// The first GPU (in slot order) that serves `session`, or nullptr if none does.
+  const GpuPlan* gpu_of(const std::string& session) const {
+    for (const auto& g : gpus)
+      if (g.find(session)) return &g;
+    return nullptr;
+  }
   /// Total rate planned for a session over all GPUs.
   double planned_rate(const std::string& session) const;
   /// Rebuilds `routes` from `gpus` (weights ∝ rate).
