@@ -181,7 +181,15 @@ void Engine::Impl::load_model(ModelSpec spec) {
 #endif
     }
     NEXUS_CHECK(be != nullptr, "load_model('{}'): make_backend returned null for {}", spec.name, d.name);
+    const auto t0 = std::chrono::steady_clock::now();
     if (spec.graph) be->load(*spec.graph, m->max_batch);
+    // Ready before the first request: every batch size the executor may form (1..max_batch).
+    std::vector<int> sizes(static_cast<std::size_t>(m->max_batch));
+    for (int b = 1; b <= m->max_batch; ++b) sizes[static_cast<std::size_t>(b - 1)] = b;
+    be->prepare(sizes);
+    m->load.load_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    m->load.device_bytes += be->device_bytes();
+    m->load.prepared_batches = m->max_batch;
     m->backends.push_back(std::move(be));
   }
   m->item_shape = spec.input_shape;
@@ -1089,6 +1097,7 @@ EngineStats Engine::Impl::stats() const {
     m.latency = q->latency.summary();
     st.queries[q->name] = m;
   }
+  for (const auto& m : model_store_) st.models[m->spec.name] = m->load;
   const double elapsed = std::chrono::duration<double>(clock_->now() - started_at_).count();
   for (const auto& e : executors_) {
     DeviceMetricsSnapshot d;

@@ -91,6 +91,7 @@ struct ModelState {
   std::vector<Duration> sim_latency;     // mean ℓ(b): virtual-time batch duration
   Shape item_shape;                      // per-item input shape ({} = unchecked)
   std::vector<std::unique_ptr<Backend>> backends;  // one per device
+  ModelLoadSnapshot load;                          // load + prepare cost (EngineStats::models)
 };
 
 struct SessionState {

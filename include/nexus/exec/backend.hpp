@@ -48,6 +48,20 @@ class Backend {
   virtual std::size_t weights_bytes() const = 0;
   /// Bytes of activation memory needed to run a batch of `batch` items.
   virtual std::size_t activation_bytes(int batch) const = 0;
+
+  /// Makes every batch size in `batch_sizes` (each 1..max_batch()) ready to run, so that the
+  /// first run() at that size does no one-time work (the CudaBackend measures its convolution
+  /// algorithms and captures a CUDA Graph here). The Engine calls it from load_model() with
+  /// every size its executor may form, before the model serves (Nexus §6: the executor's
+  /// ℓ(b) must hold from the first request). Throws nexus::Error on a size out of range or a
+  /// device failure. Default: nothing to prepare (CPU, sim).
+  virtual void prepare(const std::vector<int>& batch_sizes) { (void)batch_sizes; }
+
+  /// Device bytes this backend holds once loaded and prepared (weights, activations at
+  /// max_batch, workspaces, captured graphs where counted). Default: weights + activations.
+  virtual std::size_t device_bytes() const {
+    return weights_bytes() + (max_batch() > 0 ? activation_bytes(max_batch()) : 0);
+  }
 };
 
 }  // namespace nexus

@@ -151,6 +151,15 @@ struct EngineOptions {
   std::uint64_t seed = 1;         ///< for anything random inside (sim backends' outputs)
 };
 
+/// What load_model() cost for one model: it loads the backend on every device and prepares
+/// every batch size 1..max_batch the executor may form (Backend::prepare), so the first request
+/// meets no one-time work.
+struct ModelLoadSnapshot {
+  double load_seconds = 0.0;     ///< wall time of load + prepare, all devices together
+  std::size_t device_bytes = 0;  ///< Σ Backend::device_bytes() over the devices
+  int prepared_batches = 0;      ///< batch sizes prepared per device: 1..this
+};
+
 /// Point-in-time counters (see metrics.hpp for the meaning of each).
 struct EngineStats {
   std::uint64_t submitted = 0, completed = 0, good = 0, dropped = 0, rejected = 0, failed = 0;
@@ -158,6 +167,7 @@ struct EngineStats {
   std::map<std::string, SessionMetricsSnapshot> sessions;   ///< by session id
   std::map<std::string, QueryMetricsSnapshot> queries;      ///< by query name
   std::vector<DeviceMetricsSnapshot> devices;
+  std::map<std::string, ModelLoadSnapshot> models;         ///< by model name
   /// The current plan (as plan()): GPU slots with their sessions and batches, routes, the stage
   /// budgets ("<query>/<stage>" -> budget) and the sessions the planner rejected.
   Plan plan;
