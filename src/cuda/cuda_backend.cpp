@@ -1280,6 +1280,9 @@ std::size_t CudaBackend::activation_bytes(int batch) const {
   return impl_->activation_bytes[static_cast<std::size_t>(batch)];
 }
 void CudaBackend::prepare(int batch) { impl_->prepare(batch); }
+void CudaBackend::prepare(const std::vector<int>& batch_sizes) {
+  for (int b : batch_sizes) impl_->prepare(b);
+}
 std::size_t CudaBackend::device_bytes() const {
   const Impl& m = *impl_;
   if (m.max_batch == 0) return 0;

@@ -74,8 +74,10 @@ class CudaBackend final : public Backend {
   /// Measures convolution algorithms and captures the CUDA Graph for batch n (1..max_batch) now
   /// rather than on the first run at n.
   void prepare(int batch);
+  /// prepare(b) for each b (Backend::prepare; the Engine passes 1..max_batch at load_model).
+  void prepare(const std::vector<int>& batch_sizes) override;
   /// Device bytes this backend holds: weights + activation arena (max_batch) + workspaces.
-  std::size_t device_bytes() const;
+  std::size_t device_bytes() const override;
   /// The GPU's marketing name, e.g. "NVIDIA H100 80GB HBM3".
   std::string device_label() const;
   const CudaBackendOptions& options() const;
