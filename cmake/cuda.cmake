@@ -28,8 +28,11 @@ set_target_properties(nexus_cuda PROPERTIES
   CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
   POSITION_INDEPENDENT_CODE ON)
 target_include_directories(nexus_cuda PRIVATE ${CUDNN_INCLUDE_DIR} ${CUDAToolkit_INCLUDE_DIRS})
+# The installed package names no path of this machine: consumers get cuDNN as nexus::cudnn,
+# which nexusConfig.cmake finds beside their CUDA toolkit.
 target_link_libraries(nexus_cuda PUBLIC nexus
-  PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt ${CUDNN_LIBRARY})
+  PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt
+          $<BUILD_INTERFACE:${CUDNN_LIBRARY}> $<INSTALL_INTERFACE:nexus::cudnn>)
 target_compile_definitions(nexus_cuda PUBLIC NEXUS_HAVE_CUDA=1)
 # The legacy cuDNN API (descriptors, FindConvolutionForwardAlgorithmEx) is deprecated in v9 but
 # supported; it keeps the backend small.

@@ -1220,5 +1220,6 @@ EngineStats Engine::stats() const { return impl_->stats(); }
 std::string Engine::metrics_text() const { return impl_->metrics_text(); }
 const std::vector<DeviceInfo>& Engine::devices() const { return impl_->devices_; }
 Clock& Engine::clock() const { return *impl_->clock_; }
+bool Engine::accepting() const { return impl_->accepting_.load(std::memory_order_acquire); }
 
 }  // namespace nexus::runtime

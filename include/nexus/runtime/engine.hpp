@@ -236,6 +236,8 @@ class Engine {
 
   const std::vector<DeviceInfo>& devices() const;
   Clock& clock() const;
+  /// False once shutdown() has begun (submit() then throws).
+  bool accepting() const;
 
   class Impl;
 

@@ -2,7 +2,7 @@
 // Metrics of the data plane: per session and per query arrivals, completions, good rate, drops
 // by reason, latency histograms (p50/p90/p99/max), achieved batch sizes; per device busy time
 // and occupancy. Counters are relaxed atomics updated by the executor threads; snapshots are
-// plain values. Engine::metrics_text() prints them in the Prometheus text exposition format.
+// plain values. nexus_observe exports them in the Prometheus exposition format (/metrics).
 //
 // Thread-safety: LatencyHistogram::record and the counters may be updated from any thread;
 // snapshot() may race with updates (each counter is read atomically, the set is not a
@@ -21,10 +21,19 @@
 
 namespace nexus::runtime {
 
-/// Percentiles of a latency histogram, in microseconds.
+/// Upper bounds, in seconds, of the latency buckets a LatencySummary carries (the Prometheus
+/// histogram buckets of nexus_observe).
+inline constexpr std::array<double, 13> kLatencyBucketsSeconds{
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0};
+
+/// Percentiles of a latency histogram, in microseconds, plus its cumulative bucket counts.
 struct LatencySummary {
   std::uint64_t count = 0;
   double p50_us = 0, p90_us = 0, p99_us = 0, max_us = 0, mean_us = 0;
+  double sum_seconds = 0;
+  /// cumulative[i] = latencies <= kLatencyBucketsSeconds[i] (to the histogram's 4.4% bucket
+  /// resolution: a log bucket counts below a bound when its upper edge is).
+  std::array<std::uint64_t, kLatencyBucketsSeconds.size()> cumulative{};
 };
 
 /// A log-bucketed latency histogram: 16 buckets per power of two of microseconds, so bucket k
@@ -66,6 +75,11 @@ class LatencyHistogram {
       b[static_cast<std::size_t>(k)] = buckets_[static_cast<std::size_t>(k)].load(std::memory_order_relaxed);
     for (auto x : b) s.count += x;
     if (s.count == 0) return s;
+    for (int k = 0; k < kBuckets; ++k)
+      for (std::size_t i = 0; i < kLatencyBucketsSeconds.size(); ++i)
+        if (upper_us(k) <= kLatencyBucketsSeconds[i] * 1e6 * (1 + 1e-9))
+          s.cumulative[i] += b[static_cast<std::size_t>(k)];
+    s.sum_seconds = double(sum_ns_.load(std::memory_order_relaxed)) * 1e-9;
     s.max_us = double(max_ns_.load(std::memory_order_relaxed)) / 1000.0;
     s.mean_us = double(sum_ns_.load(std::memory_order_relaxed)) / 1000.0 / double(s.count);
     auto pct = [&](double q) {

@@ -1,0 +1,177 @@
+// nexus_observe: a running Engine (real time, a simulated device that sleeps l(b)) exported over
+// HTTP on loopback; the test scrapes /metrics, /healthz and /readyz with a plain socket client
+// and checks the counters against the results the application polled.
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <regex>
+#include <string>
+#include <thread>
+
+#include "nexus/core/error.hpp"
+#include "nexus/observe/http_exporter.hpp"
+#include "sim_helpers.hpp"
+
+using namespace nexus;
+using namespace nexus::runtime;
+using namespace nexus::testing;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct HttpReply {
+  int status = 0;
+  std::string body;
+};
+
+/// GET http://127.0.0.1:port/path with HTTP/1.1 and Connection: close; reads to EOF.
+HttpReply http_get(int port, const std::string& path) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  REQUIRE(::send(fd, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size()));
+  std::string raw;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) raw.append(buf, static_cast<std::size_t>(n));
+  ::close(fd);
+  HttpReply r;
+  std::smatch m;
+  REQUIRE(std::regex_search(raw, m, std::regex(R"(^HTTP/1\.[01] (\d{3}))")));
+  r.status = std::stoi(m[1]);
+  const auto sep = raw.find("\r\n\r\n");
+  REQUIRE(sep != std::string::npos);
+  r.body = raw.substr(sep + 4);
+  return r;
+}
+
+/// The value of the sample `series` (name plus labels exactly as exposed), or -1 if absent.
+double sample(const std::string& text, const std::string& series) {
+  const std::string key = "\n" + series + " ";
+  const auto at = ("\n" + text).find(key);
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + key.size() - 1));
+}
+
+/// Polls until `n` results have arrived (wall-clock bound only against a hang).
+std::vector<QueryResult> poll_n(Engine& e, std::size_t n) {
+  std::vector<QueryResult> out;
+  const auto give_up = std::chrono::steady_clock::now() + 30s;
+  while (out.size() < n && std::chrono::steady_clock::now() < give_up)
+    for (auto& r : e.poll(n - out.size(), 10ms)) out.push_back(std::move(r));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("observe: live /metrics, /healthz and /readyz of a running engine", "[observe]") {
+  Engine e({.devices = "sim:1", .epoch = 0us});
+  observe::HttpExporter exporter(e, "127.0.0.1:0");
+  REQUIRE(exporter.port() > 0);
+  CHECK(exporter.url() == "http://127.0.0.1:" + std::to_string(exporter.port()));
+
+  auto health = http_get(exporter.port(), "/healthz");
+  CHECK(health.status == 200);
+  auto ready = http_get(exporter.port(), "/readyz");
+  CHECK(ready.status == 503);
+  CHECK(ready.body.find("no query") != std::string::npos);
+
+  e.load_model({.name = "m", .profile = linear_profile("m", 200, 1000, 16)});
+  e.add_query({.name = "q", .slo = 100ms, .expected_rate_rps = 200, .stages = {{.name = "s", .model = "m"}}});
+  ready = http_get(exporter.port(), "/readyz");
+  CHECK(ready.status == 200);
+  CHECK(ready.body.find("ready: 1 queries, 1 sessions") != std::string::npos);
+
+  auto m0 = http_get(exporter.port(), "/metrics");
+  REQUIRE(m0.status == 200);
+  CHECK(sample(m0.body, "nexus_query_arrivals_total{query=\"q\"}") == 0);
+  CHECK(sample(m0.body, "nexus_requests_total{query=\"q\",status=\"completed\"}") == 0);
+  CHECK(sample(m0.body, "nexus_ready") == 1);
+  // The plan's stage budget, as the engine reports it (the same figure everywhere).
+  const double budget_s = std::chrono::duration<double>(e.plan().stage_budgets.at("q/s")).count();
+  CHECK(sample(m0.body, "nexus_session_stage_budget_seconds{session=\"q/s\"}") == Approx(budget_s));
+
+  // Counters move as requests complete: two rounds, each scraped after its results are polled.
+  std::size_t completed = 0, total = 0;
+  for (int round = 1; round <= 2; ++round) {
+    const int n = 40;
+    for (int i = 0; i < n; ++i) {
+      e.submit("q", Tensor());
+      std::this_thread::sleep_for(1ms);
+    }
+    const auto rs = poll_n(e, n);
+    REQUIRE(rs.size() == std::size_t(n));
+    total += rs.size();
+    for (const auto& r : rs) completed += r.ok() ? 1 : 0;
+    const auto m = http_get(exporter.port(), "/metrics");
+    REQUIRE(m.status == 200);
+    CHECK(sample(m.body, "nexus_query_arrivals_total{query=\"q\"}") == double(total));
+    CHECK(sample(m.body, "nexus_requests_total{query=\"q\",status=\"completed\"}") == double(completed));
+    CHECK(sample(m.body, "nexus_query_latency_seconds_count{query=\"q\"}") == double(completed));
+    CHECK(sample(m.body, "nexus_query_latency_seconds_bucket{query=\"q\",le=\"+Inf\"}") == double(completed));
+    CHECK(sample(m.body, "nexus_session_completions_total{session=\"q/s\"}") == double(completed));
+    CHECK(sample(m.body, "nexus_device_batches_total{device=\"sim:0\"}") > 0);
+    CHECK(sample(m.body, "nexus_in_flight") == 0);
+  }
+  CHECK(completed > 0);
+
+  e.shutdown();
+  ready = http_get(exporter.port(), "/readyz");
+  CHECK(ready.status == 503);
+  CHECK(ready.body.find("shut down") != std::string::npos);
+  CHECK(http_get(exporter.port(), "/healthz").status == 200);
+}
+
+TEST_CASE("observe: metrics_text is Prometheus exposition with exact bucket bounds", "[observe]") {
+  SimRig rig({.devices = "sim:1", .epoch = 0us});
+  rig.engine->load_model({.name = "m", .profile = linear_profile("m", 1500, 5000, 32)});
+  rig.engine->add_query({.name = "q", .slo = 100ms, .expected_rate_rps = 100, .stages = {{.name = "s", .model = "m"}}});
+  rig.run("q", sim::poisson_arrivals(100, 1s, 1), Tensor());
+  const std::string text = observe::metrics_text(*rig.engine);
+  CHECK(text.find("# TYPE nexus_requests_total counter") != std::string::npos);
+  CHECK(text.find("# TYPE nexus_query_latency_seconds histogram") != std::string::npos);
+  CHECK(text.find("nexus_device_occupancy{device=\"sim:0\"}") != std::string::npos);
+  CHECK(text.find("nexus_device_occupancy_planned{device=\"sim:0\"}") != std::string::npos);
+  // Bucket bounds print as written in kLatencyBucketsSeconds: no float noise such as
+  // le="0.049999999999999996".
+  for (const char* le : {"0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "+Inf"})
+    CHECK(text.find(std::string("nexus_query_latency_seconds_bucket{query=\"q\",le=\"") + le + "\"}") != std::string::npos);
+  // Every sample line is `name{labels} value` with a numeric value; buckets are cumulative.
+  const std::regex line_re(R"(^(nexus_[a-z_]+)(\{[^}]*\})? ([-+0-9.eE]+|[-+]?Inf|NaN)$)");
+  std::size_t pos = 0, lines = 0;
+  double last_bucket = -1;
+  while (pos < text.size()) {
+    const auto end = text.find('\n', pos);
+    const std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.empty() || line[0] == '#') continue;
+    ++lines;
+    INFO(line);
+    CHECK(std::regex_match(line, line_re));
+    if (line.rfind("nexus_query_latency_seconds_bucket{query=\"q\"", 0) == 0) {
+      const double v = std::stod(line.substr(line.rfind(' ') + 1));
+      CHECK(v >= last_bucket);
+      last_bucket = v;
+    }
+  }
+  CHECK(lines > 20);
+  const auto st = rig.engine->stats();
+  CHECK(sample(text, "nexus_query_arrivals_total{query=\"q\"}") == double(st.queries.at("q").arrivals));
+  CHECK(last_bucket == double(st.queries.at("q").completions));
+}
+
+TEST_CASE("observe: a bad or busy address is a nexus::Error naming it", "[observe]") {
+  Engine e({.devices = "sim:1", .epoch = 0us});
+  CHECK_THROWS_WITH(observe::HttpExporter(e, "no-port"), Catch::Contains("'no-port' is not host:port"));
+  observe::HttpExporter first(e, "127.0.0.1:0");
+  const std::string busy = "127.0.0.1:" + std::to_string(first.port());
+  CHECK_THROWS_WITH(observe::HttpExporter(e, busy), Catch::Contains("cannot listen on '" + busy + "'"));
+}
