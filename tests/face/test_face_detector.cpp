@@ -18,6 +18,8 @@
 #include <memory>
 #include <vector>
 
+#include "skip.hpp"
+
 namespace fs = std::filesystem;
 using nexus::Shape;
 using nexus::Tensor;
@@ -33,6 +35,9 @@ const fs::path kModelDir = kRoot / "data/face-api/model";
 bool have_data() {
   return fs::exists(kModelDir / "ssd_mobilenetv1_model-weights_manifest.json");
 }
+
+#define REQUIRE_FACE_DATA() \
+  NEXUS_SKIP_UNLESS_DATA(have_data(), "face-api models not in " << kModelDir << " (run scripts/fetch_data.sh)")
 
 const nlohmann::json& reference() {
   static const nlohmann::json ref = [] {
@@ -80,8 +85,8 @@ double iou(const FaceDetection& a, const std::vector<double>& b) {
 }  // namespace
 
 TEST_CASE("preprocess pads bottom/right, resizes like tf.image.resizeBilinear, scales to [-1, 1]",
-          "[face]") {
-  if (!have_data()) return;
+          "[face][data]") {
+  REQUIRE_FACE_DATA();
   // A 2 x 1 image: pixels (10, 20, 30) and (250, 0, 128); padded to 2 x 2 with a black row.
   Image img(2, 1);
   const std::uint8_t px[6] = {10, 20, 30, 250, 0, 128};
@@ -117,11 +122,8 @@ TEST_CASE("face_api_nms keeps boxes by score unless IoU > 0.5 with a kept one", 
   CHECK(nexus::model::zoo::face_api_nms(boxes, scores, 100, 0.5, 0.95).empty());
 }
 
-TEST_CASE("SSD raw outputs match face-api on the fixed input (1e-4 relative)", "[face]") {
-  if (!have_data()) {
-    WARN("face-api data not fetched; skipping");
-    return;
-  }
+TEST_CASE("SSD raw outputs match face-api on the fixed input (1e-4 relative)", "[face][data]") {
+  REQUIRE_FACE_DATA();
   const auto& ref = reference()["fixed_inputs"]["ssd_mobilenetv1"];
   auto& l = loaded();
   const Image img = lcg_image(ref["size"].get<int>(), ref["seed"].get<std::uint32_t>());
@@ -156,11 +158,8 @@ TEST_CASE("SSD raw outputs match face-api on the fixed input (1e-4 relative)", "
 #if defined(NEXUS_HAVE_OPENCV)
 // "images": face-api on the pixels OpenCV decodes (as here); "images_jpeg_js": face-api on
 // jpeg-js's decoding of the same files, which differs slightly.
-TEST_CASE("detections on the six demo photos match face-api (count, IoU >= 0.95)", "[face]") {
-  if (!have_data()) {
-    WARN("face-api data not fetched; skipping");
-    return;
-  }
+TEST_CASE("detections on the six demo photos match face-api (count, IoU >= 0.95)", "[face][data]") {
+  REQUIRE_FACE_DATA();
   auto& l = loaded();
   const std::string key = GENERATE(as<std::string>{}, "images", "images_jpeg_js");
   for (const auto& im : reference()[key]) {

@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "skip.hpp"
+
 #if defined(NEXUS_HAVE_OPENCV)
 
 namespace fs = std::filesystem;
@@ -54,11 +56,9 @@ double box_iou(const std::vector<double>& a, const std::vector<double>& b) {
 
 }  // namespace
 
-TEST_CASE("full face pipeline matches face-api on the demo photos", "[face][pipeline]") {
-  if (!fs::exists(kModels / "ssd_mobilenetv1_model-weights_manifest.json")) {
-    WARN("face-api data not fetched; skipping");
-    return;
-  }
+TEST_CASE("full face pipeline matches face-api on the demo photos", "[face][pipeline][data]") {
+  NEXUS_SKIP_UNLESS_DATA(fs::exists(kModels / "ssd_mobilenetv1_model-weights_manifest.json"),
+                         "face-api models not in " << kModels << " (run scripts/fetch_data.sh)");
   std::ifstream in(kRoot / "tests/fixtures/face_api_reference.json");
   REQUIRE(in.good());
   const auto ref = nlohmann::json::parse(in);

@@ -20,6 +20,8 @@
 #include "nexus/model/zoo/face_landmarks.hpp"
 #include "nexus/model/zoo/face_recognition.hpp"
 
+#include "skip.hpp"
+
 namespace fs = std::filesystem;
 using namespace nexus;
 using namespace nexus::model::zoo;
@@ -83,11 +85,9 @@ void check_rect(const FaceRect& got, const nlohmann::json& want, double tol) {
 
 }  // namespace
 
-TEST_CASE("the face-api chain after detection matches face-api bit-exact inputs", "[facenets]") {
-  if (!fs::exists(kModelDir / "face_recognition_model-weights_manifest.json")) {
-    WARN("face-api models not found in " << kModelDir << "; skipped");
-    return;
-  }
+TEST_CASE("the face-api chain after detection matches face-api bit-exact inputs", "[facenets][data]") {
+  NEXUS_SKIP_UNLESS_DATA(fs::exists(kModelDir / "face_recognition_model-weights_manifest.json"),
+                         "face-api models not in " << kModelDir << " (run scripts/fetch_data.sh)");
   std::ifstream in(kFixture);
   REQUIRE(in.good());
   const nlohmann::json ref = nlohmann::json::parse(in);

@@ -22,6 +22,7 @@
 #include "nexus/model/zoo/face_expression.hpp"
 #include "nexus/model/zoo/face_landmarks.hpp"
 #include "nexus/model/zoo/face_recognition.hpp"
+#include "skip.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -38,10 +39,11 @@ const fs::path kFixture = std::getenv("NEXUS_FACE_API_REFERENCE")
                               : fs::path(NEXUS_SOURCE_DIR) / "tests/fixtures/face_api_reference.json";
 
 bool have_models() {
-  if (fs::exists(kModelDir / "face_recognition_model-weights_manifest.json")) return true;
-  WARN("face-api models not found in " << kModelDir << " (run scripts/fetch_data.sh); skipped");
-  return false;
+  return fs::exists(kModelDir / "face_recognition_model-weights_manifest.json");
 }
+
+#define REQUIRE_MODELS() \
+  NEXUS_SKIP_UNLESS_DATA(have_models(), "face-api models not in " << kModelDir << " (run scripts/fetch_data.sh)")
 
 const json* fixture() {
   static const std::unique_ptr<json> j = []() -> std::unique_ptr<json> {
@@ -49,7 +51,8 @@ const json* fixture() {
     if (!in) return nullptr;
     return std::make_unique<json>(json::parse(in));
   }();
-  if (!j) WARN("reference fixture " << kFixture << " not found; skipped");
+  // The fixture is committed: its absence is a failure, not a skip.
+  REQUIRE(j != nullptr);
   return j.get();
 }
 
@@ -96,8 +99,8 @@ std::vector<Tensor> run_graph(const Graph& g, const Tensor& input) {
 
 }  // namespace
 
-TEST_CASE("FaceRecognitionNet matches face-api on the fixed input", "[facenets]") {
-  if (!have_models()) return;
+TEST_CASE("FaceRecognitionNet matches face-api on the fixed input", "[facenets][data]") {
+  REQUIRE_MODELS();
   const Graph g = load_face_recognition_net(kModelDir);
   REQUIRE(g.inputs().size() == 1);
   REQUIRE(g.node(g.inputs()[0]).shape == (Shape{3, 150, 150}));
@@ -105,7 +108,6 @@ TEST_CASE("FaceRecognitionNet matches face-api on the fixed input", "[facenets]"
   CHECK(g.node(g.outputs()[0]).shape == Shape{kFaceDescriptorSize});
 
   const json* ref = fixture();
-  if (!ref) return;
   const json& r = (*ref)["fixed_inputs"]["face_recognition"];
   const int size = r["size"];
   REQUIRE(size == kFaceRecognitionInputSize);
@@ -115,29 +117,27 @@ TEST_CASE("FaceRecognitionNet matches face-api on the fixed input", "[facenets]"
   check_close(out[0].values(), to_vector(r["descriptor"]), 1e-4, "descriptor");
 }
 
-TEST_CASE("FaceLandmark68Net matches face-api on the fixed input", "[facenets]") {
-  if (!have_models()) return;
+TEST_CASE("FaceLandmark68Net matches face-api on the fixed input", "[facenets][data]") {
+  REQUIRE_MODELS();
   const Graph g = load_face_landmark68_net(kModelDir);
   REQUIRE(g.node(g.inputs()[0]).shape == (Shape{3, 112, 112}));
   REQUIRE(g.node(g.outputs()[0]).shape == Shape{136});
 
   const json* ref = fixture();
-  if (!ref) return;
   const json& r = (*ref)["fixed_inputs"]["face_landmark_68"];
   const auto out = run_graph(g, lcg_image(r["size"], r["seed"].get<std::uint32_t>()));
   REQUIRE(out[0].shape() == (Shape{1, 136}));
   check_close(out[0].values(), to_vector(r["raw"]), 1e-4, "landmarks");
 }
 
-TEST_CASE("AgeGenderNet matches face-api on the fixed input", "[facenets]") {
-  if (!have_models()) return;
+TEST_CASE("AgeGenderNet matches face-api on the fixed input", "[facenets][data]") {
+  REQUIRE_MODELS();
   const Graph g = load_age_gender_net(kModelDir);
   REQUIRE(g.outputs().size() == 2);
   CHECK(g.node(g.outputs()[0]).shape == Shape{1});
   CHECK(g.node(g.outputs()[1]).shape == Shape{2});
 
   const json* ref = fixture();
-  if (!ref) return;
   const json& r = (*ref)["fixed_inputs"]["age_gender"];
   const auto out = run_graph(g, lcg_image(r["size"], r["seed"].get<std::uint32_t>()));
   REQUIRE(out.size() == 2);
@@ -151,13 +151,12 @@ TEST_CASE("AgeGenderNet matches face-api on the fixed input", "[facenets]") {
   CHECK(ag.age == Approx(r["age"][0].get<float>()).epsilon(1e-4));
 }
 
-TEST_CASE("FaceExpressionNet matches face-api on the fixed input", "[facenets]") {
-  if (!have_models()) return;
+TEST_CASE("FaceExpressionNet matches face-api on the fixed input", "[facenets][data]") {
+  REQUIRE_MODELS();
   const Graph g = load_face_expression_net(kModelDir);
   REQUIRE(g.node(g.outputs()[0]).shape == Shape{kFaceExpressionCount});
 
   const json* ref = fixture();
-  if (!ref) return;
   const json& r = (*ref)["fixed_inputs"]["face_expression"];
   for (int i = 0; i < kFaceExpressionCount; ++i)
     CHECK(r["labels"][i].get<std::string>() == kFaceExpressionLabels[static_cast<std::size_t>(i)]);
@@ -171,8 +170,8 @@ TEST_CASE("FaceExpressionNet matches face-api on the fixed input", "[facenets]")
   CHECK(top_face_expression(out[0].values()) == top_face_expression(want));
 }
 
-TEST_CASE("face nets run batches: items are independent", "[facenets]") {
-  if (!have_models()) return;
+TEST_CASE("face nets run batches: items are independent", "[facenets][data]") {
+  REQUIRE_MODELS();
   const Graph g = load_face_expression_net(kModelDir);
   Tensor batch(Shape{2, 3, 112, 112});
   const Tensor a = lcg_image(112, 11), b = lcg_image(112, 12);
@@ -190,7 +189,7 @@ TEST_CASE("face nets run batches: items are independent", "[facenets]") {
   }
 }
 
-TEST_CASE("face net builders name a missing or misshaped weight", "[facenets]") {
+TEST_CASE("face net builders name a missing or misshaped weight", "[facenets][data]") {
   WeightMap empty;
   CHECK_THROWS_WITH(build_face_recognition_net(empty),
                     Catch::Contains("conv32_down/conv/filters"));
@@ -198,7 +197,7 @@ TEST_CASE("face net builders name a missing or misshaped weight", "[facenets]") 
   CHECK_THROWS_WITH(build_face_expression_net(empty), Catch::Contains("dense0/conv0/filters"));
   CHECK_THROWS_WITH(build_age_gender_net(empty),
                     Catch::Contains("entry_flow/conv_in/filters"));
-  if (!have_models()) return;
+  REQUIRE_MODELS();
   WeightMap w = load_tfjs_weights(kModelDir / "face_expression_model-weights_manifest.json");
   w["fc/weights"] = Tensor(Shape{256, 6});
   CHECK_THROWS_WITH(build_face_expression_net(w), Catch::Contains("fc/weights"));

@@ -12,16 +12,16 @@
 #include "nexus/model/zoo/face_recognition.hpp"
 #include "nexus/runtime/engine.hpp"
 
+#include "skip.hpp"
+
 using namespace nexus;
 using namespace nexus::runtime;
 using namespace std::chrono_literals;
 
-TEST_CASE("cpu: face recognition net served by the Engine matches a direct run", "[runtime][cpu]") {
+TEST_CASE("cpu: face recognition net served by the Engine matches a direct run", "[runtime][cpu][data]") {
   const std::filesystem::path dir = std::filesystem::path(NEXUS_SOURCE_DIR) / "data/face-api/model";
-  if (!std::filesystem::exists(dir / "face_recognition_model-weights_manifest.json")) {
-    WARN("SKIPPED: face-api model data missing in " << dir.string() << " (run scripts/fetch_data.sh)");
-    return;
-  }
+  NEXUS_SKIP_UNLESS_DATA(std::filesystem::exists(dir / "face_recognition_model-weights_manifest.json"),
+                         "face-api models not in " << dir.string() << " (run scripts/fetch_data.sh)");
   auto graph = std::make_shared<model::Graph>(model::zoo::load_face_recognition_net(dir));
   constexpr int kItems = 6;
   std::mt19937 g(5);

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "skip.hpp"
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -51,6 +53,9 @@ bool have_data() {
          fs::is_regular_file(kSource / "data/video/Megamind.avi");
 }
 
+#define REQUIRE_VIDEO_DATA() \
+  NEXUS_SKIP_UNLESS_DATA(have_data(), "data/face-api/model or data/video/Megamind.avi missing (run scripts/fetch_data.sh)")
+
 double iou(const json& a, const json& b) {  // boxes [x, y, w, h]
   const double ax = a[0], ay = a[1], aw = a[2], ah = a[3];
   const double bx = b[0], by = b[1], bw = b[2], bh = b[3];
@@ -76,11 +81,8 @@ void check_accounting(const json& r) {
 }  // namespace
 
 TEST_CASE("video_analytics serves photos and video on the CPU and accounts for every frame",
-          "[video]") {
-  if (!have_data()) {
-    WARN("data/ not fetched (scripts/fetch_data.sh): skipped");
-    return;
-  }
+          "[video][data]") {
+  REQUIRE_VIDEO_DATA();
   const fs::path out = kWork / "run";
   fs::remove_all(out);
   // Generous SLO: the check is what the pipeline finds and that nothing is lost, not speed
@@ -157,8 +159,8 @@ TEST_CASE("video_analytics serves photos and video on the CPU and accounts for e
   CHECK(r.at("plots").size() == 2);
 }
 
-TEST_CASE("video_analytics: bad inputs end with clear messages", "[video]") {
-  if (!have_data()) return;
+TEST_CASE("video_analytics: bad inputs end with clear messages", "[video][data]") {
+  REQUIRE_VIDEO_DATA();
   fs::create_directories(kWork);
   const fs::path corrupt = kWork / "corrupt.avi";
   {
@@ -208,8 +210,8 @@ TEST_CASE("video_analytics: bad inputs end with clear messages", "[video]") {
   }
 }
 
-TEST_CASE("video_analytics: Ctrl-C drains and still writes a complete report", "[video]") {
-  if (!have_data()) return;
+TEST_CASE("video_analytics: Ctrl-C drains and still writes a complete report", "[video][data]") {
+  REQUIRE_VIDEO_DATA();
   const fs::path out = kWork / "interrupted";
   fs::remove_all(out);
   // SIGINT after 25 s of a 10-minute run (enrolment takes the first seconds).

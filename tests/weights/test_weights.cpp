@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "skip.hpp"
+
 namespace fs = std::filesystem;
 using nexus::DType;
 using nexus::Shape;
@@ -164,11 +166,10 @@ TEST_CASE("malformed JSON manifests are errors naming the file", "[weights]") {
   CHECK_THROWS_WITH(load_tfjs_weights(d / "m.json"), Catch::Contains("'z'"));
 }
 
-TEST_CASE("real face-api SSD manifest loads with its known constants", "[weights]") {
+TEST_CASE("real face-api SSD manifest loads with its known constants", "[weights][data]") {
   const fs::path m = fs::path(NEXUS_SOURCE_DIR) / "data/face-api/model/ssd_mobilenetv1_model-weights_manifest.json";
   if (!fs::exists(m)) {
-    WARN("face-api data not fetched; skipping");
-    return;
+    NEXUS_SKIP_NO_DATA("face-api models not fetched (run scripts/fetch_data.sh)");
   }
   auto w = load_tfjs_weights(m);
   CHECK(w.size() == 151);
