@@ -67,6 +67,33 @@ NodeId Graph::find(const std::string& node_name) const {
   return -1;
 }
 
+Graph Graph::from_nodes(std::string graph_name, std::vector<Node> nodes,
+                        std::vector<NodeId> inputs, std::vector<NodeId> outputs) {
+  const auto count = static_cast<NodeId>(nodes.size());
+  for (NodeId i = 0; i < count; ++i) {
+    const Node& n = nodes[static_cast<std::size_t>(i)];
+    NEXUS_CHECK(n.id == i, "graph '{}': node {} ('{}') has id {} (expected its position)",
+                graph_name, i, n.name, n.id);
+    for (NodeId in : n.inputs)
+      NEXUS_CHECK(0 <= in && in < i, "graph '{}': node {} ('{}') reads node {} (expected an "
+                  "earlier node, 0..{})", graph_name, i, n.name, in, i - 1);
+  }
+  NEXUS_CHECK(!inputs.empty(), "graph '{}': no input", graph_name);
+  NEXUS_CHECK(!outputs.empty(), "graph '{}': no output", graph_name);
+  for (NodeId in : inputs)
+    NEXUS_CHECK(0 <= in && in < count && nodes[static_cast<std::size_t>(in)].op == OpType::kInput,
+                "graph '{}': input {} is not an Input node", graph_name, in);
+  for (NodeId o : outputs)
+    NEXUS_CHECK(0 <= o && o < count, "graph '{}': output {} out of range (0..{})", graph_name,
+                o, count - 1);
+  Graph g;
+  g.name_ = std::move(graph_name);
+  g.nodes_ = std::move(nodes);
+  g.inputs_ = std::move(inputs);
+  g.outputs_ = std::move(outputs);
+  return g;
+}
+
 // ---- shape helpers ----------------------------------------------------------------------------
 
 namespace {

@@ -127,6 +127,14 @@ class Graph {
   /// The id of the first node named `node_name`, or -1 when there is none.
   NodeId find(const std::string& node_name) const;
 
+  /// Assembles a Graph from nodes that were already shape-checked (e.g. cut out of built graphs,
+  /// model/prefix.hpp); no folding, no shape inference. `nodes` must be in topological order with
+  /// nodes[i].id == i and inputs referring to earlier nodes; `inputs` must name kInput nodes and
+  /// `outputs` existing nodes. Weight tensors keep sharing their storage. Throws nexus::Error
+  /// naming the graph and the first node that breaks a rule.
+  static Graph from_nodes(std::string graph_name, std::vector<Node> nodes,
+                          std::vector<NodeId> inputs, std::vector<NodeId> outputs);
+
  private:
   friend class GraphBuilder;
   std::string name_;
