@@ -209,6 +209,21 @@ std::size_t PrefixRunner::unshared_weights_bytes() const {
          shared_weights_bytes() * static_cast<std::size_t>(std::max(0, members() - 1));
 }
 
+void PrefixRunner::prepare(const std::vector<int>& batch_sizes) {
+  impl_->check_loaded();
+  impl_->prefix->prepare(batch_sizes);
+  for (const auto& b : impl_->suffixes)
+    if (b) b->prepare(batch_sizes);
+}
+
+std::size_t PrefixRunner::device_bytes() const {
+  if (!impl_->loaded) return 0;
+  std::size_t bytes = impl_->prefix->device_bytes();
+  for (const auto& b : impl_->suffixes)
+    if (b) bytes += b->device_bytes();
+  return bytes;
+}
+
 std::size_t PrefixRunner::activation_bytes(int batch) const {
   if (!impl_->loaded) return 0;
   std::size_t bytes = impl_->prefix->activation_bytes(batch);

@@ -118,6 +118,8 @@ TEST_CASE("shared weights are counted once", "[exec][prefix]") {
   for (const Graph& g : variants) separately += g.weights_bytes();
   CHECK(runner.unshared_weights_bytes() == separately);
   CHECK(runner.activation_bytes(4) > 0);
+  CHECK(runner.device_bytes() == runner.weights_bytes() + runner.activation_bytes(4));
+  runner.prepare({1, 2, 3, 4});  // nothing to prepare on the CPU; must not throw
 }
 
 TEST_CASE("PrefixRunner rejects bad batches", "[exec][prefix]") {

@@ -73,6 +73,10 @@ class PrefixRunner {
   std::size_t shared_weights_bytes() const;
   /// Weight bytes the members would hold loaded one by one: prefix x members + suffixes.
   std::size_t unshared_weights_bytes() const;
+  /// Backend::prepare for the prefix and every suffix (a suffix may get any of these sizes).
+  void prepare(const std::vector<int>& batch_sizes);
+  /// Device bytes of all parts (Backend::device_bytes): the prefix once, plus every suffix.
+  std::size_t device_bytes() const;
   /// Activation bytes of all parts for a batch of `batch` (prefix at batch, each suffix at batch).
   std::size_t activation_bytes(int batch) const;
   /// The split being run (after load()).
