@@ -6,27 +6,13 @@
 #include <utility>
 
 #include "nexus/core/error.hpp"
+#include "zoo_rng.hpp"
 
 namespace nexus::model::zoo {
 
 namespace {
 
-// SplitMix64: small, fast and identical everywhere (std distributions are not portable).
-class Rng {
- public:
-  explicit Rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [-1, 1).
-  float symmetric() { return static_cast<float>(next() >> 40) * (2.0f / 16777216.0f) - 1.0f; }
-
- private:
-  std::uint64_t state_;
-};
+using detail::Rng;
 
 enum class Act { kNone, kRelu, kRelu6 };
 
