@@ -34,7 +34,31 @@ void label(cv::Mat& m, const std::string& text, cv::Point at, double scale, cv::
               cv::LINE_AA);
 }
 
+// Two decimals, three where two would round across face-api's threshold (0.5997 is a match and
+// must not read "0.60").
+std::string fmt_distance(double d) {
+  return std::abs(d - kFaceApiMatchThreshold) < 0.005 ? fmt::format("{:.3f}", d)
+                                                      : fmt::format("{:.2f}", d);
+}
+
 }  // namespace
+
+bool has_content(const Image& image) {
+  if (image.empty()) return false;
+  double sum = 0, sq = 0;
+  int n = 0;
+  for (int gy = 0; gy < 64; ++gy)
+    for (int gx = 0; gx < 64; ++gx) {
+      const int x = (2 * gx + 1) * image.width / 128, y = (2 * gy + 1) * image.height / 128;
+      const double l = 0.299 * image.at(x, y, 0) + 0.587 * image.at(x, y, 1) +
+                       0.114 * image.at(x, y, 2);
+      sum += l;
+      sq += l * l;
+      ++n;
+    }
+  const double mean = sum / n;
+  return std::sqrt(std::max(0.0, sq / n - mean * mean)) >= 8.0;
+}
 
 void write_annotated(const Image& image, const std::vector<FaceResult>& faces,
                      const std::string& title, const fs::path& file, bool tiled) {
@@ -66,19 +90,25 @@ void write_annotated(const Image& image, const std::vector<FaceResult>& faces,
     for (const auto& p : f.landmarks)
       cv::circle(m, {static_cast<int>(p.x * s), static_cast<int>(p.y * s)}, 1, c, cv::FILLED);
     std::vector<std::string> lines;
-    if (f.has_descriptor) {
-      if (f.identity == "unknown")
-        lines.push_back(std::min(f.box.width, f.box.height) < kMinIdentityPx
-                            ? std::string("too small for identity")
-                            : fmt::format("unknown (nearest d {:.2f})", f.distance));
-      else
-        lines.push_back(fmt::format("{} (d {:.2f})", f.identity, f.distance));
+    if (f.too_small) {
+      lines.push_back(fmt::format("face {:.0f} px: too small", std::min(f.box.width, f.box.height)));
+      lines.push_back("for identity, age, expression");
+    } else {
+      if (f.has_descriptor) {
+        if (f.identity == "unknown")
+          lines.push_back(f.nearest.empty()
+                              ? std::string("unknown")
+                              : fmt::format("unknown (look-alike {}, d {})", f.nearest,
+                                            fmt_distance(f.distance)));
+        else
+          lines.push_back(fmt::format("{} (d {})", f.identity, fmt_distance(f.distance)));
+      }
+      if (f.has_age_gender)
+        lines.push_back(fmt::format("{} {:.0f}%, age {:.0f}", f.gender,
+                                    100 * f.gender_probability, f.age));
+      if (f.has_expression)
+        lines.push_back(fmt::format("{} {:.0f}%", f.expression, 100 * f.expression_probability));
     }
-    if (f.has_age_gender)
-      lines.push_back(fmt::format("{} {:.0f}%, age {:.0f}", f.gender, 100 * f.gender_probability,
-                                  f.age));
-    if (f.has_expression)
-      lines.push_back(fmt::format("{} {:.0f}%", f.expression, 100 * f.expression_probability));
     lines.push_back(fmt::format("det {:.2f}", f.score));
     const int lh = 20;
     int y = r.y + r.height + lh + (r.width < 40 ? std::max(r.width, r.height) + 10 : 2);

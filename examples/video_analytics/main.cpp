@@ -2,7 +2,7 @@
 //
 //   video_analytics [--streams vtest,megamind,photos] [--tenants 1] [--fps F] [--duration S]
 //                   [--slo MS] [--device auto|cpu|cuda] [--policy nexus|lazy|clipper|tfserving]
-//                   [--out DIR] [--find-max-streams]
+//                   [--out DIR] [--allow-partial] [--check] [--find-max-streams]
 //
 // Every frame goes through Engine::submit() and comes back once from poll(); the plan comes from
 // the Scheduler (QueryPlanner + SquishyBinPacker) over batching profiles measured on this machine
@@ -21,6 +21,8 @@
 #include <thread>
 #include <unistd.h>
 
+#include <ctime>
+
 #include <cxxopts.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -28,6 +30,7 @@
 #include "nexus/core/error.hpp"
 #include "nexus/exec/cuda_backend.hpp"
 #include "nexus/model/zoo/face_recognition.hpp"
+#include "nexus/version.hpp"
 #include "report.hpp"
 #include "va.hpp"
 
@@ -66,6 +69,11 @@ struct Config {
   float min_score = 0.5f;
   int annotate = 3;
   int cpu_workers = 0;
+  bool allow_partial = false;   // serve the streams that open when some requested ones do not
+  bool check_only = false;      // validate the inputs and the SLO, then exit without serving
+  double match_threshold = kFaceApiMatchThreshold;
+  std::string command_line;     // as typed, for report.json
+  std::vector<std::string> left_out;  // "<stream>: <why>" of requested streams that did not open
 };
 
 nexus::dispatch::BatchPolicyKind policy_kind(const std::string& p) {
@@ -158,6 +166,48 @@ nexus::runtime::EngineOptions engine_options(const Config& cfg, const Env& env,
   o.epoch = std::chrono::seconds(10);
   o.planner = make_planner(std::move(sched), env.profiles);
   return o;
+}
+
+// Devices the engine will serve on (the pre-check's rule (2) depends on it).
+int device_count(const Env& env) {
+  return env.device == "cuda" ? std::max(1, nexus::cuda_device_count()) : 1;
+}
+
+// Expected faces per frame (the Scheduler's fan-out of the detector): measured on the videos and
+// photos at the defaults; the epoch loop re-plans with the measured rates anyway.
+double expected_faces(PipelineKind kind) { return kind == PipelineKind::kTiled ? 0.5 : 1.5; }
+
+// The Scheduler's queries: one per tenant and pipeline kind; its rate is the sum of its streams'.
+std::map<std::string, nexus::QuerySpec> schedule_queries(const std::vector<StreamSpec>& specs,
+                                                         std::chrono::microseconds slo) {
+  std::map<std::string, std::pair<PipelineKind, double>> queries;
+  for (const auto& s : specs) {
+    auto& q = queries[s.query];
+    q.first = s.pipeline;
+    q.second += s.fps;
+  }
+  std::map<std::string, nexus::QuerySpec> sched;
+  for (const auto& [name, q] : queries)
+    sched[name] = make_schedule_query(name, q.first, slo, q.second, expected_faces(q.first));
+  return sched;
+}
+
+// The SLO pre-check of every query (see explain_infeasible_slo). Prints why and the smallest
+// --slo accepted for all of them; returns false when one is not accepted.
+bool check_slo(const std::map<std::string, nexus::QuerySpec>& sched, const Env& env) {
+  std::int64_t need = 0;
+  bool ok = true;
+  for (const auto& [name, q] : sched) {
+    const std::string why = explain_infeasible_slo(q, env.profiles, device_count(env));
+    if (why.empty()) continue;
+    std::cerr << "error: " << why << "\n";
+    ok = false;
+    need = std::max(need, smallest_accepted_slo_ms(q, env.profiles, device_count(env)));
+  }
+  if (!ok && sched.size() > 1)
+    std::cerr << fmt::format("error: the smallest SLO accepted for all {} queries is --slo {}\n",
+                             sched.size(), need);
+  return ok;
 }
 
 void load_models_into(nexus::runtime::Engine& engine, const Env& env) {
@@ -256,16 +306,17 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
                        const std::string& policy, double fps, std::chrono::microseconds slo,
                        double duration_s, bool report, bool live) {
   RunOutcome out;
-  // Open the sources; a stream that cannot be opened is reported and left out.
+  // Open the sources. preflight() has opened each once already and left out (or refused) those
+  // that failed, so a failure here is new (the file changed meanwhile): reported and left out.
   std::vector<StreamSpec> specs;
   std::vector<std::unique_ptr<FrameSource>> sources;
-  std::vector<std::string> errors;
+  std::vector<std::string> errors = cfg.left_out;
   for (auto s : specs_in) {
     if (s.fps <= 0) s.fps = fps;
     try {
       auto src = std::make_unique<FrameSource>(s, cfg.loop);
       for (const auto& w : src->warnings) {
-        std::cerr << "warning: " << w << "\n";
+        if (report) std::cerr << "warning: " << w << "\n";
         errors.push_back(w);
       }
       sources.push_back(std::move(src));
@@ -280,25 +331,15 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
     out.exit_code = 2;
     return out;
   }
-  // Queries: one per tenant and pipeline kind; its rate is the sum of its streams' rates.
+  const auto sched = schedule_queries(specs, slo);
+  if (!check_slo(sched, env)) {
+    out.exit_code = 3;
+    return out;
+  }
   std::map<std::string, std::pair<PipelineKind, double>> queries;
-  for (const auto& s : specs) {
-    auto& q = queries[s.query];
-    q.first = s.pipeline;
-    q.second += s.fps;
-  }
-  std::map<std::string, nexus::QuerySpec> sched;
-  for (const auto& [name, q] : queries)
-    sched[name] = make_schedule_query(name, q.first, slo, q.second,
-                                      q.first == PipelineKind::kTiled ? 0.5 : 1.5);
-  for (const auto& [name, q] : sched) {
-    const std::string why = explain_infeasible_slo(q, env.profiles);
-    if (!why.empty()) {
-      std::cerr << "error: " << why << "\n";
-      out.exit_code = 3;
-      return out;
-    }
-  }
+  for (const auto& [name, q] : sched)
+    queries[name] = {q.stages.front().id == "tile" ? PipelineKind::kTiled : PipelineKind::kWhole,
+                     q.rate_rps};
   FrameStore store;
   std::vector<StreamRecord> recs;
   for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -317,7 +358,7 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
     fs::create_directories(cfg.out);
     fs::remove_all(frames_dir);
   }
-  Collector col(recs, &env.gallery, &store, frames_dir, cfg.annotate, slo);
+  Collector col(recs, &env.gallery, &store, frames_dir, cfg.annotate, slo, cfg.match_threshold);
 
   nexus::runtime::Engine engine(engine_options(cfg, env, policy, sched));
   load_models_into(engine, env);
@@ -452,7 +493,7 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
   const auto plan = engine.plan();
   if (report) {
     std::ostringstream table;
-    col.print_table(table, stats, plan, env.device);
+    col.print_table(table, stats, plan, env.device, cfg.left_out);
     const auto& tt = out.summary.totals;
     table << fmt::format(
         "\nFrames: {} submitted = {} completed + {} dropped + {} rejected + {} failed {}\n"
@@ -462,18 +503,39 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
         tt.completed + tt.dropped + tt.rejected + tt.failed == tt.submitted ? "(all accounted)"
                                                                              : "(MISMATCH)",
         slo.count() / 1e3, 100 * out.summary.good_rate, out.summary.p50_ms, out.summary.p99_ms);
+    const auto warnings = col.warnings();
+    for (const auto& w : warnings) table << "warning: " << w << "\n";
+    const std::string headline = col.headline(stats, wall, env.device);
+    table << "\n" << headline << "\n";
     std::cout << table.str();
+    for (const auto& w : warnings) std::cerr << "warning: " << w << "\n";
     nlohmann::json j = col.to_json(stats, plan);
+    j["nexus_version"] = nexus::version();
+    j["timestamp_utc"] = [] {
+      const std::time_t now = std::time(nullptr);
+      std::tm tm{};
+      gmtime_r(&now, &tm);
+      char buf[32];
+      std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+      return std::string(buf);
+    }();
+    j["command_line"] = cfg.command_line;
+    j["headline"] = headline;
+    j["warnings"] = warnings;
     j["device"] = env.device;
     j["engine_devices"] = nlohmann::json::array();
     for (const auto& d : engine.devices()) j["engine_devices"].push_back(d.name);
     j["policy"] = policy;
-    j["slo_ms"] = slo.count() / 1e3;
-    j["fps_per_stream"] = fps;
+    j["query_slo_ms"] = slo.count() / 1e3;  // end to end, per frame; stage budgets: sessions
+    j["match_threshold"] = cfg.match_threshold;
+    nlohmann::json fps_of = nlohmann::json::object();
+    for (const auto& s : specs) fps_of[s.name] = s.fps;
+    j["fps_per_stream"] = fps_of;
     j["duration_s"] = wall;
     j["tenants"] = cfg.tenants;
     j["interrupted"] = out.interrupted;
     j["errors"] = errors;
+    j["streams_left_out"] = cfg.left_out;
     auto plots = col.write_plots(cfg.out / "plots");
     j["plots"] = plots;
     std::ofstream(cfg.out / "report.json") << j.dump(2) << "\n";
@@ -486,33 +548,58 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
   return out;
 }
 
-// Checks before the (slow) enrolment: can the streams be opened, can the SLO be met at all?
-// Returns an exit code (0 = go on).
-int preflight(const Config& cfg, const Env& env, const std::vector<StreamSpec>& specs,
+// Checks before the (slow) enrolment: can every requested stream be opened, can the SLO be met?
+// A stream that cannot be opened is reported once; the run stops (exit 2) unless --allow-partial,
+// which leaves it out (named in the summary and report.json). Returns an exit code (0 = go on).
+int preflight(Config& cfg, const Env& env, std::vector<StreamSpec>& specs,
               std::chrono::microseconds slo) {
-  int opened = 0;
+  std::vector<StreamSpec> opened;
   for (const auto& s : specs) {
     try {
       FrameSource src(s, cfg.loop);
-      ++opened;
+      opened.push_back(s);
     } catch (const std::exception& e) {
-      std::cerr << "error: " << e.what() << " - stream left out\n";
+      std::cerr << "error: " << e.what() << "\n";
+      cfg.left_out.push_back(fmt::format("{}: {}", s.name, e.what()));
     }
   }
-  if (opened == 0) {
+  if (opened.empty()) {
     std::cerr << "error: no stream could be opened; nothing to serve\n";
     return 2;
   }
-  std::set<std::pair<std::string, PipelineKind>> kinds;
-  for (const auto& s : specs) kinds.insert({s.query, s.pipeline});
-  for (const auto& [name, kind] : kinds) {
-    const std::string why = explain_infeasible_slo(
-        make_schedule_query(name, kind, slo, 1.0, 1.5), env.profiles);
-    if (!why.empty()) {
-      std::cerr << "error: " << why << "\n";
-      return 3;
+  if (!cfg.left_out.empty() && !cfg.allow_partial) {
+    std::cerr << fmt::format("error: {} of {} requested stream(s) cannot be opened (above); fix "
+                             "them, or pass --allow-partial to serve the other {}\n",
+                             cfg.left_out.size(), specs.size(), opened.size());
+    return 2;
+  }
+  for (const auto& l : cfg.left_out) std::cerr << "warning: left out (--allow-partial): " << l << "\n";
+  specs = std::move(opened);
+  return check_slo(schedule_queries(specs, slo), env) ? 0 : 3;
+}
+
+// --out must be a directory we can create and write in: checked before anything slow.
+int validate_out(const fs::path& out) {
+  std::error_code ec;
+  fs::create_directories(out, ec);
+  if (ec || !fs::is_directory(out)) {
+    std::cerr << fmt::format("error: --out '{}': cannot create the directory ({}); expected a "
+                             "writable directory path\n",
+                             out.string(), ec ? ec.message() : "exists and is not a directory");
+    return 2;
+  }
+  const fs::path probe = out / ".video_analytics_write_test";
+  {
+    std::ofstream o(probe);
+    o << "ok\n";
+    if (!o.flush()) {
+      std::cerr << fmt::format("error: --out '{}': the directory is not writable; expected a "
+                               "writable directory path\n",
+                               out.string());
+      return 2;
     }
   }
+  fs::remove(probe, ec);
   return 0;
 }
 
@@ -584,8 +671,8 @@ int run(int argc, char** argv) {
   // clang-format off
   opts.add_options()
     ("streams", "comma list: vtest (tiled 2x2), megamind, photos, a video file, tiled:<video>, "
-                "or a folder of photos; <stream>@<fps> sets its rate (default: vtest@0.25,megamind@0.5,"
-                "photos@0.5 on cpu, vtest,megamind,photos on cuda)", cxxopts::value<std::string>()->default_value(""))
+                "or a folder of photos; <stream>@<fps> sets its rate (default: vtest@0.25,megamind@2,"
+                "photos@1 on cpu, vtest,megamind,photos on cuda)", cxxopts::value<std::string>()->default_value(""))
     ("tenants", "copies of the stream set, each tenant with its own queries", cxxopts::value<int>()->default_value("1"))
     ("fps", "frames submitted per second per stream (0 = device default: 1 on cpu, 10 on cuda)",
                 cxxopts::value<double>()->default_value("0"))
@@ -607,8 +694,18 @@ int run(int argc, char** argv) {
     ("min-score", "face detector threshold", cxxopts::value<float>()->default_value("0.5"))
     ("annotate", "annotated frames per stream", cxxopts::value<int>()->default_value("3"))
     ("cpu-workers", "engine CPU pool threads (0 = device default)", cxxopts::value<int>()->default_value("0"))
+    ("allow-partial", "serve the streams that open when some requested ones cannot be opened "
+                      "(default: exit 2)")
+    ("check", "check the inputs (--out, streams, models, SLO) and exit without serving")
+    ("match-threshold", "gallery match: descriptor distance strictly below this (face-api's "
+                        "FaceMatcher: 0.6)", cxxopts::value<double>()->default_value("0.6"))
     ("h,help", "this help");
   // clang-format on
+  for (int i = 0; i < argc; ++i) {
+    const std::string w = argv[i];
+    const bool plain = w.find_first_of(" '\"$\\;&|<>*?()") == std::string::npos && !w.empty();
+    cfg.command_line += (i ? " " : "") + (plain ? w : "'" + w + "'");
+  }
   cxxopts::ParseResult a;
   try {
     a = opts.parse(argc, argv);
@@ -651,6 +748,9 @@ int run(int argc, char** argv) {
   cfg.min_score = a["min-score"].as<float>();
   cfg.annotate = a["annotate"].as<int>();
   cfg.cpu_workers = a["cpu-workers"].as<int>();
+  cfg.allow_partial = a.count("allow-partial") > 0;
+  cfg.check_only = a.count("check") > 0;
+  cfg.match_threshold = a["match-threshold"].as<double>();
   (void)policy_kind(cfg.policy);
   NEXUS_CHECK(cfg.tenants >= 1 && cfg.tenants <= 16, "--tenants {}: expected 1..16", cfg.tenants);
   NEXUS_CHECK(cfg.fps >= 0 && cfg.fps <= 240, "--fps {}: expected 0..240", cfg.fps);
@@ -658,6 +758,10 @@ int run(int argc, char** argv) {
   NEXUS_CHECK(cfg.slo_ms >= 0, "--slo {}: expected a positive number of ms", cfg.slo_ms);
   NEXUS_CHECK(cfg.min_score > 0 && cfg.min_score < 1, "--min-score {}: expected (0, 1)",
               cfg.min_score);
+  NEXUS_CHECK(cfg.match_threshold > 0 && cfg.match_threshold <= 2,
+              "--match-threshold {}: expected (0, 2] (a Euclidean distance of unit descriptors)",
+              cfg.match_threshold);
+  if (int rc = validate_out(cfg.out)) return rc;
 
   Env env;
   const int gpus = nexus::cuda_device_count();
@@ -674,10 +778,11 @@ int run(int argc, char** argv) {
   }
   env.engine_devices = env.device == "cuda" ? "auto" : "cpu";
   if (cfg.streams.empty()) {
-    // What one device serves within the default SLO: on a 2-core CPU the 512 x 512 detector
-    // takes ~0.3 s a run and a tiled vtest frame needs four.
+    // The default demo on a CPU: about 3 frames/s, 4-5 detector runs a second (a tiled vtest
+    // frame needs four), near what a 2-core CPU runs (the 512 x 512 detector takes 0.15-0.3 s a
+    // run), so queues form, the detector batches and early drop drops what cannot make the SLO.
     if (env.device == "cpu" && stream_arg.empty() && !cfg.find_max)
-      cfg.streams = {"vtest@0.25", "megamind@0.5", "photos@0.5"};
+      cfg.streams = {"vtest@0.25", "megamind@2", "photos@1"};
     else
       cfg.streams = {"vtest", "megamind", "photos"};
   }
@@ -703,6 +808,11 @@ int run(int argc, char** argv) {
       specs.push_back(s);
     }
   if (int rc = preflight(cfg, env, specs, slo)) return rc;
+  if (cfg.check_only) {
+    std::cout << fmt::format("check: --out, {} stream(s) and the SLO of {:.0f} ms are accepted\n",
+                             specs.size(), slo.count() / 1e3);
+    return 0;
+  }
   env.gallery = enroll(cfg, env);
   if (g_interrupted) return 130;
 

@@ -468,40 +468,68 @@ nexus::QuerySpec make_schedule_query(const std::string& name, PipelineKind kind,
   return q;
 }
 
-std::string explain_infeasible_slo(const nexus::QuerySpec& q, const nexus::ProfileMap& profiles) {
-  nexus::QueryPlanner planner;
+namespace {
+
+// Least time of one frame alone in the query, with its fan-out (the pre-check's rule (2), see
+// va.hpp). `why` gets the per-stage terms.
+std::chrono::microseconds least_frame_time(const nexus::QuerySpec& q,
+                                           const nexus::ProfileMap& profiles, int devices,
+                                           std::string* why);
+
+}  // namespace
+
+bool slo_accepted(const nexus::QuerySpec& q, const nexus::ProfileMap& profiles, int devices) {
+  if (least_frame_time(q, profiles, devices, nullptr) > q.slo) return false;
   try {
-    planner.split(q, profiles);
-    return "";
-  } catch (const nexus::InfeasibleSlo& e) {
-    // Least budget per stage: 2 l(1) + pre + post (the saturated rule at batch 1).
-    auto need = [&](const std::string& model) {
-      const auto& p = profiles.at(model);
-      return 2 * p.latency(1) + p.preprocess() + p.postprocess();
-    };
-    std::string worst;
-    std::chrono::microseconds worst_need{0}, path{0};
-    std::string chain;
-    for (const auto& s : q.stages) {
-      const auto n = need(s.model);
-      if (s.id == "age_gender" || s.id == "expression") continue;  // parallel to recognize
-      path += n;
-      chain += (chain.empty() ? "" : " -> ") + fmt::format("{} {:.0f} ms", s.id, n.count() / 1e3);
-      if (n > worst_need) {
-        worst_need = n;
-        worst = s.id;
-      }
-    }
-    std::string msg = fmt::format(
-        "query '{}': the SLO of {:.0f} ms cannot be met on this device. Stage '{}' alone needs "
-        "at least {:.0f} ms (2 x l(1) + pre/post-processing, from the measured profile); the path "
-        "{} needs at least {:.0f} ms in all.",
-        q.id, q.slo.count() / 1e3, worst, worst_need.count() / 1e3, chain, path.count() / 1e3);
-    if (e.required_slo.count() > 0)
-      msg += fmt::format(" The planner finds a plan from --slo {:.0f} (ms) on.",
-                         std::ceil(e.required_slo.count() / 1e3));
-    return msg;
+    nexus::QueryPlanner().split(q, profiles);
+    return true;
+  } catch (const nexus::InfeasibleSlo&) {
+    return false;
   }
+}
+
+std::int64_t smallest_accepted_slo_ms(nexus::QuerySpec q, const nexus::ProfileMap& profiles,
+                                      int devices) {
+  auto ok = [&](std::int64_t ms) {
+    q.slo = std::chrono::milliseconds(ms);
+    return slo_accepted(q, profiles, devices);
+  };
+  std::int64_t hi = 1;
+  while (!ok(hi)) {
+    NEXUS_CHECK(hi < (std::int64_t{1} << 30), "query '{}': no SLO up to {} ms is accepted", q.id,
+                hi);
+    hi *= 2;
+  }
+  std::int64_t lo = hi / 2;  // not accepted (or 0)
+  while (hi - lo > 1) {
+    const std::int64_t mid = lo + (hi - lo) / 2;
+    (ok(mid) ? hi : lo) = mid;
+  }
+  return hi;
+}
+
+std::string explain_infeasible_slo(const nexus::QuerySpec& q, const nexus::ProfileMap& profiles,
+                                   int devices) {
+  if (slo_accepted(q, profiles, devices)) return "";
+  std::string terms;
+  const auto least = least_frame_time(q, profiles, devices, &terms);
+  // Least budget per stage: 2 l(1) + pre + post (the saturated rule at batch 1).
+  std::string worst;
+  std::chrono::microseconds worst_need{0};
+  for (const auto& s : q.stages) {
+    const auto& p = profiles.at(s.model);
+    const auto n = 2 * p.latency(1) + p.preprocess() + p.postprocess();
+    if (n > worst_need) {
+      worst_need = n;
+      worst = s.id;
+    }
+  }
+  return fmt::format(
+      "query '{}': the SLO of {:.0f} ms cannot be met on this device. Stage '{}' alone needs at "
+      "least {:.0f} ms (2 x l(1) + pre/post-processing, from the measured profile), and one frame "
+      "with its fan-out needs at least {:.0f} ms ({}). The smallest SLO accepted is --slo {}.",
+      q.id, q.slo.count() / 1e3, worst, worst_need.count() / 1e3, least.count() / 1e3, terms,
+      smallest_accepted_slo_ms(q, profiles, devices));
 }
 
 namespace {
@@ -523,6 +551,37 @@ std::vector<std::vector<std::size_t>> paths_of(const nexus::QuerySpec& q) {
   std::vector<std::vector<std::size_t>> out;
   paths_from(q, 0, path, out);
   return out;
+}
+
+std::chrono::microseconds least_frame_time(const nexus::QuerySpec& q,
+                                           const nexus::ProfileMap& profiles, int devices,
+                                           std::string* why) {
+  const auto rates = nexus::QueryPlanner::stage_rates(q);
+  std::map<std::string, std::chrono::microseconds> cost;
+  for (const auto& s : q.stages) {
+    const auto& p = profiles.at(s.model);
+    const double per_frame = rates.at(s.id) / q.rate_rps;
+    const int n = std::max(1, static_cast<int>(std::ceil(per_frame - 1e-9)));
+    const int b = std::min(n, p.max_batch());
+    const int rounds = (n + b - 1) / b;
+    cost[s.id] = rounds * p.latency(b) + n * (p.preprocess() + p.postprocess());
+    if (why)
+      *why += fmt::format("{}{} {} item{} {:.0f} ms", why->empty() ? "" : " + ", s.id, n,
+                          n == 1 ? "" : "s", cost[s.id].count() / 1e3);
+  }
+  std::chrono::microseconds total{0};
+  if (devices <= 1) {  // one device: the stages of the frame take turns on it
+    for (const auto& [id, c] : cost) total += c;
+    if (why) *why += " on one device";
+  } else {
+    for (const auto& path : paths_of(q)) {
+      std::chrono::microseconds sum{0};
+      for (auto u : path) sum += cost.at(q.stages[u].id);
+      total = std::max(total, sum);
+    }
+    if (why) *why += "; the longest path counts";
+  }
+  return total;
 }
 
 // Every budget positive and no root-to-leaf path over the SLO.
@@ -675,18 +734,19 @@ std::vector<FaceResult> faces_of(const nexus::runtime::QueryResult& r) {
   return faces;
 }
 
-std::pair<std::string, double> Gallery::match(const std::vector<float>& d, double threshold) const {
-  std::string best = "unknown";
-  double best_d = 1e9;
+GalleryMatch Gallery::match(const std::vector<float>& d, double threshold,
+                            const std::string& exclude_photo) const {
+  GalleryMatch m{"unknown", "", 1e9};
   for (const auto& e : entries) {
+    if (!exclude_photo.empty() && e.photo == exclude_photo) continue;
     const double x = zoo::face_distance(d, e.descriptor);
-    if (x < best_d) {
-      best_d = x;
-      best = e.label;
+    if (x < m.distance) {
+      m.distance = x;
+      m.nearest = e.label;
     }
   }
-  if (best_d >= threshold) best = "unknown";
-  return {best, best_d};
+  if (m.distance < threshold) m.identity = m.nearest;
+  return m;
 }
 
 const GalleryEntry* Gallery::find(const std::string& label) const {

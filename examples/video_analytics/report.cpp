@@ -43,8 +43,14 @@ nlohmann::json face_json(const FaceResult& f) {
   j["box"] = {std::round(f.box.x * 10) / 10, std::round(f.box.y * 10) / 10,
               std::round(f.box.width * 10) / 10, std::round(f.box.height * 10) / 10};
   j["score"] = f.score;
+  if (f.too_small) {  // the nets' answers on a few upsampled pixels are not claimed
+    j["too_small"] = true;
+    j["size_px"] = std::round(std::min(f.box.width, f.box.height));
+    return j;
+  }
   if (f.has_descriptor) {
     j["identity"] = f.identity;
+    j["nearest"] = f.nearest;
     j["distance"] = f.distance;
   }
   if (f.has_age_gender) {
@@ -55,6 +61,21 @@ nlohmann::json face_json(const FaceResult& f) {
   if (f.has_expression) {
     j["expression"] = f.expression;
     j["expression_probability"] = f.expression_probability;
+  }
+  return j;
+}
+
+// One finished video frame for report.json's "frames": which, when, its outcome.
+nlohmann::json frame_json(const StreamRecord& s, const QueryResult& r, const Frame& f) {
+  nlohmann::json j;
+  j["stream"] = s.name;
+  j["frame"] = f.index;
+  j["status"] = std::string(nexus::runtime::to_string(r.status));
+  if (r.status != RequestStatus::kCompleted)
+    j["reason"] = std::string(nexus::runtime::to_string(r.reason));
+  else {
+    j["latency_ms"] = std::round(ms_between(r.submitted, r.finished) * 10) / 10;
+    j["met_slo"] = r.met_slo;
   }
   return j;
 }
@@ -71,13 +92,14 @@ std::string stage_of(const std::string& session) {
 
 Collector::Collector(std::vector<StreamRecord> streams, const Gallery* gallery, FrameStore* store,
                      fs::path annotate_dir, int annotate_per_stream,
-                     std::chrono::microseconds slo)
+                     std::chrono::microseconds slo, double match_threshold)
     : streams_(std::move(streams)),
       gallery_(gallery),
       store_(store),
       annotate_dir_(std::move(annotate_dir)),
       annotate_per_stream_(annotate_per_stream),
-      slo_(slo) {}
+      slo_(slo),
+      match_threshold_(match_threshold) {}
 
 void Collector::on_submit(nexus::runtime::RequestId id, std::shared_ptr<const Frame> frame,
                           TimePoint at) {
@@ -127,15 +149,19 @@ void Collector::record_locked(const QueryResult& r, const std::shared_ptr<const 
         bump(good_, t_fin);
       }
       auto faces = faces_of(r);
-      for (auto& face : faces)
+      for (auto& face : faces) {
+        // A face a few pixels wide (vtest's pedestrians, upsampled to 112-150 px for the nets)
+        // gets no identity, age, gender or expression: see kMinFacePx.
+        face.too_small = std::min(face.box.width, face.box.height) < kMinFacePx;
         if (face.has_descriptor && gallery_) {
-          auto [label, d] = gallery_->match(face.descriptor);
-          face.identity = label;
-          face.distance = d;
-          // A descriptor of a face a few pixels wide (vtest's pedestrians, upsampled to 150 x 150)
-          // says nothing about who it is: no identity below kMinIdentityPx.
-          if (std::min(face.box.width, face.box.height) < kMinIdentityPx) face.identity = "unknown";
+          // A demo photo is matched against the faces enrolled from the other photos.
+          const auto m = gallery_->match(face.descriptor, match_threshold_,
+                                         s.kind == "photos" ? f->source : std::string());
+          face.identity = face.too_small ? "unknown" : m.identity;
+          face.nearest = m.nearest;
+          face.distance = m.distance;
         }
+      }
       s.faces += faces.size();
       if (s.kind == "photos" && !photos_.count(f->source)) {
         nlohmann::json j;
@@ -146,10 +172,17 @@ void Collector::record_locked(const QueryResult& r, const std::shared_ptr<const 
         for (const auto& face : faces) j["faces"].push_back(face_json(face));
         photos_[f->source] = j;
       }
-      // Annotate the first completed frame of each stream, then frames with faces.
+      if (s.kind == "video") {
+        nlohmann::json fr = frame_json(s, r, *f);
+        fr["faces"] = nlohmann::json::array();
+        for (const auto& face : faces) fr["faces"].push_back(face_json(face));
+        frames_.push_back(std::move(fr));
+      }
+      // Annotate the first completed frame of each stream, then frames with faces; never a frame
+      // without content (the black first frame of Megamind.avi).
       const bool want = !annotate_dir_.empty() && s.annotated < annotate_per_stream_ &&
                         (!s.annotated_any || !faces.empty()) &&
-                        (s.kind != "photos" || !faces.empty());
+                        (s.kind != "photos" || !faces.empty()) && has_content(*f->image);
       if (want) {
         std::string safe = s.name;
         std::replace(safe.begin(), safe.end(), '#', '_');
@@ -186,6 +219,7 @@ void Collector::record_locked(const QueryResult& r, const std::shared_ptr<const 
     const std::string reason(nexus::runtime::to_string(r.reason));
     ++reasons_[reason];
     ++s.reasons[reason];
+    if (s.kind == "video") frames_.push_back(frame_json(s, r, *f));
   }
   store_->erase(f->id);
 }
@@ -229,6 +263,9 @@ struct StageAgg {
   std::map<int, std::uint64_t> batch_sizes;
 };
 
+// Fewer than half of a stream's frames completed within the SLO.
+bool mostly_lost(const StreamRecord& s) { return s.submitted > 0 && 2 * s.good < s.submitted; }
+
 std::map<std::string, StageAgg> aggregate(const nexus::runtime::EngineStats& stats) {
   std::map<std::string, StageAgg> out;
   for (const auto& [id, m] : stats.sessions) {
@@ -268,7 +305,8 @@ std::string fmt_drops(const std::map<std::string, std::uint64_t>& d) {
 }  // namespace
 
 void Collector::print_table(std::ostream& out, const nexus::runtime::EngineStats& stats,
-                            const nexus::Plan& plan, const std::string& device) const {
+                            const nexus::Plan& plan, const std::string& device,
+                            const std::vector<std::string>& left_out) const {
   std::lock_guard lock(mu_);
   const auto agg = aggregate(stats);
   out << "\nPer stage (all tenants; latency = queued -> post-processed, per item)\n";
@@ -297,41 +335,109 @@ void Collector::print_table(std::ostream& out, const nexus::runtime::EngineStats
   out << fmt::format("\nPlan (Scheduler: QueryPlanner SLO split + squishy bin packing over the "
                      "profiles measured on {})\n",
                      device);
+  const std::size_t ndev = std::max<std::size_t>(1, stats.devices.size());
+  auto device_of = [&](int slot) {
+    return stats.devices.empty() ? std::string("?")
+                                 : stats.devices[static_cast<std::size_t>(slot) % ndev].name;
+  };
   for (const auto& g : plan.gpus) {
-    out << fmt::format("  slot {} -> {}: duty cycle {:.1f} ms, occupancy {:.0f}%{}\n", g.gpu,
-                       stats.devices.empty()
-                           ? std::string("?")
-                           : stats.devices[static_cast<std::size_t>(g.gpu) % stats.devices.size()].name,
-                       g.duty_cycle.count() / 1e3, 100 * g.occupancy,
+    out << fmt::format("  slot {} -> {}: duty cycle {:.1f} ms, planned occupancy {:.0f}%{}\n",
+                       g.gpu, device_of(g.gpu), g.duty_cycle.count() / 1e3, 100 * g.occupancy,
                        g.saturated ? " (saturated)" : "");
     for (const auto& a : g.sessions) {
-      out << fmt::format("      {:<24} batch {:>2}  l(b) {:>7.1f} ms  rate {:>6.2f}/s  stage budget {:>6.0f} ms\n",
+      // The budget the engine gives the stage (Plan::stage_budgets), as in report.json.
+      auto it = plan.stage_budgets.find(a.session);
+      const auto budget = it != plan.stage_budgets.end() ? it->second : a.slo;
+      out << fmt::format("      {:<24} batch {:>2}  l(b) {:>7.1f} ms  rate {:>6.2f}/s  stage "
+                         "budget {:>7.1f} ms\n",
                          a.session, a.batch, a.latency.count() / 1e3, a.rate_rps,
-                         a.slo.count() / 1e3);
+                         budget.count() / 1e3);
     }
   }
-  if (plan.num_gpus() > static_cast<int>(std::max<std::size_t>(1, stats.devices.size())))
-    out << fmt::format(
-        "  note: the plan asks for {} device slots and this machine has {}: the engine runs the "
-        "slots' sessions round robin on it,\n  so a stage waits for the others' batches; item "
-        "deadlines are therefore 'latest start' (query deadline minus the least\n  time the "
-        "stages below need) instead of the stage budgets above.\n",
-        plan.num_gpus(), stats.devices.size());
   for (const auto& r : plan.rejected)
     out << fmt::format("  rejected: {}: {}\n", r.session, r.reason);
-  out << "\nDevices\n";
-  for (const auto& d : stats.devices)
-    out << fmt::format("  {:<8} busy {:6.1f} s  occupancy {:5.1f}%  batches {}  items {}\n", d.name,
-                       d.busy_seconds, 100 * d.occupancy, d.batches, d.items);
+  out << "\nDevices (occupancy = share of time running batches: planned = sum over the device's "
+         "slots of l(b)/d\nwith full batches every duty cycle; measured = time in the backend / "
+         "serving time)\n";
+  for (std::size_t d = 0; d < stats.devices.size(); ++d) {
+    const auto& dev = stats.devices[d];
+    double planned = 0.0;
+    std::string slots;
+    for (const auto& g : plan.gpus)
+      if (static_cast<std::size_t>(g.gpu) % ndev == d) {
+        planned += g.occupancy;
+        slots += fmt::format("{}{}", slots.empty() ? "" : ",", g.gpu);
+      }
+    out << fmt::format("  {:<8} occupancy planned {:5.1f}% (slot{} {})  measured {:5.1f}%  busy "
+                       "{:.1f} s  batches {}  items {}\n",
+                       dev.name, 100 * planned, slots.find(',') == std::string::npos ? "" : "s",
+                       slots.empty() ? "-" : slots, 100 * dev.occupancy, dev.busy_seconds,
+                       dev.batches, dev.items);
+  }
   out << "\nStreams\n";
   out << fmt::format("  {:<12} {:<8} {:>6} {:>9} {:>5} {:>7} {:>8} {:>6} {:>6} {:>9} {:>9}\n",
                      "stream", "pipeline", "fps", "submitted", "good", "dropped", "rejected",
                      "failed", "faces", "p50 ms", "p99 ms");
   for (const auto& s : streams_)
-    out << fmt::format("  {:<12} {:<8} {:>6.2f} {:>9} {:>5} {:>7} {:>8} {:>6} {:>6} {:>9.0f} {:>9.0f}\n",
+    out << fmt::format("  {:<12} {:<8} {:>6.2f} {:>9} {:>5} {:>7} {:>8} {:>6} {:>6} {:>9.0f} {:>9.0f}{}\n",
                        s.name, s.pipeline, s.fps, s.submitted, s.good, s.dropped, s.rejected,
                        s.failed, s.faces, percentile(s.latency_ms, 0.5),
-                       percentile(s.latency_ms, 0.99));
+                       percentile(s.latency_ms, 0.99),
+                       mostly_lost(s) ? "  <- mostly not served (warning below)" : "");
+  for (const auto& l : left_out)
+    out << fmt::format("  {:<12} not served: {}\n", l.substr(0, l.find(':')),
+                       l.substr(std::min(l.size(), l.find(':') + 2)));
+}
+
+std::vector<std::string> Collector::warnings() const {
+  std::lock_guard lock(mu_);
+  std::vector<std::string> w;
+  for (const auto& s : streams_) {
+    if (!mostly_lost(s)) continue;
+    std::string why;
+    for (const auto& [r, n] : s.reasons) why += fmt::format("{}{} {}", why.empty() ? "" : ", ", r, n);
+    w.push_back(fmt::format(
+        "stream {}: only {} of {} frame(s) completed within the {:.0f} ms SLO ({} dropped, {} "
+        "rejected, {} failed{}{}); {}",
+        s.name, s.good, s.submitted, slo_.count() / 1e3, s.dropped, s.rejected, s.failed,
+        why.empty() ? "" : ": ", why,
+        s.failed > 0 ? "see the failure messages above"
+                     : "the device cannot keep up with it: raise --slo or lower its fps "
+                       "(<stream>@<fps>)"));
+  }
+  return w;
+}
+
+std::string Collector::headline(const nexus::runtime::EngineStats& stats, double wall_s,
+                                 const std::string& device) const {
+  std::lock_guard lock(mu_);
+  const auto agg = aggregate(stats);
+  std::uint64_t n = 0, sum = 0;
+  int hi = 0;
+  if (auto it = agg.find("detect"); it != agg.end())
+    for (auto [b, c] : it->second.batch_sizes) {
+      n += c;
+      sum += c * static_cast<std::uint64_t>(b);
+      if (c) hi = std::max(hi, b);
+    }
+  std::uint64_t early = 0;  // frames early drop discarded before their deadline passed
+  if (auto it = reasons_.find("deadline"); it != reasons_.end()) early = it->second;
+  const double offered = wall_s > 0 ? double(totals_.submitted) / wall_s : 0.0;
+  const double good = totals_.submitted ? 100.0 * double(totals_.good) / double(totals_.submitted)
+                                        : 0.0;
+  std::string batching =
+      hi > 1 ? fmt::format("the detector ran batches of up to {} (mean {:.1f})", hi,
+                           n ? double(sum) / double(n) : 0.0)
+             : std::string("the detector never batched (the load was too light)");
+  std::string dropping =
+      early > 0 ? fmt::format("early drop discarded {} frame(s) that could no longer make the "
+                              "{:.0f} ms SLO instead of serving them late",
+                              early, slo_.count() / 1e3)
+                : fmt::format("nothing had to be dropped to keep the {:.0f} ms SLO",
+                              slo_.count() / 1e3);
+  return fmt::format("What this run shows: {} stream(s) offered {:.2f} frames/s to one engine on "
+                     "{}; {}, {}, and {:.1f}% of all frames completed within the SLO.",
+                     streams_.size(), offered, device, batching, dropping, good);
 }
 
 nlohmann::json Collector::to_json(const nexus::runtime::EngineStats& stats,
@@ -384,6 +490,8 @@ nlohmann::json Collector::to_json(const nexus::runtime::EngineStats& stats,
     s["latency_ms_p99"] = m.latency.p99_us / 1e3;
     s["drops_by_reason"] = m.drops;
     s["rate_rps"] = m.rate_rps;
+    if (auto it = plan.stage_budgets.find(id); it != plan.stage_budgets.end())
+      s["stage_budget_ms"] = it->second.count() / 1e3;  // as in the summary and plan
     sessions[id] = s;
   }
   j["sessions"] = sessions;
@@ -393,6 +501,17 @@ nlohmann::json Collector::to_json(const nexus::runtime::EngineStats& stats,
     devs.push_back({{"name", d.name}, {"busy_s", d.busy_seconds}, {"occupancy", d.occupancy},
                     {"batches", d.batches}, {"items", d.items}});
   j["devices"] = devs;
+  // Planned occupancy per device: Σ over the slots the engine runs on it (slot mod devices).
+  {
+    const std::size_t ndev = std::max<std::size_t>(1, stats.devices.size());
+    for (std::size_t d = 0; d < j["devices"].size(); ++d) {
+      double planned = 0.0;
+      for (const auto& g : plan.gpus)
+        if (static_cast<std::size_t>(g.gpu) % ndev == d) planned += g.occupancy;
+      j["devices"][d]["occupancy_planned"] = planned;
+      j["devices"][d]["occupancy_measured"] = stats.devices[d].occupancy;
+    }
+  }
   nlohmann::json ss = nlohmann::json::array();
   for (const auto& s : streams_) {
     nlohmann::json x;
@@ -418,6 +537,7 @@ nlohmann::json Collector::to_json(const nexus::runtime::EngineStats& stats,
   nlohmann::json photos = nlohmann::json::array();
   for (const auto& [name, p] : photos_) photos.push_back(p);
   j["photos"] = photos;
+  j["frames"] = frames_;  // every finished video frame: outcome, latency, faces
   if (gallery_) {
     nlohmann::json g = nlohmann::json::array();
     for (const auto& e : gallery_->entries)

@@ -37,7 +37,8 @@ struct PhotoFace {
 class Collector {
  public:
   Collector(std::vector<StreamRecord> streams, const Gallery* gallery, FrameStore* store,
-            fs::path annotate_dir, int annotate_per_stream, std::chrono::microseconds slo);
+            fs::path annotate_dir, int annotate_per_stream, std::chrono::microseconds slo,
+            double match_threshold = kFaceApiMatchThreshold);
 
   void start(TimePoint t0) { t0_ = t0; }
   /// A frame was submitted as request `id`.
@@ -62,9 +63,18 @@ class Collector {
   };
   Summary summary() const;
 
-  /// Prints the summary table (stages, plan, devices, streams) to `out`.
+  /// Prints the summary table (stages, plan, devices, streams) to `out`. `left_out`: requested
+  /// streams that could not be opened ("<name>: <why>"), one row each.
   void print_table(std::ostream& out, const nexus::runtime::EngineStats& stats,
-                   const nexus::Plan& plan, const std::string& device) const;
+                   const nexus::Plan& plan, const std::string& device,
+                   const std::vector<std::string>& left_out = {}) const;
+  /// One line per stream that was mostly not served (fewer than half of its frames completed
+  /// within the SLO): what happened and what to change.
+  std::vector<std::string> warnings() const;
+  /// One sentence: what this run demonstrates (load, batching, early drop, good rate), from the
+  /// figures of the run. `wall_s`: serving time.
+  std::string headline(const nexus::runtime::EngineStats& stats, double wall_s,
+                       const std::string& device) const;
   /// report.json contents.
   nlohmann::json to_json(const nexus::runtime::EngineStats& stats, const nexus::Plan& plan) const;
   /// Data files + gnuplot scripts + PNGs under dir. Returns the PNG paths written (empty when
@@ -83,6 +93,7 @@ class Collector {
   fs::path annotate_dir_;
   int annotate_per_stream_;
   std::chrono::microseconds slo_;
+  double match_threshold_;
   TimePoint t0_{};
   struct Pending {
     std::shared_ptr<const Frame> frame;
@@ -97,6 +108,7 @@ class Collector {
   // per second since start: offered (by submit), completed/good/not-completed (by finish)
   std::vector<double> offered_, served_, good_, lost_;
   std::map<std::string, nlohmann::json> photos_;           // first completed result per photo
+  nlohmann::json frames_ = nlohmann::json::array();        // per finished video frame
   std::vector<std::string> annotated_;
 };
 

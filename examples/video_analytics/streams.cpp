@@ -100,8 +100,10 @@ std::string FrameSource::source_name(std::int64_t index) const {
 std::string FrameSource::describe() const {
   if (impl_->spec.kind == "photos")
     return fmt::format("{} photos, cycled", impl_->photos.size());
-  return fmt::format("{} frames at {:.1f} fps, every {:.0f}. frame submitted, {}",
-                     impl_->frame_count, native_fps_, impl_->step,
+  const std::string every =
+      impl_->step < 1.5 ? std::string("every frame submitted")
+                        : fmt::format("1 frame in {:.0f} submitted", impl_->step);
+  return fmt::format("{} frames at {:.1f} fps, {}, {}", impl_->frame_count, native_fps_, every,
                      impl_->loop ? "looped" : "stops at the end");
 }
 

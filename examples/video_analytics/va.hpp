@@ -94,8 +94,16 @@ inline constexpr const char* kModelRecognition = "face_recognition";
 inline constexpr const char* kModelAgeGender = "age_gender";
 inline constexpr const char* kModelExpression = "face_expression";
 
-/// Faces narrower than this (pixels) get no identity: their descriptor is not meaningful.
-inline constexpr double kMinIdentityPx = 32.0;
+/// Faces smaller than this (pixels, the shorter side of the detection box) get no identity, age,
+/// gender or expression in the labels and the report: the nets see a crop upsampled from a few
+/// pixels to 112-150 px, and what they say about it is noise (a 10 px pedestrian came out
+/// "male 90%, age 9"). The nets still run on them; only the claims are withheld.
+inline constexpr double kMinFacePx = 32.0;
+
+/// face-api's FaceMatcher threshold: a gallery match needs a Euclidean descriptor distance
+/// strictly below it (FaceMatcher.ts: `distanceThreshold = 0.6`, `bestMatch.distance <
+/// this._distanceThreshold`). --match-threshold changes it.
+inline constexpr double kFaceApiMatchThreshold = 0.6;
 
 /// Side of the thumbnail the tile stage's model sees ([3, kTileThumb, kTileThumb]).
 inline constexpr int kTileThumb = 32;
@@ -131,10 +139,23 @@ nexus::QuerySpec make_schedule_query(const std::string& name, PipelineKind kind,
 /// The stages of a pipeline, root first.
 std::vector<std::string> stage_names(PipelineKind kind);
 
-/// Why an SLO is too tight: per stage the least budget it needs (2ℓ(1) + pre + post, the
-/// saturated rule of §6.1), the path sum, and the smallest feasible SLO found by the planner.
-/// Returns "" when the SLO is feasible.
-std::string explain_infeasible_slo(const nexus::QuerySpec& q, const nexus::ProfileMap& profiles);
+/// The SLO pre-check of one query on a box with `devices` devices. An SLO is accepted when
+///  (1) the QueryPlanner finds a split of it (§6.2: every stage within 2ℓ(b) + pre + post of its
+///      budget), and
+///  (2) one frame alone fits in it with its fan-out: each stage runs its items per frame (4 tiles
+///      for the detector of a tiled frame, the expected faces for the face nets, at least one) as
+///      one batch, ℓ(n) + n·(pre + post); on one device all stages of the frame take turns, so
+///      their times add up; with several devices the longest root-to-leaf path counts.
+/// Returns "" when accepted, else why not: the stage that needs most, the frame's least time and
+/// the smallest accepted SLO (smallest_accepted_slo).
+std::string explain_infeasible_slo(const nexus::QuerySpec& q, const nexus::ProfileMap& profiles,
+                                   int devices);
+/// True when the pre-check above accepts q.slo.
+bool slo_accepted(const nexus::QuerySpec& q, const nexus::ProfileMap& profiles, int devices);
+/// The smallest SLO, in whole ms, that slo_accepted() accepts for q (q.slo ignored): binary
+/// search over whole milliseconds; the result r is accepted and r - 1 is not.
+std::int64_t smallest_accepted_slo_ms(nexus::QuerySpec q, const nexus::ProfileMap& profiles,
+                                      int devices);
 
 /// Planner passed to the Engine: QueryPlanner (SLO split, §6.2) for each query, then the
 /// SquishyBinPacker (§6.1) over all sessions. The engine folds extra GPU slots onto its devices.
@@ -150,8 +171,10 @@ struct FaceResult {
   std::vector<nexus::model::zoo::FacePoint> landmarks;  ///< 68 points, empty if not reached
   bool has_descriptor = false;
   std::vector<float> descriptor;
-  std::string identity;           ///< gallery label of the best match, "unknown" when too far
-  double distance = 0.0;          ///< to the best match
+  std::string identity;           ///< gallery label of the match, "unknown" when too far/small
+  std::string nearest;            ///< gallery label of the nearest entry (a look-alike if unknown)
+  double distance = 0.0;          ///< to the nearest entry
+  bool too_small = false;         ///< box under kMinFacePx: no identity, age, gender, expression
   bool has_age_gender = false;
   double age = 0.0;
   std::string gender;
@@ -171,10 +194,18 @@ struct GalleryEntry {
   FaceRect box;
   std::vector<float> descriptor;
 };
+struct GalleryMatch {
+  std::string identity;   ///< label of the nearest entry when distance < threshold, else "unknown"
+  std::string nearest;    ///< label of the nearest entry ("" when the gallery is empty)
+  double distance = 0.0;  ///< Euclidean distance of the descriptors to the nearest entry
+};
 struct Gallery {
   std::vector<GalleryEntry> entries;
-  /// Best match (label, distance); label "unknown" when the distance is >= threshold.
-  std::pair<std::string, double> match(const std::vector<float>& d, double threshold = 0.6) const;
+  /// The nearest entry, as face-api's FaceMatcher.findBestMatch: a match when its distance is
+  /// strictly below `threshold`. Entries enrolled from photo `exclude_photo` are skipped (a demo
+  /// photo is matched against the others, not against itself).
+  GalleryMatch match(const std::vector<float>& d, double threshold = kFaceApiMatchThreshold,
+                     const std::string& exclude_photo = "") const;
   const GalleryEntry* find(const std::string& label) const;
 };
 
@@ -217,6 +248,10 @@ class FrameSource {
 
 // ---------------------------------------------------------------------------------------------
 // Annotation
+
+/// False for a frame without content to show: nearly uniform (a black or white fade frame), i.e.
+/// the standard deviation of its luma over a 64 x 64 sample grid is below 8 (of 255).
+bool has_content(const Image& image);
 
 /// Draws the faces (box, identity, age, gender, expression) on a copy of the frame and writes it
 /// as PNG or JPEG (by the extension). Frames are scaled to 1280 px wide so labels stay readable.
