@@ -508,7 +508,6 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
     const std::string headline = col.headline(stats, wall, env.device);
     table << "\n" << headline << "\n";
     std::cout << table.str();
-    for (const auto& w : warnings) std::cerr << "warning: " << w << "\n";
     nlohmann::json j = col.to_json(stats, plan);
     j["nexus_version"] = nexus::version();
     j["timestamp_utc"] = [] {

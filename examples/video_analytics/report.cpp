@@ -394,13 +394,18 @@ std::vector<std::string> Collector::warnings() const {
   std::vector<std::string> w;
   for (const auto& s : streams_) {
     if (!mostly_lost(s)) continue;
+    std::string lost;  // the non-zero outcomes, then the reasons
+    for (auto [what, n] : {std::pair<const char*, std::uint64_t>{"dropped", s.dropped},
+                           {"rejected", s.rejected},
+                           {"failed", s.failed},
+                           {"late", s.completed - s.good}})
+      if (n) lost += fmt::format("{}{} {}", lost.empty() ? "" : ", ", n, what);
     std::string why;
     for (const auto& [r, n] : s.reasons) why += fmt::format("{}{} {}", why.empty() ? "" : ", ", r, n);
     w.push_back(fmt::format(
-        "stream {}: only {} of {} frame(s) completed within the {:.0f} ms SLO ({} dropped, {} "
-        "rejected, {} failed{}{}); {}",
-        s.name, s.good, s.submitted, slo_.count() / 1e3, s.dropped, s.rejected, s.failed,
-        why.empty() ? "" : ": ", why,
+        "stream {}: only {} of {} frame(s) completed within the {:.0f} ms SLO ({}{}{}); {}",
+        s.name, s.good, s.submitted, slo_.count() / 1e3, lost, why.empty() ? "" : "; reasons: ",
+        why,
         s.failed > 0 ? "see the failure messages above"
                      : "the device cannot keep up with it: raise --slo or lower its fps "
                        "(<stream>@<fps>)"));
