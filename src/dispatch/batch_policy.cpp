@@ -13,16 +13,18 @@ std::string_view to_string(BatchPolicyKind kind) {
     case BatchPolicyKind::kLazyDrop: return "lazy_drop";
     case BatchPolicyKind::kAimd: return "aimd";
     case BatchPolicyKind::kMaxBatchTimeout: return "max_batch_timeout";
+    case BatchPolicyKind::kTritonDynamic: return "triton_dynamic";
   }
   return "?";
 }
 
 BatchPolicyKind parse_batch_policy(std::string_view name) {
   for (auto k : {BatchPolicyKind::kEarlyDrop, BatchPolicyKind::kLazyDrop, BatchPolicyKind::kAimd,
-                 BatchPolicyKind::kMaxBatchTimeout})
+                 BatchPolicyKind::kMaxBatchTimeout, BatchPolicyKind::kTritonDynamic})
     if (to_string(k) == name) return k;
-  throw_error("batch policy '{}': expected early_drop, lazy_drop, aimd or max_batch_timeout",
-              name);
+  throw_error(
+      "batch policy '{}': expected early_drop, lazy_drop, aimd, max_batch_timeout or triton_dynamic",
+      name);
 }
 
 LatencyTable::LatencyTable(std::span<const Duration> latencies)
@@ -150,6 +152,37 @@ class MaxBatchTimeout final : public BatchPolicy {
   Duration timeout_;
 };
 
+class TritonDynamic final : public BatchPolicy {
+ public:
+  TritonDynamic(std::vector<int> preferred, Duration delay)
+      : preferred_(std::move(preferred)), delay_(delay) {
+    for (int p : preferred_)
+      NEXUS_CHECK(p >= 1, "triton_dynamic: preferred batch size {} (expected >= 1)", p);
+    std::sort(preferred_.begin(), preferred_.end());
+  }
+  BatchPolicyKind kind() const override { return BatchPolicyKind::kTritonDynamic; }
+  BatchDecision decide(const QueueView& q, TimePoint now, const LatencyTable& lat,
+                       int target) override {
+    const std::size_t n = q.size();
+    std::size_t i = 0;
+    while (i < n && q.deadline(i) < now) ++i;  // the queue timeout: past its deadline
+    const std::size_t m = n - i;
+    if (m == 0) return {i, 0, std::nullopt};
+    const auto maxb = static_cast<std::size_t>(std::max(1, std::min(target, lat.max_batch())));
+    if (m >= maxb) return {i, maxb, std::nullopt};
+    for (auto it = preferred_.rbegin(); it != preferred_.rend(); ++it)
+      if (static_cast<std::size_t>(*it) <= m && static_cast<std::size_t>(*it) <= maxb)
+        return {i, static_cast<std::size_t>(*it), std::nullopt};
+    const TimePoint due = q.arrival(i) + delay_;
+    if (now >= due) return {i, m, std::nullopt};
+    return {i, 0, due};
+  }
+
+ private:
+  std::vector<int> preferred_;
+  Duration delay_;
+};
+
 }  // namespace
 
 std::unique_ptr<BatchPolicy> make_batch_policy(const BatchPolicyOptions& o) {
@@ -158,6 +191,8 @@ std::unique_ptr<BatchPolicy> make_batch_policy(const BatchPolicyOptions& o) {
     case BatchPolicyKind::kLazyDrop: return std::make_unique<LazyDrop>();
     case BatchPolicyKind::kAimd: return std::make_unique<Aimd>(o.aimd_backoff);
     case BatchPolicyKind::kMaxBatchTimeout: return std::make_unique<MaxBatchTimeout>(o.batch_timeout);
+    case BatchPolicyKind::kTritonDynamic:
+      return std::make_unique<TritonDynamic>(o.preferred_batch_sizes, o.max_queue_delay);
   }
   throw_error("make_batch_policy: unknown kind");
 }

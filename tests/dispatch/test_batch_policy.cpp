@@ -115,9 +115,39 @@ TEST_CASE("max-batch-or-timeout waits for the batch, then for the timeout", "[di
   CHECK(dec.take == 4);
 }
 
+TEST_CASE("triton dynamic batcher: max batch, preferred sizes, queue delay, timeout drop",
+          "[dispatch][triton]") {
+  auto p = make_batch_policy({.kind = BatchPolicyKind::kTritonDynamic,
+                              .preferred_batch_sizes = {4, 2},
+                              .max_queue_delay = 3ms});
+  const auto lat = ten_ms_per_item();
+  // 3 queued, plan batch 8: the largest preferred size <= 3 is 2 -> run 2 at once.
+  std::vector<TimePoint> d(3, at(1s)), a{at(0ms), at(1ms), at(2ms)};
+  auto dec = p->decide(VectorQueueView(d, a), at(2ms), lat, 8);
+  CHECK(dec.drop == 0);
+  CHECK(dec.take == 2);
+  // 1 queued: no preferred size fits; wait until the oldest has waited 3 ms, then run it.
+  std::vector<TimePoint> d1{at(1s)}, a1{at(1ms)};
+  dec = p->decide(VectorQueueView(d1, a1), at(2ms), lat, 8);
+  CHECK(dec.take == 0);
+  REQUIRE(dec.wait_until.has_value());
+  CHECK(*dec.wait_until == at(4ms));
+  CHECK(p->decide(VectorQueueView(d1, a1), at(4ms), lat, 8).take == 1);
+  // 9 queued with plan batch 8: run 8. Two already past their deadline: dropped (the only
+  // drop, even though the third cannot finish in time either: no SLO-aware dropping).
+  std::vector<TimePoint> d9{at(1ms), at(2ms), at(5ms), at(1s), at(1s), at(1s), at(1s), at(1s), at(1s)};
+  std::vector<TimePoint> a9(9, at(0ms));
+  dec = p->decide(VectorQueueView(d9, a9), at(3ms), lat, 8);
+  CHECK(dec.drop == 2);
+  CHECK(dec.take == 4);  // 7 left: preferred 4
+  dec = p->decide(VectorQueueView(d9, a9), at(0ms), lat, 8);
+  CHECK(dec.drop == 0);
+  CHECK(dec.take == 8);
+}
+
 TEST_CASE("policy names round-trip and bad names throw", "[dispatch]") {
   for (auto k : {BatchPolicyKind::kEarlyDrop, BatchPolicyKind::kLazyDrop, BatchPolicyKind::kAimd,
-                 BatchPolicyKind::kMaxBatchTimeout})
+                 BatchPolicyKind::kMaxBatchTimeout, BatchPolicyKind::kTritonDynamic})
     CHECK(parse_batch_policy(to_string(k)) == k);
   CHECK_THROWS_AS(parse_batch_policy("fifo"), nexus::Error);
 }

@@ -14,6 +14,12 @@
 //               SLO and is cut by 10% when one does not; late requests are dropped lazily.
 //   kMaxBatchTimeout  TF-Serving style: run max_batch when queued, else wait until the oldest
 //               request has waited `batch_timeout`, then run what is there; never drops.
+//   kTritonDynamic  Triton-style dynamic batcher (NVIDIA Triton model configuration,
+//               "dynamic_batching": preferred_batch_size, max_queue_delay_microseconds, and a
+//               queue policy with a timeout): drop requests whose deadline has passed (the queue
+//               timeout, its only drop); run max batch (the plan's size) when queued, else the
+//               largest preferred size that is queued, else wait until the oldest request has
+//               waited max_queue_delay and run what is there.
 //
 // Thread-safety: a BatchPolicy object belongs to one (session, executor) pair and is used by
 // that executor's thread only.
@@ -29,10 +35,11 @@
 
 namespace nexus::dispatch {
 
-enum class BatchPolicyKind { kEarlyDrop, kLazyDrop, kAimd, kMaxBatchTimeout };
+enum class BatchPolicyKind { kEarlyDrop, kLazyDrop, kAimd, kMaxBatchTimeout, kTritonDynamic };
 
 std::string_view to_string(BatchPolicyKind kind);
-/// Parses "early_drop", "lazy_drop", "aimd", "max_batch_timeout"; throws nexus::Error otherwise.
+/// Parses "early_drop", "lazy_drop", "aimd", "max_batch_timeout", "triton_dynamic"; throws
+/// nexus::Error otherwise.
 BatchPolicyKind parse_batch_policy(std::string_view name);
 
 /// Read-only view of a session queue in deadline order (index 0 = earliest deadline).
@@ -97,6 +104,11 @@ struct BatchPolicyOptions {
   bool grow_batch = true;
   /// kAimd: multiplicative decrease factor on an SLO miss (Clipper uses 0.9).
   double aimd_backoff = 0.9;
+  /// kTritonDynamic: batch sizes run as soon as that many requests are queued (sorted or not;
+  /// sizes above the plan's batch are ignored); empty = only the plan's batch.
+  std::vector<int> preferred_batch_sizes{};
+  /// kTritonDynamic: how long the oldest request may wait for a preferred batch.
+  Duration max_queue_delay = std::chrono::microseconds(100);
 };
 
 class BatchPolicy {
