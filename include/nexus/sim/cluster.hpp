@@ -1,0 +1,91 @@
+#pragma once
+// The cluster simulator: N simulated GPUs running a Scenario under one System, in virtual time.
+// It is the library's own Engine (EngineOptions::clock a VirtualClock, devices "sim:N"): the same
+// planner, Dispatcher, BatchPolicy and GpuExecutor code; batches take the SimBackend's time.
+// Only the planner, SLO split and batch policy differ between systems (baselines.hpp).
+//
+//   Scenario sc = load_scenario("sim/scenarios/traffic.json");
+//   SimResult r = simulate(sc, {.gpus = 16, .system = System::kNexus, .load_scale = 1.0});
+//   MaxThroughput m = find_max_throughput(sc, {.gpus = 16, .system = System::kClipper});
+//
+// Metrics (paper §8): a request is good when it completes within its query SLO; good_rate =
+// good / submitted over requests submitted after the warm-up; throughput_rps = good requests
+// per second. find_max_throughput bisects the load scale for the highest offered rate with
+// good_rate >= 0.99. gpus_used_avg is the time average of GPUs the plan gives work (for the
+// baselines every GPU); lower_bound_gpus is the time average of Σ_i R_i / T_i(B_i) at the true
+// (trace) stage rates with the stage budgets in use (B_i the saturated batch, paper §6.1).
+//
+// Deterministic: the same scenario, options and seed give the same result, bit for bit.
+//
+// Thread-safety: simulate() is re-entrant (one Engine per call); the progress callback runs on
+// the calling thread.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "nexus/sim/baselines.hpp"
+#include "nexus/sim/scenario.hpp"
+
+namespace nexus::sim {
+
+struct SimOptions {
+  int gpus = 16;
+  System system = System::kNexus;
+  Ablations ablate{};
+  Duration duration{0};        ///< 0 = the scenario's duration_s
+  std::uint64_t seed = 1;
+  double load_scale = 1.0;     ///< multiplies every query's rate (trace included)
+  Duration sample_every{0};    ///< > 0: record a SimSample every this long
+  /// Called every ~1% of virtual time with the fraction done (progress bars).
+  std::function<void(double)> progress;
+};
+
+/// One point of the time series (sample_every).
+struct SimSample {
+  double t_s = 0;               ///< virtual time at the end of the interval
+  double offered_rps = 0;       ///< requests submitted in the interval / its length
+  double bad_rate = 0;          ///< of requests submitted in the interval (dropped, late, ...)
+  double gpus_used = 0;         ///< GPUs with work in the plan at the sample time
+  double lower_bound_gpus = 0;  ///< at the true rates of the interval
+};
+
+struct SimResult {
+  std::string scenario, system, ablations;
+  int gpus = 0;
+  double load_scale = 1.0;
+  double duration_s = 0, warmup_s = 0;
+  double offered_rps = 0;       ///< submitted after warm-up / measured time
+  double good_rate = 0;         ///< good / submitted after warm-up
+  double throughput_rps = 0;    ///< good / measured time
+  double p99_latency_ms = 0;    ///< of completed requests after warm-up
+  double gpus_used_avg = 0;
+  double lower_bound_gpus = 0;
+  std::uint64_t submitted = 0, good = 0, completed = 0, dropped = 0, rejected = 0, failed = 0;
+  std::uint64_t submitted_total = 0;   ///< including the warm-up
+  std::uint64_t stage_items = 0;       ///< stage items run (all stages, whole run)
+  double wall_s = 0;                   ///< wall time of the simulation
+  double sim_rps = 0;                  ///< simulated requests (query requests) per wall second
+  std::map<std::string, double> per_query_good_rate;
+  std::vector<SimSample> samples;
+};
+
+/// Runs one simulation. Throws nexus::Error for 0 GPUs, an SLO no plan meets (Nexus: the
+/// Engine's add_query message naming the stage and the SLO that would work), or a prefix
+/// ablation (prefix batching does not exist yet).
+SimResult simulate(const Scenario& scenario, const SimOptions& options);
+
+struct MaxThroughput {
+  double max_throughput_rps = 0;   ///< offered rate of the best passing run (good >= 99%)
+  double scale = 0;                ///< its load scale
+  SimResult at_max;                ///< that run
+  std::vector<SimResult> runs;     ///< every run of the search, in order
+};
+
+/// Bisection over the load scale for the highest rate with good_rate >= `target` (0.99):
+/// doubles/halves from scale 1 to bracket, then bisects to `precision` (relative).
+MaxThroughput find_max_throughput(const Scenario& scenario, const SimOptions& options,
+                                  double target = 0.99, double precision = 0.02);
+
+}  // namespace nexus::sim
