@@ -238,14 +238,16 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
   const auto nsamples = static_cast<std::size_t>(std::ceil(to_s(duration) / to_s(sample_every)));
   std::vector<std::uint64_t> s_sub(nsamples + 1, 0), s_bad(nsamples + 1, 0);
   std::vector<double> s_used(nsamples + 1, 0), s_lb(nsamples + 1, 0);
-  std::map<std::string, const BatchProfile*> profile_of;
-  for (const auto& m : sc.models) profile_of[m.name] = &m.profile;
+  ProfileMap profiles;
+  for (const auto& m : sc.models) profiles.emplace(m.name, m.profile);
   auto take_sample = [&](std::size_t k, TimePoint at) {
     const Plan p = engine.plan();
     int used = 0;
     for (const auto& g : p.gpus) used += g.sessions.empty() ? 0 : 1;
     s_used[k] = std::min(used, o.gpus);
-    double lb = 0;
+    // The packer's own bound Σ R_i / T_i(B_i) (B_i its throughput-maximising saturated batch)
+    // at the true rates of this moment and the stage budgets in use.
+    std::vector<Session> sessions;
     const double t = to_s(at.time_since_epoch());
     for (const auto& q : sc.queries) {
       const double rate = q.rate_at(t) * o.load_scale;
@@ -253,13 +255,13 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
       for (std::size_t i = 0; i < q.stages.size(); ++i) {
         const std::string id = q.name + "/" + q.stages[i].name;
         auto bi = p.stage_budgets.find(id);
-        if (bi == p.stage_budgets.end()) continue;
-        const BatchProfile& prof = *profile_of.at(q.stages[i].model);
-        Session s{id, q.stages[i].model, bi->second, rate * mult[i]};
-        const int b = saturated_batch(prof, effective_slo(s, prof, eo.packer));
-        if (b > 0 && s.rate_rps > 0) lb += s.rate_rps / prof.throughput(b);
+        if (bi == p.stage_budgets.end() || rate * mult[i] <= 0) continue;
+        sessions.push_back({id, q.stages[i].model, bi->second, rate * mult[i]});
       }
     }
+    PackerOptions po = eo.packer;
+    po.max_gpus = 0;
+    const double lb = sessions.empty() ? 0.0 : SquishyBinPacker(po).pack(sessions, profiles).lower_bound_gpus;
     s_lb[k] = lb;
   };
 
