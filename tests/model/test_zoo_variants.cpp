@@ -48,6 +48,12 @@ TEST_CASE("standard variants share all but their final FC head", "[model][prefix
   REQUIRE(groups.size() == 1);
   CHECK(groups[0].members == std::vector<int>{0, 1, 2, 3});
 
+  // Fewer classes: the head and the softmax after it shrink; the backbone is still shared.
+  const Graph small = zoo::standard_variant("mobilenet_v1", 4, 1, 10);
+  CHECK(small.node(small.outputs()[0]).shape == Shape{10});
+  CHECK(small.node(fc).weight.shape() == Shape({10, 1024}));
+  const std::vector<const Graph*> mixed{&small, &v[0]};
+  CHECK(longest_common_prefix(mixed).shared_weight_bytes == base.weights_bytes() - fc_bytes);
   CHECK_THROWS_WITH(zoo::standard_variant("ssd_mobilenet_v1_300", 0), Contains("no classifier"));
   CHECK_THROWS_WITH(zoo::standard_variant("mobilenet_v1", -1), Contains("variant -1"));
   CHECK_THROWS_WITH(zoo::standard_variant("alexnet", 0), Contains("alexnet"));

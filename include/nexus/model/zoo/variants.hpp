@@ -19,17 +19,23 @@
 namespace nexus::model::zoo {
 
 /// `graph` with its last FullyConnected layer (in topological order) re-drawn from head_seed,
+/// with `classes` outputs (0: as many as before; specialised models often tell a few classes),
 /// named `name` (graph.name() when empty). Other weights share storage with `graph`. Throws
-/// nexus::Error naming the graph when it has no FullyConnected layer.
-Graph with_new_head(const Graph& graph, std::uint64_t head_seed, std::string name = {});
+/// nexus::Error naming the graph when it has no FullyConnected layer, or when the class count
+/// changes and a node after the head is not a softmax or activation.
+Graph with_new_head(const Graph& graph, std::uint64_t head_seed, std::int64_t classes = 0,
+                    std::string name = {});
 
 /// Variant `variant` (>= 0) of a standard classifier ("resnet50", "mobilenet_v1", "vgg16",
 /// "googlenet", "inception_v3"): standard_model(name, seed) with a new final FC head; named
-/// "<name>/v<variant>". Same input and output shapes as the base model. Throws nexus::Error on an
-/// unknown name, a model without an FC head (ssd_mobilenet_v1_300) or a negative variant.
-Graph standard_variant(std::string_view name, int variant, std::uint64_t seed = 1);
+/// "<name>/v<variant>". Same input shape as the base model; output [classes] ("prob", softmax),
+/// 1000 when classes is 0. Throws nexus::Error on an unknown name, a model without an FC head
+/// (ssd_mobilenet_v1_300) or a negative variant.
+Graph standard_variant(std::string_view name, int variant, std::uint64_t seed = 1,
+                       std::int64_t classes = 0);
 
 /// Variants 0..count-1 of `name`, e.g. resnet50 with K seeded final FC heads.
-std::vector<Graph> standard_variants(std::string_view name, int count, std::uint64_t seed = 1);
+std::vector<Graph> standard_variants(std::string_view name, int count, std::uint64_t seed = 1,
+                                     std::int64_t classes = 0);
 
 }  // namespace nexus::model::zoo

@@ -1,0 +1,338 @@
+// Prefix batching (paper §6.3, Fig. 15): K specialised variants of one classifier (a shared
+// backbone, a seeded FC head each, zoo/variants.hpp), served on one device under one fixed SLO,
+// with and without prefix batching, for K = 1, 2, 5, 10. Prints one JSON row per (K, mode):
+//   {"device", "variants", "prefix_batching", "throughput_rps", "good_rate", "memory_bytes", ...}
+// plus one "profile" row with the measured latencies.
+//
+// How each figure is obtained (on the device the run happens on; here the CpuBackend):
+//  - ℓ(b): measured on real backends, b = 1, 2, 4, 8, 16 (median of `--runs` timed runs after a
+//    warm-up), interpolated by BatchProfile: the whole variant model (what each session runs
+//    without prefix batching), the shared prefix and one suffix (PrefixRunner's parts).
+//  - throughput_rps: the largest Poisson request rate (spread uniformly over the K variants) at
+//    which >= 99% of requests finish within the SLO ("good rate", notes §8), found by bisection.
+//    Each probe serves 30 s of traffic in virtual time on one device with the measured ℓ(b):
+//    without prefix batching K sessions run round robin (duty cycle), each batch formed by early
+//    drop (dispatch::early_drop_decision) with the saturated batch size of the plan; with prefix
+//    batching the K sessions are one unit: the members' requests form one merged batch (early
+//    drop over them in deadline order) that runs the prefix once, then each member's suffix on
+//    its items: ℓ = ℓ_prefix(B) + Σ_k ℓ_suffix(n_k).
+//  - memory_bytes: what the loaded backends hold (Backend::device_bytes: weights + activation
+//    arena at max batch): K CpuBackends of the whole model, vs one PrefixRunner (prefix once +
+//    K suffixes).
+// Options: --device cpu|cuda (default cpu; cuda: the CudaBackend, device memory), --model mobilenet_v1|resnet50|... (default mobilenet_v1: ResNet-50 takes minutes to
+// profile on a shared 2-core box), --classes N (head size, default 100), --slo-ms X (default
+// 10 x ℓ_model(1), rounded up to 10 ms), --runs N (default 5), --threads N, --machine "label".
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "nexus/dispatch/batch_policy.hpp"
+#include "nexus/exec/cpu_backend.hpp"
+#include "nexus/exec/cuda_backend.hpp"
+#include "nexus/exec/prefix_runner.hpp"
+#include "nexus/model/prefix.hpp"
+#include "nexus/model/zoo/variants.hpp"
+#include "nexus/profile/batch_profile.hpp"
+#include "nexus/sim/traffic.hpp"
+
+using namespace nexus;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kMaxBatch = 16;
+const std::vector<int> kBatches = {1, 2, 4, 8, 16};
+
+struct Args {
+  std::string model = "mobilenet_v1";
+  std::int64_t classes = 100;
+  double slo_ms = 0;
+  int runs = 5;
+  int threads = 0;
+  std::string machine = "2-core x86_64 CPU box, shared";
+  std::string device = "cpu";
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    const char* v = argv[i + 1];
+    if (k == "--model") a.model = v;
+    else if (k == "--classes") a.classes = std::atoll(v);
+    else if (k == "--slo-ms") a.slo_ms = std::atof(v);
+    else if (k == "--runs") a.runs = std::max(1, std::atoi(v));
+    else if (k == "--threads") a.threads = std::atoi(v);
+    else if (k == "--machine") a.machine = v;
+    else if (k == "--device") a.device = v;
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      std::exit(2);
+    }
+  }
+  return a;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median wall time (µs) of each backend's run at each batch size of kBatches. The backends'
+// runs are interleaved (run r of every backend, then run r+1, ...) so that a shared machine's
+// changing load affects them alike.
+std::vector<BatchProfile> measure(const std::vector<Backend*>& backends,
+                                  const std::vector<std::string>& names, int runs) {
+  std::vector<std::vector<double>> lat(backends.size());
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (int b : kBatches) {
+    std::vector<Tensor> xs;
+    for (Backend* backend : backends) {
+      const Shape item = backend->input_shape(0);
+      std::vector<std::int64_t> dims{b};
+      for (auto d : item.dims()) dims.push_back(d);
+      Tensor x{Shape(dims)};
+      for (float& v : x.values()) v = u(rng);
+      backend->run({x});  // warm-up
+      xs.push_back(std::move(x));
+    }
+    std::vector<std::vector<double>> t(backends.size());
+    for (int r = 0; r < runs; ++r) {
+      for (std::size_t i = 0; i < backends.size(); ++i) {
+        const auto t0 = std::chrono::steady_clock::now();
+        backends[i]->run({xs[i]});
+        t[i].push_back(
+            std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
+                .count());
+      }
+    }
+    for (std::size_t i = 0; i < backends.size(); ++i) lat[i].push_back(median(t[i]));
+  }
+  std::vector<BatchProfile> out;
+  for (std::size_t i = 0; i < backends.size(); ++i)
+    out.emplace_back(names[i], backends[i]->device_name(), kBatches, lat[i]);
+  return out;
+}
+
+struct Request {
+  TimePoint arrival, deadline;
+  int member;
+};
+
+// Saturated batch size of the plan (notes §2): the largest b whose accumulation time at the
+// session's rate plus its own latency fits the SLO, b/r + ℓ(b) <= SLO.
+int planned_batch(double rate, const dispatch::LatencyTable& l, Duration slo) {
+  int best = 1;
+  for (int b = 1; b <= l.max_batch(); ++b) {
+    const double wait_s = rate > 0 ? b / rate : 0;
+    if (wait_s + std::chrono::duration<double>(l(b)).count() <=
+        std::chrono::duration<double>(slo).count())
+      best = b;
+  }
+  return best;
+}
+
+struct Served {
+  double good_rate = 0;
+  double mean_batch = 0;  // mean size of the batches run (merged batches with prefix batching)
+};
+
+// Serves `rate` req/s (uniform over k members) in virtual time on one device; see the header.
+Served serve(int k, bool prefix, double rate, Duration slo, const BatchProfile& whole,
+             const BatchProfile& pre, const BatchProfile& suf) {
+  auto table = [](const BatchProfile& p, auto&& f) {
+    std::vector<Duration> v;
+    for (int b = 1; b <= kMaxBatch; ++b) v.push_back(f(p, b));
+    return dispatch::LatencyTable(v);
+  };
+  auto mean = [](const BatchProfile& p, int b) -> Duration {
+    return b <= 0 ? Duration{0} : Duration(p.mean_latency(b));
+  };
+  const dispatch::LatencyTable l_whole = table(whole, mean);
+  // The group's planning latency for b merged items split evenly over the members.
+  std::vector<Duration> group;
+  for (int b = 1; b <= kMaxBatch; ++b) {
+    Duration d = mean(pre, b);
+    for (int m = 0; m < k; ++m) d += mean(suf, b / k + (m < b % k ? 1 : 0));
+    group.push_back(d);
+  }
+  const dispatch::LatencyTable l_group(group);
+
+  const Duration horizon = 30s;
+  const std::vector<TimePoint> arrivals = sim::poisson_arrivals(rate, horizon, 7);
+  std::mt19937_64 pick(11);
+  std::vector<Request> reqs;
+  for (TimePoint t : arrivals)
+    reqs.push_back({t, t + slo, static_cast<int>(pick() % static_cast<std::uint64_t>(k))});
+
+  const int sessions = prefix ? 1 : k;
+  const dispatch::LatencyTable& l = prefix ? l_group : l_whole;
+  const int target = planned_batch(rate / sessions, l, slo);
+  std::vector<std::deque<Request>> queue(static_cast<std::size_t>(sessions));
+  std::size_t next = 0, good = 0, batches = 0, batched = 0;
+  TimePoint now{};
+  int turn = 0, idle_turns = 0;
+  auto admit = [&] {
+    for (; next < reqs.size() && reqs[next].arrival <= now; ++next)
+      queue[static_cast<std::size_t>(prefix ? 0 : reqs[next].member)].push_back(reqs[next]);
+  };
+  while (next < reqs.size() ||
+         std::any_of(queue.begin(), queue.end(), [](const auto& q) { return !q.empty(); })) {
+    admit();
+    if (std::all_of(queue.begin(), queue.end(), [](const auto& q) { return q.empty(); })) {
+      now = reqs[next].arrival;
+      continue;
+    }
+    // Round robin over the sessions (one turn each per duty cycle).
+    if (idle_turns >= sessions) {  // a whole cycle ran nothing: wait for the next arrival
+      idle_turns = 0;
+      if (next == reqs.size()) break;
+      now = std::max(now, reqs[next].arrival);
+      continue;
+    }
+    auto& q = queue[static_cast<std::size_t>(turn)];
+    turn = (turn + 1) % sessions;
+    ++idle_turns;
+    if (q.empty()) continue;
+    std::vector<TimePoint> deadlines;
+    for (const Request& r : q) deadlines.push_back(r.deadline);
+    const dispatch::BatchDecision d = dispatch::early_drop_decision(
+        dispatch::VectorQueueView(deadlines), now, l, target, kMaxBatch);
+    q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(d.drop));
+    if (d.take == 0) continue;
+    idle_turns = 0;
+    std::vector<int> counts(static_cast<std::size_t>(k), 0);
+    for (std::size_t i = 0; i < d.take; ++i) ++counts[static_cast<std::size_t>(q[i].member)];
+    Duration run = l(static_cast<int>(d.take));
+    if (prefix) {
+      run = mean(pre, static_cast<int>(d.take));
+      for (int c : counts) run += mean(suf, c);
+    }
+    now += run;
+    for (std::size_t i = 0; i < d.take; ++i)
+      if (now <= q[i].deadline) ++good;
+    q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(d.take));
+    ++batches;
+    batched += d.take;
+  }
+  Served s;
+  s.good_rate = reqs.empty() ? 1.0 : double(good) / double(reqs.size());
+  s.mean_batch = batches == 0 ? 0 : double(batched) / double(batches);
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Args args = parse(argc, argv);
+  const CpuBackendOptions cpu_opts{.threads = args.threads};
+  const bool gpu = args.device == "cuda";
+  NEXUS_CHECK(gpu || args.device == "cpu", "--device {} (expected cpu or cuda)", args.device);
+  BackendFactory cpu = [&]() -> std::unique_ptr<Backend> {
+    if (gpu) return make_cuda_backend();
+    return std::make_unique<CpuBackend>(cpu_opts);
+  };
+  double load = 0;
+  if (std::FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &load) != 1) load = 0;
+    std::fclose(f);
+  }
+  const std::string device = (gpu ? "cuda:0" : "cpu") + std::string(" (") + args.machine +
+                             "; latencies measured here, serving simulated in virtual time)";
+
+  // Profiles: the whole variant model, the shared prefix, one suffix.
+  const std::vector<model::Graph> two = model::zoo::standard_variants(args.model, 2, 1, args.classes);
+  const std::vector<const model::Graph*> pair{&two[0], &two[1]};
+  const model::PrefixSplit split = model::split_prefix(pair);
+  auto whole_b = cpu();
+  whole_b->load(two[0], kMaxBatch);
+  auto pre_b = cpu();
+  pre_b->load(split.prefix, kMaxBatch);
+  auto suf_b = cpu();
+  suf_b->load(*split.suffixes[0].graph, kMaxBatch);
+  const std::vector<BatchProfile> profiles =
+      measure({whole_b.get(), pre_b.get(), suf_b.get()},
+              {args.model, args.model + "/prefix", args.model + "/suffix"}, args.runs);
+  const BatchProfile &whole = profiles[0], &pre = profiles[1], &suf = profiles[2];
+  whole_b.reset();
+  pre_b.reset();
+  suf_b.reset();
+
+  const double l1_ms = std::chrono::duration<double, std::milli>(whole.mean_latency(1)).count();
+  const double slo_ms = args.slo_ms > 0 ? args.slo_ms : std::ceil(10 * l1_ms / 10) * 10;
+  const Duration slo = std::chrono::duration_cast<Duration>(
+      std::chrono::duration<double, std::milli>(slo_ms));
+  json prof = {{"profile", args.model},  {"device", device},
+               {"classes", args.classes}, {"load_avg_1min", load},
+               {"batches", kBatches},     {"slo_ms", slo_ms}};
+  for (auto [key, p] : {std::pair{"whole_us", &whole}, {"prefix_us", &pre}, {"suffix_us", &suf}}) {
+    json v = json::array();
+    for (int b : kBatches) v.push_back(p->mean_latency(b).count());
+    prof[key] = v;
+  }
+  std::printf("%s\n", prof.dump().c_str());
+  std::fflush(stdout);
+
+  for (int k : {1, 2, 5, 10}) {
+    const std::vector<model::Graph> variants =
+        model::zoo::standard_variants(args.model, k, 1, args.classes);
+    for (bool prefix : {false, true}) {
+      const bool grouped = prefix && k >= 2;  // one model alone forms no group
+      // Memory of what this mode loads.
+      std::size_t memory = 0;
+      if (grouped) {
+        std::vector<const model::Graph*> gs;
+        for (const auto& g : variants) gs.push_back(&g);
+        PrefixRunner runner(cpu);
+        runner.load(model::split_prefix(gs), kMaxBatch);
+        memory = runner.device_bytes();
+      } else {
+        for (const auto& g : variants) {
+          auto b = cpu();
+          b->load(g, kMaxBatch);
+          memory += b->device_bytes();
+        }
+      }
+      // Bisection for the largest rate with a good rate >= 99%.
+      double lo = 0, hi = 2.0 * kMaxBatch * 1e6 / double(whole.mean_latency(kMaxBatch).count());
+      Served at_lo{1.0, 0};
+      for (int it = 0; it < 14; ++it) {
+        const double mid = (lo + hi) / 2;
+        const Served s = serve(k, grouped, mid, slo, whole, pre, suf);
+        if (s.good_rate >= 0.99) {
+          lo = mid;
+          at_lo = s;
+        } else {
+          hi = mid;
+        }
+      }
+      json row = {{"device", device},
+                  {"model", args.model},
+                  {"classes", args.classes},
+                  {"variants", k},
+                  {"prefix_batching", prefix},
+                  {"throughput_rps", std::round(lo * 10) / 10},
+                  {"good_rate", std::round(at_lo.good_rate * 10000) / 10000},
+                  {"memory_bytes", memory},
+                  {"slo_ms", slo_ms},
+                  {"mean_batch", std::round(at_lo.mean_batch * 100) / 100}};
+      std::printf("%s\n", row.dump().c_str());
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "prefix: %s\n", e.what());
+  return 1;
+}
