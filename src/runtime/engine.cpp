@@ -106,6 +106,8 @@ Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
   started_at_ = clock_->now();
   last_epoch_ = started_at_;
   for (const auto& d : devices_) executors_.push_back(std::make_unique<Executor>(*this, d.index));
+  sim_next_.resize(devices_.size());
+  sim_dirty_flag_.assign(devices_.size(), 0);
   if (!virtual_) {
     for (int i = 0; i < options_.cpu_workers; ++i)
       pool_.threads.emplace_back([this] {
@@ -601,6 +603,7 @@ void Engine::Impl::apply_plan(const Plan& plan) {
     std::vector<std::pair<int, int>> t(targets[static_cast<std::size_t>(d)].begin(),
                                        targets[static_cast<std::size_t>(d)].end());
     executors_[static_cast<std::size_t>(d)]->set_plan(std::move(t));
+    if (virtual_) sim_mark(d);
   }
   std::map<std::string, std::string> why;
   for (const auto& r : plan.rejected) why[r.session] = r.reason;
@@ -753,7 +756,10 @@ void Engine::Impl::dispatch(Item&& it) {
     return;
   }
   slot->inbox.push(std::move(it));
-  if (!virtual_) ex.notify();
+  if (!virtual_)
+    ex.notify();
+  else
+    sim_mark(dev);
 }
 
 void Engine::Impl::post_to_pool(std::function<void()> fn) {
@@ -969,12 +975,53 @@ std::vector<QueryResult> Engine::Impl::poll(std::size_t max, Duration timeout) {
 // ---------------------------------------------------------------------------------------------
 // Virtual time
 
-std::optional<TimePoint> Engine::Impl::sim_next_event() const {
+void Engine::Impl::sim_mark(int device) {
+  auto& f = sim_dirty_flag_[static_cast<std::size_t>(device)];
+  if (!f) {
+    f = 1;
+    sim_dirty_.push_back(device);
+  }
+}
+
+std::optional<TimePoint> Engine::Impl::sim_next_event() {
   const TimePoint now = clock_->now();
-  std::optional<TimePoint> t;
-  for (auto& e : executors_)
-    if (auto x = e->next_event(now); x && (!t || *x < *t)) t = x;
-  return t;
+  for (int d : sim_dirty_) {
+    const auto di = static_cast<std::size_t>(d);
+    sim_dirty_flag_[di] = 0;
+    sim_next_[di] = executors_[di]->next_event(now);
+    if (sim_next_[di]) {
+      sim_heap_.push_back({sim_next_[di]->time_since_epoch().count(), d});
+      std::push_heap(sim_heap_.begin(), sim_heap_.end(), std::greater<>{});
+    }
+  }
+  sim_dirty_.clear();
+  while (!sim_heap_.empty()) {
+    const SimEvent& e = sim_heap_.front();
+    const auto& cur = sim_next_[static_cast<std::size_t>(e.device)];
+    if (cur && cur->time_since_epoch().count() == e.t) return TimePoint(Duration(e.t));
+    std::pop_heap(sim_heap_.begin(), sim_heap_.end(), std::greater<>{});  // stale entry
+    sim_heap_.pop_back();
+  }
+  return std::nullopt;
+}
+
+// Steps every executor whose event is due at `now`, in device order; each is marked dirty so its
+// next event is recomputed (executors it dispatched to were marked by dispatch()).
+void Engine::Impl::sim_step_due(TimePoint now) {
+  sim_due_.clear();
+  while (!sim_heap_.empty() && sim_heap_.front().t <= now.time_since_epoch().count()) {
+    sim_due_.push_back(sim_heap_.front().device);
+    std::pop_heap(sim_heap_.begin(), sim_heap_.end(), std::greater<>{});
+    sim_heap_.pop_back();
+  }
+  std::sort(sim_due_.begin(), sim_due_.end());
+  sim_due_.erase(std::unique(sim_due_.begin(), sim_due_.end()), sim_due_.end());
+  for (int d : sim_due_) {
+    const auto di = static_cast<std::size_t>(d);
+    sim_next_[di].reset();
+    if (auto x = executors_[di]->next_event(now); x && *x <= now) executors_[di]->sim_step(now);
+    sim_mark(d);
+  }
 }
 
 void Engine::Impl::run_until(TimePoint t) {
@@ -994,9 +1041,11 @@ void Engine::Impl::run_until(TimePoint t) {
     if (when > t) break;
     vc.advance_to(when);
     const TimePoint now = clock_->now();
-    if (epoch && now >= *epoch) epoch_tick(now);
-    for (auto& e : executors_)
-      if (auto x = e->next_event(now); x && *x <= now) e->sim_step(now);
+    if (epoch && now >= *epoch) {
+      epoch_tick(now);
+      sim_next_event();  // the new plan marked every executor
+    }
+    sim_step_due(now);
   }
   vc.advance_to(t);
 }
@@ -1006,9 +1055,7 @@ void Engine::Impl::run_until_idle() {
   auto& vc = static_cast<VirtualClock&>(*clock_);
   while (auto next = sim_next_event()) {
     vc.advance_to(*next);
-    const TimePoint now = clock_->now();
-    for (auto& e : executors_)
-      if (auto x = e->next_event(now); x && *x <= now) e->sim_step(now);
+    sim_step_due(clock_->now());
   }
 }
 

@@ -218,8 +218,23 @@ class Engine::Impl {
   void recompute_downstream(QueryDef& q);
   void epoch_tick(TimePoint now);
   void apply_plan(const Plan& plan);
-  void sim_step_all(TimePoint now);
-  std::optional<TimePoint> sim_next_event() const;
+  // Virtual time: an event queue over the executors. Each executor's next_event() changes only
+  // when it steps, an item is pushed to it (dispatch) or a plan is set (apply_plan); those mark
+  // it dirty and its next event is recomputed before the queue is read, so an event costs
+  // O(log devices) instead of a scan of every executor (1,000 simulated GPUs).
+  void sim_mark(int device);
+  std::optional<TimePoint> sim_next_event();
+  void sim_step_due(TimePoint now);
+  struct SimEvent {
+    Duration::rep t;
+    int device;
+    bool operator>(const SimEvent& o) const { return t != o.t ? t > o.t : device > o.device; }
+  };
+  std::vector<SimEvent> sim_heap_;              // min-heap (std::push_heap with greater)
+  std::vector<std::optional<TimePoint>> sim_next_;
+  std::vector<int> sim_dirty_;
+  std::vector<char> sim_dirty_flag_;
+  std::vector<int> sim_due_;
   SessionState* session(int i) const { return sessions_[static_cast<std::size_t>(i)].load(std::memory_order_acquire); }
 };
 
