@@ -44,7 +44,9 @@ json result_json(const sim::SimResult& r, bool with_samples) {
                        {"dropped", r.dropped}, {"rejected", r.rejected}, {"failed", r.failed},
                        {"submitted_incl_warmup", r.submitted_total}, {"stage_items_run", r.stage_items}}},
          {"per_query_good_rate", r.per_query_good_rate},
-         {"sim", {{"wall_s", r.wall_s}, {"simulated_requests_per_wall_s", r.sim_rps}}}};
+         {"sim", {{"wall_s", r.wall_s}, {"cpu_s", r.cpu_s}, {"simulated_requests_per_wall_s", r.sim_rps},
+                  {"simulated_requests_per_cpu_s", r.sim_rps_cpu}, {"stage_items_per_cpu_s",
+                  r.cpu_s > 0 ? double(r.stage_items) / r.cpu_s : 0.0}}}};
   if (with_samples) {
     json s = json::array();
     for (const auto& x : r.samples)
@@ -71,7 +73,8 @@ void table(const sim::Scenario& sc, const sim::SimResult& r, const sim::MaxThrou
   std::fprintf(stderr, "  %-22s %.2f used, lower bound %.2f\n", "GPUs", r.gpus_used_avg, r.lower_bound_gpus);
   for (const auto& [q, g] : r.per_query_good_rate)
     std::fprintf(stderr, "    %-20s %.2f %% good\n", q.c_str(), 100 * g);
-  std::fprintf(stderr, "  %-22s %.2f s wall, %.0f simulated req/s\n\n", "simulation", r.wall_s, r.sim_rps);
+  std::fprintf(stderr, "  %-22s %.2f s wall (%.2f s CPU): %.0f simulated req/s of wall, %.0f of CPU\n\n",
+               "simulation", r.wall_s, r.cpu_s, r.sim_rps, r.sim_rps_cpu);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <ctime>
 #include <random>
 
 #include "nexus/core/error.hpp"
@@ -143,6 +144,7 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
   const Duration duration = o.duration.count() > 0 ? o.duration : sc.duration;
   const Duration warmup = std::min(sc.warmup, duration / 4);
   const auto wall0 = std::chrono::steady_clock::now();
+  const std::clock_t cpu0 = std::clock();
 
   auto clock = std::make_shared<VirtualClock>();
   runtime::EngineOptions eo;
@@ -384,7 +386,9 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
                              s_used[k], s_lb[k]});
     }
   res.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  res.cpu_s = double(std::clock() - cpu0) / CLOCKS_PER_SEC;
   res.sim_rps = res.wall_s > 0 ? double(res.submitted_total) / res.wall_s : 0;
+  res.sim_rps_cpu = res.cpu_s > 0 ? double(res.submitted_total) / res.cpu_s : 0;
   return res;
 }
 

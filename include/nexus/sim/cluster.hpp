@@ -66,7 +66,9 @@ struct SimResult {
   std::uint64_t submitted_total = 0;   ///< including the warm-up
   std::uint64_t stage_items = 0;       ///< stage items run (all stages, whole run)
   double wall_s = 0;                   ///< wall time of the simulation
+  double cpu_s = 0;                    ///< CPU time of the simulation (one thread)
   double sim_rps = 0;                  ///< simulated requests (query requests) per wall second
+  double sim_rps_cpu = 0;              ///< the same per CPU second (robust on a shared box)
   std::map<std::string, double> per_query_good_rate;
   std::vector<SimSample> samples;
 };
