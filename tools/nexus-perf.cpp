@@ -249,12 +249,16 @@ struct Step {
     return q.arrivals ? double(q.good) / double(q.arrivals) : 0.0;
   }
   double goodput() const { return double(stats.queries.begin()->second.good) / seconds; }
+  /// Arrivals actually submitted per second of the window (Poisson counts vary around `rate`).
+  double offered() const { return double(stats.queries.begin()->second.arrivals) / seconds; }
   json to_json() const {
     const auto& q = stats.queries.begin()->second;
     const auto& s = stats.sessions.begin()->second;
     json batches = json::object();
     for (const auto& [b, n] : s.batch_sizes) batches[std::to_string(b)] = n;
     return {{"rate_rps", rate},
+            {"offered_rps", offered()},
+            {"window_s", seconds},
             {"goodput_rps", goodput()},
             {"good_rate", good_rate()},
             {"submitted", q.arrivals},
@@ -345,8 +349,8 @@ std::string reasons_text(const Step& s) {
 void print_step(const std::string& policy, const Step& s, bool ok) {
   const auto& q = s.stats.queries.begin()->second;
   const auto& sess = s.stats.sessions.begin()->second;
-  std::cout << fmt::format("  {:<10} {:8.1f} {:9.1f} {:7.2f}% {:8.1f} {:8.1f} {:6.2f} {:4} {}\n", policy, s.rate,
-                           s.goodput(), 100 * s.good_rate(), q.latency.p50_us / 1e3, q.latency.p99_us / 1e3,
+  std::cout << fmt::format("  {:<10} {:8.1f} {:8.1f} {:9.1f} {:7.2f}% {:8.1f} {:8.1f} {:6.2f} {:4} {}\n", policy,
+                           s.rate, s.offered(), s.goodput(), 100 * s.good_rate(), q.latency.p50_us / 1e3, q.latency.p99_us / 1e3,
                            sess.mean_batch, ok ? "ok" : "--", reasons_text(s))
             << std::flush;
 }
@@ -487,7 +491,8 @@ int main(int argc, char** argv) {
     std::cout << fmt::format("profile: max batch {}, l(1) = {:.2f} ms, l({}) = {:.2f} ms ({:.1f} req/s at max batch)\n",
                              p.max_batch(), p.mean_latency(1).count() / 1e3, p.max_batch(),
                              p.mean_latency(p.max_batch()).count() / 1e3, p.throughput(p.max_batch()));
-    std::cout << fmt::format("  {:<10} {:>8} {:>9} {:>8} {:>8} {:>8} {:>6} {:>4} {}\n", "policy", "rate/s", "goodput/s",
+    std::cout << fmt::format("  {:<10} {:>8} {:>8} {:>9} {:>8} {:>8} {:>8} {:>6} {:>4} {}\n", "policy", "rate/s",
+                             "offered", "goodput/s",
                              "good", "p50 ms", "p99 ms", "batch", "", "not completed");
     json result;
     result["tool"] = "nexus-perf";
