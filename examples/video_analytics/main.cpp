@@ -31,6 +31,9 @@
 #include "nexus/exec/cuda_backend.hpp"
 #include "nexus/model/zoo/face_recognition.hpp"
 #include "nexus/version.hpp"
+#ifdef NEXUS_HAVE_OBSERVE
+#include "nexus/observe/http_exporter.hpp"
+#endif
 #include "report.hpp"
 #include "va.hpp"
 
@@ -539,7 +542,9 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
     j["plots"] = plots;
     std::ofstream(cfg.out / "report.json") << j.dump(2) << "\n";
     std::ofstream(cfg.out / "summary.txt") << table.str();
-    std::ofstream(cfg.out / "metrics.prom") << engine.metrics_text();
+#ifdef NEXUS_HAVE_OBSERVE
+    std::ofstream(cfg.out / "metrics.prom") << nexus::observe::metrics_text(engine);
+#endif
     std::cout << fmt::format("\nwrote {}/report.json, summary.txt, metrics.prom, {} plot(s) in "
                              "plots/, {} annotated frame(s) in frames/\n",
                              cfg.out.string(), plots.size(), col.annotated_files().size());

@@ -1160,79 +1160,6 @@ EngineStats Engine::Impl::stats() const {
   return st;
 }
 
-std::string Engine::Impl::metrics_text() const {
-  const EngineStats st = stats();
-  std::string out;
-#define line(...) out += fmt::format(__VA_ARGS__)
-  // The "# HELP" and "# TYPE" header lines that open each metric family.
-  auto family = [&out](const char* name, const char* type, const char* help) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-  };
-  family("nexus_requests_total", "counter", "Submitted requests by terminal status.");
-  for (const auto& [name, q] : st.queries) {
-    line("nexus_requests_total{{query=\"{}\",status=\"completed\"}} {}\n", name, q.completions);
-    line("nexus_requests_total{{query=\"{}\",status=\"dropped\"}} {}\n", name, q.dropped);
-    line("nexus_requests_total{{query=\"{}\",status=\"rejected\"}} {}\n", name, q.rejected);
-    line("nexus_requests_total{{query=\"{}\",status=\"failed\"}} {}\n", name, q.failed);
-  }
-  family("nexus_query_arrivals_total", "counter", "Requests submitted per query.");
-  for (const auto& [name, q] : st.queries) line("nexus_query_arrivals_total{{query=\"{}\"}} {}\n", name, q.arrivals);
-  family("nexus_query_good_total", "counter", "Requests completed within the query SLO.");
-  for (const auto& [name, q] : st.queries) line("nexus_query_good_total{{query=\"{}\"}} {}\n", name, q.good);
-  family("nexus_query_not_completed_total", "counter", "Requests not completed, by reason.");
-  for (const auto& [name, q] : st.queries)
-    for (const auto& [reason, v] : q.reasons)
-      line("nexus_query_not_completed_total{{query=\"{}\",reason=\"{}\"}} {}\n", name, reason, v);
-  const std::vector<double> bounds_us{1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6};
-  family("nexus_query_latency_seconds", "histogram", "End-to-end latency of completed requests.");
-  std::unique_lock qlock(control_mu_);
-  for (const auto& q : query_store_) {
-    const auto c = q->latency.cumulative(bounds_us);
-    for (std::size_t i = 0; i < bounds_us.size(); ++i)
-      line("nexus_query_latency_seconds_bucket{{query=\"{}\",le=\"{}\"}} {}\n", q->name, bounds_us[i] * 1e-6, c[i]);
-    line("nexus_query_latency_seconds_bucket{{query=\"{}\",le=\"+Inf\"}} {}\n", q->name, q->latency.count());
-    line("nexus_query_latency_seconds_sum{{query=\"{}\"}} {}\n", q->name, q->latency.sum_seconds());
-    line("nexus_query_latency_seconds_count{{query=\"{}\"}} {}\n", q->name, q->latency.count());
-  }
-  qlock.unlock();
-  family("nexus_query_latency_quantile_seconds", "gauge", "Latency quantiles of completed requests.");
-  for (const auto& [name, q] : st.queries) {
-    line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"0.5\"}} {}\n", name, q.latency.p50_us * 1e-6);
-    line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"0.9\"}} {}\n", name, q.latency.p90_us * 1e-6);
-    line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"0.99\"}} {}\n", name, q.latency.p99_us * 1e-6);
-    line("nexus_query_latency_quantile_seconds{{query=\"{}\",quantile=\"1\"}} {}\n", name, q.latency.max_us * 1e-6);
-  }
-  family("nexus_session_arrivals_total", "counter", "Stage items routed to a session.");
-  for (const auto& [id, s] : st.sessions) line("nexus_session_arrivals_total{{session=\"{}\"}} {}\n", id, s.arrivals);
-  family("nexus_session_completions_total", "counter", "Stage items that ran.");
-  for (const auto& [id, s] : st.sessions) line("nexus_session_completions_total{{session=\"{}\"}} {}\n", id, s.completions);
-  family("nexus_session_good_total", "counter", "Stage items finished by their stage deadline.");
-  for (const auto& [id, s] : st.sessions) line("nexus_session_good_total{{session=\"{}\"}} {}\n", id, s.good);
-  family("nexus_session_drops_total", "counter", "Stage items ended without running, by reason.");
-  for (const auto& [id, s] : st.sessions)
-    for (const auto& [reason, v] : s.drops)
-      line("nexus_session_drops_total{{session=\"{}\",reason=\"{}\"}} {}\n", id, reason, v);
-  family("nexus_session_batches_total", "counter", "Batches run per session.");
-  for (const auto& [id, s] : st.sessions) line("nexus_session_batches_total{{session=\"{}\"}} {}\n", id, s.batches);
-  family("nexus_session_batch_size_mean", "gauge", "Achieved mean batch size.");
-  for (const auto& [id, s] : st.sessions) line("nexus_session_batch_size_mean{{session=\"{}\"}} {}\n", id, s.mean_batch);
-  family("nexus_session_rate_rps", "gauge", "EWMA arrival rate measured by the epoch loop.");
-  for (const auto& [id, s] : st.sessions) line("nexus_session_rate_rps{{session=\"{}\"}} {}\n", id, s.rate_rps);
-  family("nexus_session_latency_quantile_seconds", "gauge", "Stage item latency (enqueue to post-processed).");
-  for (const auto& [id, s] : st.sessions) {
-    line("nexus_session_latency_quantile_seconds{{session=\"{}\",quantile=\"0.5\"}} {}\n", id, s.latency.p50_us * 1e-6);
-    line("nexus_session_latency_quantile_seconds{{session=\"{}\",quantile=\"0.99\"}} {}\n", id, s.latency.p99_us * 1e-6);
-  }
-  family("nexus_device_busy_seconds_total", "counter", "Time the device spent running batches.");
-  for (const auto& d : st.devices) line("nexus_device_busy_seconds_total{{device=\"{}\"}} {}\n", d.name, d.busy_seconds);
-  family("nexus_device_batches_total", "counter", "Batches run on the device.");
-  for (const auto& d : st.devices) line("nexus_device_batches_total{{device=\"{}\"}} {}\n", d.name, d.batches);
-  family("nexus_device_occupancy", "gauge", "Busy time / elapsed time since the engine started.");
-  for (const auto& d : st.devices) line("nexus_device_occupancy{{device=\"{}\"}} {}\n", d.name, d.occupancy);
-#undef line
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Engine facade
 
@@ -1264,7 +1191,6 @@ void Engine::run_until_idle() { impl_->run_until_idle(); }
 void Engine::replan() { impl_->replan(); }
 Plan Engine::plan() const { return impl_->plan(); }
 EngineStats Engine::stats() const { return impl_->stats(); }
-std::string Engine::metrics_text() const { return impl_->metrics_text(); }
 const std::vector<DeviceInfo>& Engine::devices() const { return impl_->devices_; }
 Clock& Engine::clock() const { return *impl_->clock_; }
 bool Engine::accepting() const { return impl_->accepting_.load(std::memory_order_acquire); }

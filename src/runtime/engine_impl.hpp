@@ -141,7 +141,6 @@ class Engine::Impl {
   void replan();
   Plan plan() const;
   EngineStats stats() const;
-  std::string metrics_text() const;
 
   // --- shared with the executors ---
   /// Routes an item to a device queue (admission control); ends it when it cannot be queued.

@@ -379,28 +379,6 @@ TEST_CASE("sim: bad input is refused at the call, stage errors fail the query", 
   CHECK_THROWS_WITH(rig.engine->submit("ok", Tensor(Shape{3, 4, 4})), Catch::Contains("shut down"));
 }
 
-TEST_CASE("sim: metrics_text is Prometheus exposition", "[runtime][sim]") {
-  auto rig = single_stage(BatchPolicyKind::kEarlyDrop, linear_profile("m", 1500, 5000, 32), 100ms, 100);
-  rig.run("q", sim::poisson_arrivals(100, 1s, 1), Tensor());
-  const std::string text = rig.engine->metrics_text();
-  CHECK(text.find("# TYPE nexus_requests_total counter") != std::string::npos);
-  CHECK(text.find("nexus_query_latency_seconds_bucket{query=\"q\",le=\"+Inf\"}") != std::string::npos);
-  CHECK(text.find("nexus_session_batch_size_mean{session=\"q/s\"}") != std::string::npos);
-  CHECK(text.find("nexus_device_occupancy{device=\"sim:0\"}") != std::string::npos);
-  // Every non-comment line is "name{labels} value".
-  std::size_t pos = 0, lines = 0;
-  while (pos < text.size()) {
-    const auto end = text.find('\n', pos);
-    const std::string line = text.substr(pos, end - pos);
-    pos = end + 1;
-    if (line.empty() || line[0] == '#') continue;
-    ++lines;
-    CHECK(line.find("nexus_") == 0);
-    CHECK(line.find(' ') != std::string::npos);
-  }
-  CHECK(lines > 10);
-}
-
 TEST_CASE("sim: squishy bin packing plan drives routing", "[runtime][sim]") {
   // Two sessions; A needs more than one device at its rate, B is small: the packer gives A a
   // saturated device plus a share, and the engine routes by the plan's weights.

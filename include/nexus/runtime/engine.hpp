@@ -27,7 +27,7 @@
 // BatchPolicy and executor code runs, batches take ℓ(b) from each model's profile (its mean),
 // and a run is deterministic for a given seed and call sequence.
 //
-// Thread-safety: submit(), poll(), stats(), metrics_text() may be called from any number of
+// Thread-safety: submit(), poll(), stats() may be called from any number of
 // threads concurrently. load_model/add_query/shutdown are serialised internally. In virtual time
 // the engine (submit included) must be driven from one thread.
 
@@ -230,9 +230,9 @@ class Engine {
   /// stage budgets in use.
   Plan plan() const;
 
+  /// Every counter of the data plane and the plan, as one snapshot. nexus_observe exports it in
+  /// the Prometheus format (nexus::observe::metrics_text, HttpExporter's /metrics).
   EngineStats stats() const;
-  /// All metrics in the Prometheus text exposition format (nexus_* families).
-  std::string metrics_text() const;
 
   const std::vector<DeviceInfo>& devices() const;
   Clock& clock() const;
