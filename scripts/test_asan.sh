@@ -8,7 +8,13 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 build="${NEXUS_ASAN_BUILD_DIR:-$root/build-asan}"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNEXUS_SANITIZE_ADDRESS=ON \
+# With clang + libFuzzer (scripts/setup.sh installs them) the same build also holds the fuzz
+# targets (scripts/fuzz.sh reuses it); otherwise the default compiler's ASan + UBSan.
+san=(-DNEXUS_SANITIZE_ADDRESS=ON)
+if command -v clang++ >/dev/null && ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
+  san=(-DCMAKE_CXX_COMPILER=clang++ -DNEXUS_BUILD_FUZZERS=ON)
+fi
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${san[@]}" \
   -DNEXUS_WITH_CUDA=OFF -DNEXUS_BUILD_BENCHMARKS=OFF -DNEXUS_BUILD_EXAMPLES=OFF \
   ${NEXUS_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j 2

@@ -376,6 +376,7 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
       std::cout << fmt::format("  {:<12} {:5.2f} fps -> query {:<9} {} ({})\n", specs[i].name,
                                specs[i].fps, specs[i].query, specs[i].path.string(),
                                sources[i]->describe());
+    std::cout << std::flush;
   }
 
   const TimePoint t0 = std::chrono::time_point_cast<Duration>(Clock::now());
@@ -795,7 +796,8 @@ int run(int argc, char** argv) {
       1000.0 * (cfg.slo_ms > 0 ? cfg.slo_ms : (env.device == "cpu" ? 5000.0 : 400.0))));
   std::cout << fmt::format("device {} ({} CUDA device(s)); SLO {:.0f} ms per frame{}\n", env.device,
                            gpus, slo.count() / 1e3,
-                           cfg.slo_ms > 0 ? "" : " (the device default; --slo to change)");
+                           cfg.slo_ms > 0 ? "" : " (the device default; --slo to change)")
+            << std::flush;  // the phase lines reach a log file at once (tests/video waits on them)
 
   env.models = load_models(cfg.data / "face-api" / "model");
   env.profiles = load_or_measure_profiles(env.models, env.device, cfg.profiles, cfg.reprofile);
@@ -818,9 +820,14 @@ int run(int argc, char** argv) {
     return 0;
   }
   env.gallery = enroll(cfg, env);
-  if (g_interrupted) return 130;
 
-  if (cfg.find_max) return find_max_streams(cfg, env, fps > 0 ? fps : 10.0, slo);
+  if (cfg.find_max) {
+    if (g_interrupted) return 130;
+    return find_max_streams(cfg, env, fps > 0 ? fps : 10.0, slo);
+  }
+  // A Ctrl-C before serving (model loading, profiling, enrolment) still ends in the complete
+  // report: run_service sees the interrupt at once, starts no stream, drains an empty engine and
+  // writes report.json with "interrupted": true and zero frames.
   // fps 0 on a GPU: each video at its own frame rate (photos at 1 per second).
   double run_fps = fps;
   if (run_fps <= 0) run_fps = 10.0;

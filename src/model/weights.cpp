@@ -19,11 +19,31 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::vector<std::uint8_t> read_file(const fs::path& path, const fs::path& manifest) {
+// Sizes that come from a file are bounded before anything is allocated or read: a manifest
+// claiming 100 GB, a shard path naming /dev/zero or a directory are errors, not allocations.
+constexpr std::uint64_t kMaxWeightBytes = std::uint64_t{4} << 30;   // one tensor
+constexpr std::uint64_t kMaxGroupBytes = std::uint64_t{16} << 30;   // the shards of one group
+
+std::vector<std::uint8_t> read_file(const fs::path& path, const fs::path& manifest,
+                                    std::uint64_t already) {
+  std::error_code ec;
+  NEXUS_CHECK(fs::is_regular_file(path, ec),
+              "weights manifest {}: shard file {} is missing or not a regular file",
+              manifest.string(), path.string());
+  const std::uint64_t size = fs::file_size(path, ec);
+  NEXUS_CHECK(!ec && already + size <= kMaxGroupBytes,
+              "weights manifest {}: shard file {} is unreadable or makes its group larger than "
+              "{} bytes",
+              manifest.string(), path.string(), kMaxGroupBytes);
   std::ifstream in(path, std::ios::binary);
   NEXUS_CHECK(in.good(), "weights manifest {}: shard file {} is missing or unreadable",
               manifest.string(), path.string());
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
+  in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size));
+  NEXUS_CHECK(static_cast<std::uint64_t>(in.gcount()) == size,
+              "weights manifest {}: shard file {} could not be read in full", manifest.string(),
+              path.string());
+  return bytes;
 }
 
 // IEEE half -> float, including subnormals, inf and NaN.
@@ -66,6 +86,7 @@ struct Spec {
   std::string stored;             // "float32", "int32", "uint8", "uint16", "float16"
   double scale = 1.0, min = 0.0;
   std::size_t bytes_per_element = 4;
+  std::uint64_t bytes = 0;        // numel × bytes_per_element, <= kMaxWeightBytes
 };
 
 Spec parse_spec(const json& w, const fs::path& manifest) {
@@ -117,6 +138,17 @@ Spec parse_spec(const json& w, const fs::path& manifest) {
     }
     s.stored = qd;
   }
+  // Overflow-safe: each factor is checked against the bound before it multiplies.
+  std::uint64_t bytes = s.bytes_per_element;
+  for (std::int64_t d : s.shape.dims()) {
+    const auto u = static_cast<std::uint64_t>(d);
+    NEXUS_CHECK(u == 0 || bytes <= kMaxWeightBytes / u,
+                "weights manifest {}: weight '{}' of shape {} ({}) claims more than {} bytes "
+                "(the limit for one tensor)",
+                manifest.string(), s.name, s.shape, s.stored, kMaxWeightBytes);
+    bytes *= u;
+  }
+  s.bytes = bytes;
   return s;
 }
 
@@ -179,15 +211,15 @@ WeightMap load_tfjs_weights(const std::filesystem::path& manifest_json) {
     for (const json& p : group["paths"]) {
       NEXUS_CHECK(p.is_string(), "weights manifest {}: a shard path is not a string",
                   manifest_json.string());
-      auto shard = read_file(dir / p.get<std::string>(), manifest_json);
+      auto shard = read_file(dir / p.get<std::string>(), manifest_json, bytes.size());
       bytes.insert(bytes.end(), shard.begin(), shard.end());
       shard_names += (shard_names.empty() ? "" : ", ") + (dir / p.get<std::string>()).string();
     }
     std::size_t offset = 0;
     for (const json& w : group["weights"]) {
       const Spec s = parse_spec(w, manifest_json);
-      const std::size_t need = static_cast<std::size_t>(s.shape.numel()) * s.bytes_per_element;
-      NEXUS_CHECK(offset + need <= bytes.size(),
+      const auto need = static_cast<std::size_t>(s.bytes);
+      NEXUS_CHECK(need <= bytes.size() - offset,
                   "weights file {} is truncated: weight '{}' (shape {}, {}) needs bytes [{}, {}) "
                   "but the shards hold {} bytes",
                   shard_names, s.name, s.shape, s.stored, offset, offset + need, bytes.size());

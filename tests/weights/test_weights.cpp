@@ -130,6 +130,28 @@ TEST_CASE("manifest naming a missing shard is an error", "[weights]") {
   CHECK_THROWS_WITH(load_tfjs_weights(f.dir / "nothere.json"), Catch::Contains("nothere.json"));
 }
 
+TEST_CASE("sizes from a manifest are bounded: 100 GB or an overflowing shape is an error, not an allocation",
+          "[weights]") {
+  // Regressions (fuzz/): shape products overflowed int64 (UB) and wrapped the truncation check.
+  fs::path d = temp_dir("huge");
+  write_bytes(d / "s.bin", std::vector<std::uint8_t>(16, 0));
+  write_text(d / "m.json", R"([{"paths": ["s.bin"], "weights": [
+    {"name": "big", "shape": [25000000000], "dtype": "float32"}]}])");  // 100 GB
+  CHECK_THROWS_WITH(load_tfjs_weights(d / "m.json"),
+                    Catch::Contains("'big'") && Catch::Contains("claims more than"));
+  write_text(d / "m.json", R"([{"paths": ["s.bin"], "weights": [
+    {"name": "wrap", "shape": [4294967296, 4294967296, 4], "dtype": "float32"}]}])");
+  CHECK_THROWS_WITH(load_tfjs_weights(d / "m.json"),
+                    Catch::Contains("'wrap'") && Catch::Contains("claims more than"));
+  // A shard path naming a directory (or a device such as /dev/zero) is refused before reading.
+  fs::create_directories(d / "dir.bin");
+  write_text(d / "m.json", R"([{"paths": ["dir.bin"], "weights": []}])");
+  CHECK_THROWS_WITH(load_tfjs_weights(d / "m.json"),
+                    Catch::Contains("dir.bin") && Catch::Contains("not a regular file"));
+  write_text(d / "m.json", R"([{"paths": ["/dev/zero"], "weights": []}])");
+  CHECK_THROWS_WITH(load_tfjs_weights(d / "m.json"), Catch::Contains("not a regular file"));
+}
+
 TEST_CASE("shards larger than the shapes need is an error", "[weights]") {
   Fixture f = make_fixture("size");
   std::vector<std::uint8_t> s2(f.all.begin() + 13, f.all.end());

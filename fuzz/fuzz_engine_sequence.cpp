@@ -1,0 +1,158 @@
+// libFuzzer target: an Engine API sequence in virtual time (VirtualClock, sim devices): random
+// devices, models, one- and two-stage queries with fan-out, submits with right and wrong input
+// shapes, time steps, polls, re-plans, late add_query calls and shutdown. After each sequence it
+// checks the invariant of DESIGN.md: every issued RequestId ends in exactly one QueryResult, no
+// result is for an unknown id, and EngineStats agrees (submitted = issued, completed + dropped +
+// rejected + failed = submitted, nothing in flight). A violation aborts (a libFuzzer crash).
+#include <fuzzer/FuzzedDataProvider.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nexus/core/clock.hpp"
+#include "nexus/core/error.hpp"
+#include "nexus/profile/batch_profile.hpp"
+#include "nexus/runtime/engine.hpp"
+
+using namespace nexus;
+using namespace nexus::runtime;
+
+namespace {
+
+[[noreturn]] void violated(const char* what, long long a, long long b) {
+  std::fprintf(stderr, "engine invariant violated: %s (%lld vs %lld)\n", what, a, b);
+  std::abort();
+}
+
+BatchProfile profile(const std::string& name, FuzzedDataProvider& in) {
+  const double alpha = in.ConsumeIntegralInRange<int>(1, 20000);   // µs per item
+  const double beta = in.ConsumeIntegralInRange<int>(0, 50000);    // µs per batch
+  const int bmax = in.ConsumeIntegralInRange<int>(1, 32);
+  std::vector<int> b;
+  std::vector<double> l;
+  for (int i = 1; i <= bmax; ++i) {
+    b.push_back(i);
+    l.push_back(alpha * i + beta);
+  }
+  return BatchProfile(name, "sim", b, l);
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  FuzzedDataProvider in(data, size);
+  auto clock = std::make_shared<VirtualClock>();
+  EngineOptions o;
+  o.clock = clock;
+  o.devices = "sim:" + std::to_string(in.ConsumeIntegralInRange<int>(1, 3));
+  o.max_queue_per_session = in.ConsumeIntegralInRange<std::size_t>(1, 64);
+  o.epoch = std::chrono::microseconds(in.ConsumeIntegralInRange<int>(0, 200000));
+  if (in.ConsumeBool()) o.slo_split = SloSplit::kProportional;
+  if (in.ConsumeBool()) o.planner_kind = PlannerKind::kReplicate;
+  Engine e(o);
+
+  const int item = in.ConsumeIntegralInRange<int>(1, 4);  // per-item input shape [item]
+  const int n_models = in.ConsumeIntegralInRange<int>(1, 2);
+  for (int m = 0; m < n_models; ++m)
+    e.load_model({.name = "m" + std::to_string(m), .profile = profile("m" + std::to_string(m), in),
+                  .input_shape = Shape{item}});
+
+  std::vector<std::string> queries;
+  auto add_query = [&](int k) {
+    QuerySpec q;
+    q.name = "q" + std::to_string(k);
+    q.slo = std::chrono::microseconds(in.ConsumeIntegralInRange<int>(1, 2000000));
+    q.expected_rate_rps = in.ConsumeIntegralInRange<int>(1, 5000);
+    const std::string root_model = "m" + std::to_string(in.ConsumeIntegralInRange<int>(0, n_models - 1));
+    if (in.ConsumeBool()) {
+      const int fanout = in.ConsumeIntegralInRange<int>(0, 3);
+      q.stages = {{.name = "a", .model = root_model,
+                   .children = {{.stage = "b",
+                                 .fanout = [fanout](const StageView& v) {
+                                   return std::vector<Tensor>(static_cast<std::size_t>(fanout), v.input);
+                                 },
+                                 .expected_fanout = double(fanout)}}},
+                  {.name = "b", .model = "m" + std::to_string(n_models - 1)}};
+    } else {
+      q.stages = {{.name = "a", .model = root_model}};
+    }
+    try {
+      e.add_query(std::move(q));
+      queries.push_back("q" + std::to_string(k));
+    } catch (const Error&) {  // e.g. an SLO no split can meet: declared nothing
+    }
+  };
+  add_query(0);
+
+  std::vector<RequestId> ids;
+  std::vector<QueryResult> results;
+  bool shut = false;
+  int steps = 0;
+  while (in.remaining_bytes() > 0 && steps++ < 2000) {
+    switch (in.ConsumeIntegralInRange<int>(0, 7)) {
+      case 0:
+      case 1:
+      case 2: {  // submit, mostly with a valid shape
+        const std::string q = queries.empty() ? "nope" : queries[in.ConsumeIntegralInRange<std::size_t>(0, queries.size() - 1)];
+        Shape s{item};
+        const int shape_kind = in.ConsumeIntegralInRange<int>(0, 5);
+        if (shape_kind == 1) s = Shape{1, item};
+        if (shape_kind == 2) s = Shape{item + 1};
+        if (shape_kind == 3) s = Shape{2, item};
+        const bool valid = !queries.empty() && !shut && shape_kind != 2 && shape_kind != 3;
+        try {
+          ids.push_back(e.submit(q, Tensor(s)));
+          if (!valid) violated("submit accepted an invalid call", shape_kind, shut);
+        } catch (const Error&) {
+          if (valid) violated("submit refused a valid call", shape_kind, 0);
+        }
+        break;
+      }
+      case 3:  // time passes
+        e.run_until(clock->now() + std::chrono::microseconds(in.ConsumeIntegralInRange<int>(0, 100000)));
+        break;
+      case 4:
+        for (auto& r : e.poll(in.ConsumeIntegralInRange<std::size_t>(1, 64))) results.push_back(std::move(r));
+        break;
+      case 5:
+        if (!shut) e.replan();
+        break;
+      case 6:
+        if (!shut && queries.size() < 4) add_query(static_cast<int>(queries.size()) + 1000 * steps);
+        break;
+      case 7:
+        if (in.ConsumeIntegralInRange<int>(0, 9) == 0) {
+          e.shutdown();
+          shut = true;
+        }
+        break;
+    }
+  }
+  if (!shut) e.run_until_idle();
+  e.shutdown();
+  for (auto& r : e.poll()) results.push_back(std::move(r));
+
+  std::map<RequestId, int> seen;
+  for (const auto& r : results) ++seen[r.id];
+  for (RequestId id : ids)
+    if (seen[id] != 1) violated("request not ended exactly once", static_cast<long long>(id), seen[id]);
+  if (seen.size() != ids.size() || results.size() != ids.size())
+    violated("results for unknown requests", static_cast<long long>(results.size()), static_cast<long long>(ids.size()));
+  const EngineStats st = e.stats();
+  if (st.submitted != ids.size()) violated("stats.submitted", st.submitted, ids.size());
+  if (st.completed + st.dropped + st.rejected + st.failed != st.submitted)
+    violated("terminal counters do not add up", st.completed + st.dropped + st.rejected + st.failed, st.submitted);
+  if (st.in_flight != 0) violated("in flight after shutdown", st.in_flight, 0);
+  std::uint64_t completed = 0, failed = 0;
+  for (const auto& r : results) {
+    completed += r.status == RequestStatus::kCompleted;
+    failed += r.status == RequestStatus::kFailed;
+  }
+  if (completed != st.completed) violated("stats.completed", st.completed, completed);
+  if (failed != 0) violated("a sim request failed", failed, 0);
+  return 0;
+}
