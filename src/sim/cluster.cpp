@@ -152,6 +152,7 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
   eo.devices = "sim:" + std::to_string(o.gpus);
   eo.epoch = std::chrono::duration_cast<std::chrono::microseconds>(sc.epoch);
   eo.seed = o.seed;
+  eo.rate_ewma_alpha = sc.rate_ewma_alpha;
   eo.packer.max_gpus = o.gpus;
   const auto even = even_budgets(sc);
   switch (o.system) {

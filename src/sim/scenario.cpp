@@ -163,6 +163,8 @@ Scenario load_scenario(const std::filesystem::path& file) {
   sc.duration = secs(r.positive("duration_s", 20));
   sc.warmup = secs(r.non_negative("warmup_s", 2));
   sc.epoch = secs(r.non_negative("epoch_s", 10));
+  sc.rate_ewma_alpha = r.positive("rate_ewma_alpha", 0.3);
+  if (sc.rate_ewma_alpha > 1) r.fail("rate_ewma_alpha", "a weight in (0, 1]");
   NEXUS_CHECK(sc.warmup < sc.duration, "scenario {}: field 'warmup_s': expected less than duration_s",
               file.string());
 

@@ -8,7 +8,7 @@
 //     "name": "traffic", "description": "...",
 //     "profiles": "../profiles/h200-2026-11-30",            // the profile folder used
 //     "latency_model": {"std_k": 1.0, "factor": 1.0},       // planning ℓ = (mean + k·std)·factor
-//     "duration_s": 20, "warmup_s": 2, "epoch_s": 10,
+//     "duration_s": 20, "warmup_s": 2, "epoch_s": 10, "rate_ewma_alpha": 0.3,
 //     "models": [{"name": "ssd", "profile": "ssd_mobilenet_v1_300@h200-fp16.json"}, ...],
 //     "queries": [{
 //        "name": "traffic", "slo_ms": 400,
@@ -103,6 +103,7 @@ struct Scenario {
   Duration duration = std::chrono::seconds(20);
   Duration warmup = std::chrono::seconds(2);
   Duration epoch = std::chrono::seconds(10);
+  double rate_ewma_alpha = 0.3;       ///< weight of the newest epoch's measured rate
   std::vector<ScenarioModel> models;
   std::vector<ScenarioQuery> queries;
   TfServingConfig tfserving;

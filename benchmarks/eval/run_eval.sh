@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# The paper's evaluation (§8) in the cluster simulator: runs nexus-sim on the shipped scenarios
+# and writes JSON + PNG plots (gnuplot) into OUT (default benchmarks/results/sim).
+#
+#   benchmarks/eval/run_eval.sh [BUILD_DIR] [OUT] [PARTS]
+#   PARTS: any of maxtput ablation clockwork diurnal speed (default: all), comma separated.
+#
+# One simulation at a time (the box is shared). Every JSON names its scenario, and every
+# scenario names its profile folder. docs/evaluation.md shows the plots and the commands.
+set -euo pipefail
+BUILD=${1:-build}
+OUT=${2:-benchmarks/results/sim}
+PARTS=${3:-maxtput,ablation,clockwork,diurnal,speed}
+SIM="$BUILD/tools/nexus-sim"
+DUR=${NEXUS_EVAL_DURATION:-10}
+mkdir -p "$OUT"
+has() { [[ ",$PARTS," == *",$1,"* ]]; }
+say() { echo "[eval $(date -u +%H:%M:%S)] $*" >&2; }
+
+if has maxtput; then
+  for sc in traffic traffic-rush-hour game; do
+    for sys in nexus clipper tfserving triton; do
+      say "max throughput: $sc $sys (16 GPUs)"
+      "$SIM" --workload sim/scenarios/$sc.json --gpus 16 --system $sys --duration "$DUR" \
+        --find-max-throughput --quiet > "$OUT/maxtput-$sc-$sys.json"
+    done
+  done
+fi
+if has ablation; then
+  for sc in traffic game; do
+    for ab in squishy query_dp early_drop all; do
+      say "ablation: $sc without $ab"
+      "$SIM" --workload sim/scenarios/$sc.json --gpus 16 --system nexus --ablate $ab --duration "$DUR" \
+        --find-max-throughput --quiet > "$OUT/ablation-$sc-$ab.json" || say "  (not available: see the message above)"
+    done
+  done
+fi
+if has clockwork; then
+  for sys in nexus clipper tfserving triton; do
+    say "clockwork SLO sweep: $sys (16 GPUs)"
+    "$SIM" --workload sim/scenarios/clockwork-slo-sweep.json --gpus 16 --system $sys --duration "$DUR" \
+      --find-max-throughput --quiet > "$OUT/maxtput-clockwork-slo-sweep-$sys.json"
+  done
+fi
+if has diurnal; then
+  say "diurnal: 100 GPUs, nexus"
+  "$SIM" --workload sim/scenarios/diurnal-100gpu.json --gpus 100 --system nexus --sample 10 --quiet \
+    > "$OUT/diurnal-100gpu-nexus.json"
+fi
+if has speed; then
+  : > "$OUT/speed.jsonl"
+  for g in 16 100 300 1000; do
+    say "speed: $g GPUs"
+    "$SIM" --workload sim/scenarios/cluster-1000gpu.json --gpus $g --scale "$(echo "$g/1000" | bc -l)" \
+      --duration "$(echo "d=4000/$g; if (d<2) 2 else d" | bc -l)" --quiet |
+      jq -c '{gpus, requests: .requests.submitted_incl_warmup, stage_items: .requests.stage_items_run,
+              good_rate, cpu_s: .sim.cpu_s, wall_s: .sim.wall_s,
+              requests_per_cpu_s: .sim.simulated_requests_per_cpu_s,
+              requests_per_wall_s: .sim.simulated_requests_per_wall_s}' >> "$OUT/speed.jsonl"
+  done
+fi
+
+# ---- summary and plots ---------------------------------------------------------------------
+say "summary + plots"
+jq -s '[.[] | {scenario, system, ablate, gpus, max_throughput_rps, good_rate, p99_latency_ms,
+               gpus_used_avg, lower_bound_gpus, profiles}]' "$OUT"/maxtput-*.json "$OUT"/ablation-*.json \
+  > "$OUT/summary.json" 2>/dev/null || true
+if command -v gnuplot > /dev/null; then
+  # Max throughput per system (one bar cluster per scenario).
+  for sc in traffic traffic-rush-hour game clockwork-slo-sweep; do
+    ls "$OUT"/maxtput-$sc-*.json > /dev/null 2>&1 || continue
+    for sys in nexus clipper tfserving triton; do
+      f="$OUT/maxtput-$sc-$sys.json"; [ -f "$f" ] && echo "$sys $(jq .max_throughput_rps "$f")"
+    done > "$OUT/.bars-$sc.dat"
+    gnuplot <<GP
+set terminal pngcairo size 640,400
+set output "$OUT/maxtput-$sc.png"
+set title "$sc: max throughput at >= 99% good, 16 simulated GPUs"
+set ylabel "requests/s"; set style fill solid 0.6; set boxwidth 0.6; set yrange [0:*]; unset key
+plot "$OUT/.bars-$sc.dat" using 0:2:xtic(1) with boxes, "" using 0:2:(sprintf("%.0f",\$2)) with labels offset 0,1
+GP
+    # Good rate vs offered load (the bisection's runs).
+    for sys in nexus clipper tfserving triton; do
+      f="$OUT/maxtput-$sc-$sys.json"; [ -f "$f" ] && jq -r '.search | sort_by(.offered_rps)[] | "\(.offered_rps) \(.good_rate*100)"' "$f" > "$OUT/.curve-$sc-$sys.dat"
+    done
+    gnuplot <<GP
+set terminal pngcairo size 640,400
+set output "$OUT/goodrate-$sc.png"
+set title "$sc: good rate vs offered load, 16 simulated GPUs"
+set xlabel "offered requests/s"; set ylabel "good rate (%)"; set yrange [80:100.5]; set key bottom left
+set arrow from graph 0, first 99 to graph 1, first 99 nohead dt 2
+plot for [s in "nexus clipper tfserving triton"] "$OUT/.curve-$sc-".s.".dat" using 1:2 with linespoints title s
+GP
+  done
+  # Ablation bars.
+  for sc in traffic game; do
+    [ -f "$OUT/maxtput-$sc-nexus.json" ] || continue
+    { echo "nexus $(jq .max_throughput_rps "$OUT/maxtput-$sc-nexus.json")"
+      for ab in squishy query_dp early_drop all; do
+        f="$OUT/ablation-$sc-$ab.json"; [ -s "$f" ] && echo "no_$ab $(jq .max_throughput_rps "$f")"
+      done; } > "$OUT/.ablation-$sc.dat"
+    gnuplot <<GP
+set terminal pngcairo size 640,400
+set output "$OUT/ablation-$sc.png"
+set title "$sc: Nexus with one feature off, max throughput (16 GPUs)"
+set ylabel "requests/s"; set style fill solid 0.6; set boxwidth 0.6; set yrange [0:*]; unset key
+plot "$OUT/.ablation-$sc.dat" using 0:2:xtic(1) with boxes, "" using 0:2:(sprintf("%.0f",\$2)) with labels offset 0,1
+GP
+  done
+  # Diurnal: GPUs used vs the lower bound, and the bad rate, over time.
+  if [ -f "$OUT/diurnal-100gpu-nexus.json" ]; then
+    jq -r '.samples[] | "\(.t_s) \(.gpus_used) \(.lower_bound_gpus) \(.bad_rate*100) \(.offered_rps)"' \
+      "$OUT/diurnal-100gpu-nexus.json" > "$OUT/.diurnal.dat"
+    gnuplot <<GP
+set terminal pngcairo size 800,450
+set output "$OUT/diurnal-100gpu.png"
+set title "diurnal, 100 simulated GPUs (TITAN X profiles): GPUs used vs lower bound"
+set xlabel "virtual time (s)"; set ylabel "GPUs"; set y2label "bad rate (%)"; set y2tics; set ytics nomirror
+set key top left
+plot "$OUT/.diurnal.dat" using 1:2 with steps title "GPUs used (plan)", \
+     "" using 1:3 with lines title "lower bound", "" using 1:4 axes x1y2 with impulses title "bad rate %"
+GP
+  fi
+fi
+rm -f "$OUT"/.bars-*.dat "$OUT"/.curve-*.dat "$OUT"/.ablation-*.dat "$OUT"/.diurnal.dat
+say "done: $OUT"
