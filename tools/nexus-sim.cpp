@@ -36,6 +36,7 @@ json result_json(const sim::SimResult& r, bool with_samples) {
          {"p99_latency_ms", r.p99_latency_ms},
          {"gpus_used_avg", r.gpus_used_avg},
          {"lower_bound_gpus", r.lower_bound_gpus},
+         {"lower_bound_gpus_at_mean_latency", r.lower_bound_gpus_mean_latency},
          {"ablate", r.ablations},
          {"load_scale", r.load_scale},
          {"duration_s", r.duration_s},
@@ -51,7 +52,8 @@ json result_json(const sim::SimResult& r, bool with_samples) {
     json s = json::array();
     for (const auto& x : r.samples)
       s.push_back({{"t_s", x.t_s}, {"offered_rps", x.offered_rps}, {"bad_rate", x.bad_rate},
-                   {"gpus_used", x.gpus_used}, {"lower_bound_gpus", x.lower_bound_gpus}});
+                   {"gpus_used", x.gpus_used}, {"lower_bound_gpus", x.lower_bound_gpus},
+                   {"lower_bound_gpus_at_mean_latency", x.lower_bound_gpus_mean_latency}});
     j["samples"] = s;
   }
   return j;
@@ -70,7 +72,8 @@ void table(const sim::Scenario& sc, const sim::SimResult& r, const sim::MaxThrou
                (unsigned long long)r.dropped, (unsigned long long)r.rejected);
   std::fprintf(stderr, "  %-22s %.1f req/s\n", "good throughput", r.throughput_rps);
   std::fprintf(stderr, "  %-22s %.1f ms\n", "p99 latency", r.p99_latency_ms);
-  std::fprintf(stderr, "  %-22s %.2f used, lower bound %.2f\n", "GPUs", r.gpus_used_avg, r.lower_bound_gpus);
+  std::fprintf(stderr, "  %-22s %.2f used, lower bound %.2f (%.2f at mean batch latency)\n", "GPUs",
+               r.gpus_used_avg, r.lower_bound_gpus, r.lower_bound_gpus_mean_latency);
   for (const auto& [q, g] : r.per_query_good_rate)
     std::fprintf(stderr, "    %-20s %.2f %% good\n", q.c_str(), 100 * g);
   std::fprintf(stderr, "  %-22s %.2f s wall (%.2f s CPU): %.0f simulated req/s of wall, %.0f of CPU\n\n",

@@ -63,7 +63,7 @@ fi
 # ---- summary and plots ---------------------------------------------------------------------
 say "summary + plots"
 jq -s '[.[] | {scenario, system, ablate, gpus, max_throughput_rps, good_rate, p99_latency_ms,
-               gpus_used_avg, lower_bound_gpus, profiles}]' "$OUT"/maxtput-*.json "$OUT"/ablation-*.json \
+               gpus_used_avg, lower_bound_gpus, lower_bound_gpus_at_mean_latency, profiles}]' "$OUT"/maxtput-*.json "$OUT"/ablation-*.json \
   > "$OUT/summary.json" 2>/dev/null || true
 if command -v gnuplot > /dev/null; then
   # Max throughput per system (one bar cluster per scenario).
@@ -109,16 +109,18 @@ GP
   done
   # Diurnal: GPUs used vs the lower bound, and the bad rate, over time.
   if [ -f "$OUT/diurnal-100gpu-nexus.json" ]; then
-    jq -r '.samples[] | "\(.t_s) \(.gpus_used) \(.lower_bound_gpus) \(.bad_rate*100) \(.offered_rps)"' \
+    jq -r '.samples[] | "\(.t_s) \(.gpus_used) \(.lower_bound_gpus) \(.bad_rate*100) \(.offered_rps) \(.lower_bound_gpus_at_mean_latency)"' \
       "$OUT/diurnal-100gpu-nexus.json" > "$OUT/.diurnal.dat"
     gnuplot <<GP
 set terminal pngcairo size 800,450
 set output "$OUT/diurnal-100gpu.png"
 set title "diurnal, 100 simulated GPUs (TITAN X profiles): GPUs used vs lower bound"
 set xlabel "virtual time (s)"; set ylabel "GPUs"; set y2label "bad rate (%)"; set y2tics; set ytics nomirror
-set key top left
+set key top left; set y2range [0:*]
 plot "$OUT/.diurnal.dat" using 1:2 with steps title "GPUs used (plan)", \
-     "" using 1:3 with lines title "lower bound", "" using 1:4 axes x1y2 with impulses title "bad rate %"
+     "" using 1:3 with lines title "lower bound (planning latency)", \
+     "" using 1:6 with lines dt 2 title "lower bound (mean latency)", \
+     "" using 1:4 axes x1y2 with impulses title "bad rate %"
 GP
   fi
 fi

@@ -39,7 +39,8 @@ struct Ablations {
   std::string to_string() const;
 };
 /// Parses a comma list of squishy, query_dp, early_drop, duty_cycle, prefix, all; throws
-/// nexus::Error naming the bad word.
+/// nexus::Error naming the bad word. "all" = squishy, query_dp and early_drop: the features this
+/// build has (duty_cycle and prefix are refused by simulate() until they exist).
 Ablations parse_ablations(std::string_view list);
 
 struct BatchObliviousOptions {

@@ -49,6 +49,7 @@ struct SimSample {
   double bad_rate = 0;          ///< of requests submitted in the interval (dropped, late, ...)
   double gpus_used = 0;         ///< GPUs with work in the plan at the sample time
   double lower_bound_gpus = 0;  ///< at the true rates of the interval
+  double lower_bound_gpus_mean_latency = 0;  ///< the same with ℓ(b) = the profile's mean
 };
 
 struct SimResult {
@@ -62,6 +63,9 @@ struct SimResult {
   double p99_latency_ms = 0;    ///< of completed requests after warm-up
   double gpus_used_avg = 0;
   double lower_bound_gpus = 0;
+  /// The bound with ℓ(b) = the measured mean (what a simulated batch takes), where the
+  /// scenario's planning latency model adds k·std and a factor (the planner's own bound is above).
+  double lower_bound_gpus_mean_latency = 0;
   std::uint64_t submitted = 0, good = 0, completed = 0, dropped = 0, rejected = 0, failed = 0;
   std::uint64_t submitted_total = 0;   ///< including the warm-up
   std::uint64_t stage_items = 0;       ///< stage items run (all stages, whole run)
