@@ -65,6 +65,15 @@ say "summary + plots"
 jq -s '[.[] | {scenario, system, ablate, gpus, max_throughput_rps, good_rate, p99_latency_ms,
                gpus_used_avg, lower_bound_gpus, lower_bound_gpus_at_mean_latency, profiles}]' "$OUT"/maxtput-*.json "$OUT"/ablation-*.json \
   > "$OUT/summary.json" 2>/dev/null || true
+# A table a person reads: max throughput per system and scenario, with the ratio to the best baseline.
+{
+  echo "| scenario | system | ablate | max req/s at >= 99% good | vs best baseline | good rate at max | p99 ms | lower bound GPUs (planning / mean latency) |"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+  for f in "$OUT"/maxtput-*.json "$OUT"/ablation-*.json; do [ -s "$f" ] && cat "$f"; done | jq -s -r '
+    (map(select(.system != "nexus")) | group_by(.scenario) | map({key: .[0].scenario, value: (map(.max_throughput_rps) | max)}) | from_entries) as $best
+    | sort_by(.scenario, (.system != "nexus"), (.ablate != "none"), .ablate)[]
+    | "| \(.scenario) | \(.system) | \(.ablate) | \(.max_throughput_rps | floor) | \(if $best[.scenario] then ((.max_throughput_rps / $best[.scenario] * 100 | floor) / 100 | tostring) + "x" else "-" end) | \(.good_rate * 10000 | floor / 100) % | \(.p99_latency_ms) | \(.lower_bound_gpus * 100 | floor / 100) / \((.lower_bound_gpus_at_mean_latency // 0) * 100 | floor / 100) |"'
+} > "$OUT/summary.md"
 if command -v gnuplot > /dev/null; then
   # Max throughput per system (one bar cluster per scenario).
   for sc in traffic traffic-rush-hour game clockwork-slo-sweep; do
