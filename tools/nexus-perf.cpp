@@ -2,7 +2,8 @@
 // one latency SLO it
 //   1. profiles the model (nexus::Profiler: max batch, ℓ(b)) or reads a profile (--profile);
 //   2. for each batch policy (nexus = squishy plan + early drop; lazy = squishy plan + lazy drop;
-//      tfserving = every session on every device + max-batch-or-timeout batching, never drops):
+//      tfserving = the simulator's TF-Serving baseline: batch-oblivious allocation, the profile's
+//      largest batch, max-batch-or-timeout batching, never drops; clipper = batch-oblivious, AIMD):
 //      serves real requests through the Engine (open-loop Poisson arrivals, or a trace scaled
 //      to each rate), one fresh Engine per step, stepping up the rate ramp until the good rate
 //      falls below the target (99%), then bisects between the last good and the first bad rate;
@@ -52,6 +53,7 @@
 #include "nexus/model/zoo/standard.hpp"
 #include "nexus/profile/profiler.hpp"
 #include "nexus/runtime/engine.hpp"
+#include "nexus/sim/baselines.hpp"
 #include "nexus/sim/traffic.hpp"
 #include "nexus/version.hpp"
 #ifdef NEXUS_WITH_ONNX
@@ -229,10 +231,13 @@ EngineOptions engine_options(const Config& cfg, const std::string& policy) {
   } else if (policy == "lazy") {
     o.batch_policy.kind = BatchPolicyKind::kLazyDrop;
   } else if (policy == "tfserving") {
+    // The simulator's TF-Serving baseline (nexus/sim/baselines.hpp): the batch-oblivious
+    // allocator, a fixed max batch (the profile's largest), max-batch-or-timeout batching.
     o.batch_policy.kind = BatchPolicyKind::kMaxBatchTimeout;
-    o.planner_kind = nexus::runtime::PlannerKind::kReplicate;
+    o.planner = nexus::sim::make_batch_oblivious_planner({.fixed_batch = 1 << 20});
   } else if (policy == "clipper") {
     o.batch_policy.kind = BatchPolicyKind::kAimd;
+    o.planner = nexus::sim::make_batch_oblivious_planner({.one_model_per_gpu = true});
   } else {
     throw BadFlag(fmt::format("--policies: '{}' is not one of nexus, lazy, tfserving, clipper", policy));
   }
