@@ -197,26 +197,88 @@ struct Step {
   // ResizeBilinear: per output row / column
   std::vector<std::int64_t> y0, y1, x0, x1;
   std::vector<float> ly, lx;
+  // Binary ops with numpy broadcasting: output dims and each operand's element strides
+  // (0 along broadcast axes), padded on the left to the same rank.
+  bool general = false;
+  std::vector<std::int64_t> dims, a_str, b_str;
+  // Transpose / Slice / Pad: output dims, and per output axis the input stride and offset.
+  std::vector<std::int64_t> in_str;
+  std::int64_t in_off = 0;
 };
 
+// The IR's legacy per-channel right operand ([C] / [C, 1, ...] of lower rank, or a scalar).
+bool per_channel(const Shape& sa, const Shape& sb) {
+  if (sa.rank() < 1 || sb.rank() < 1 || sb.rank() >= sa.rank() || sb.numel() < 1) return false;
+  bool trailing_ones = true;
+  for (int i = 1; i < sb.rank(); ++i) trailing_ones = trailing_ones && sb[i] == 1;
+  return trailing_ones && (sb[0] == sa[0] || sb.numel() == 1);
+}
+
+// Row-major element strides of `s`.
+std::vector<std::int64_t> strides_of(const Shape& s) {
+  std::vector<std::int64_t> st(static_cast<std::size_t>(s.rank()), 1);
+  for (int i = s.rank() - 2; i >= 0; --i)
+    st[static_cast<std::size_t>(i)] = st[static_cast<std::size_t>(i + 1)] * s[i + 1];
+  return st;
+}
+
 // TensorFlow's compute_interpolation_weights (resize_bilinear_op.cc).
+// `given`: an ONNX model's out/in scale (0: derive from the sizes).
 void interpolation(std::int64_t in, std::int64_t out, const model::ResizeAttrs& a,
                    std::vector<std::int64_t>& lo, std::vector<std::int64_t>& hi,
-                   std::vector<float>& lerp) {
-  const float scale = (a.align_corners && out > 1)
+                   std::vector<float>& lerp, float given = 0.0f) {
+  // ONNX align_corners with a given scale divides by (in * scale - 1), unrounded.
+  const float scale = (a.align_corners && given > 0.0f && in * given > 1.0f)
+                          ? static_cast<float>(in - 1) / (static_cast<float>(in) * given - 1.0f)
+                      : (a.align_corners && out > 1)
                           ? static_cast<float>(in - 1) / static_cast<float>(out - 1)
-                          : static_cast<float>(in) / static_cast<float>(out);
+                      : given > 0.0f ? 1.0f / given
+                                     : static_cast<float>(in) / static_cast<float>(out);
   lo.resize(static_cast<std::size_t>(out));
   hi.resize(static_cast<std::size_t>(out));
   lerp.resize(static_cast<std::size_t>(out));
   for (std::int64_t i = 0; i < out; ++i) {
-    const float src = a.half_pixel_centers ? (static_cast<float>(i) + 0.5f) * scale - 0.5f
-                                           : static_cast<float>(i) * scale;
+    float src = a.half_pixel_centers ? (static_cast<float>(i) + 0.5f) * scale - 0.5f
+                                     : static_cast<float>(i) * scale;
+    if (a.coord == model::ResizeCoord::kPytorchHalfPixel && out == 1) src = 0.0f;
     const float f = std::floor(src);
     lo[static_cast<std::size_t>(i)] = std::max<std::int64_t>(static_cast<std::int64_t>(f), 0);
     hi[static_cast<std::size_t>(i)] =
         std::min<std::int64_t>(static_cast<std::int64_t>(std::ceil(src)), in - 1);
     lerp[static_cast<std::size_t>(i)] = src - f;
+  }
+}
+
+// ONNX Resize (nearest): source index of each output index along one axis.
+void nearest_index(std::int64_t in, std::int64_t out, const model::ResizeAttrs& a, float given,
+                   std::vector<std::int64_t>& idx) {
+  using model::NearestRound;
+  using model::ResizeCoord;
+  const double scale = given > 0.0f ? given : static_cast<double>(out) / static_cast<double>(in);
+  idx.resize(static_cast<std::size_t>(out));
+  for (std::int64_t i = 0; i < out; ++i) {
+    const double x = static_cast<double>(i);
+    double src = 0.0;
+    switch (a.coord) {
+      case ResizeCoord::kAsymmetric: src = x / scale; break;
+      case ResizeCoord::kHalfPixel: src = (x + 0.5) / scale - 0.5; break;
+      case ResizeCoord::kPytorchHalfPixel: src = out > 1 ? (x + 0.5) / scale - 0.5 : 0.0; break;
+      case ResizeCoord::kAlignCorners:
+        src = out > 1 ? x * static_cast<double>(in - 1) / static_cast<double>(out - 1) : 0.0;
+        break;
+      case ResizeCoord::kTfHalfPixelForNN: src = (x + 0.5) / scale; break;
+    }
+    double r = 0.0;
+    switch (a.nearest) {
+      case NearestRound::kRoundPreferFloor:
+        r = src == std::floor(src) + 0.5 ? std::floor(src) : std::round(src);
+        break;
+      case NearestRound::kRoundPreferCeil: r = std::round(src); break;
+      case NearestRound::kFloor: r = std::floor(src); break;
+      case NearestRound::kCeil: r = std::ceil(src); break;
+    }
+    idx[static_cast<std::size_t>(i)] =
+        std::clamp<std::int64_t>(static_cast<std::int64_t>(r), 0, in - 1);
   }
 }
 
@@ -266,6 +328,11 @@ struct CpuBackend::Impl {
   void concat(const Step& s, int n);
   void softmax(const Step& s, int n);
   void resize(const Step& s, int n);
+  void resize_nearest(const Step& s, int n);
+  void conv_transpose(const Step& s, int n);
+  void strided_copy(const Step& s, int n);  // Transpose, Slice, Pad
+  void matmul(const Step& s, int n);
+  void reduce_mean(const Step& s, int n);
 };
 
 const float* CpuBackend::Impl::in_ptr(model::NodeId id, std::int64_t n) const {
@@ -376,8 +443,56 @@ void CpuBackend::Impl::plan() {
       }
       case OpType::kResizeBilinear: {
         const Shape& in = graph.node(n.inputs[0]).shape;
-        interpolation(in[1], n.shape[1], n.resize, s.y0, s.y1, s.ly);
-        interpolation(in[2], n.shape[2], n.resize, s.x0, s.x1, s.lx);
+        interpolation(in[1], n.shape[1], n.resize, s.y0, s.y1, s.ly, n.resize.scale_h);
+        interpolation(in[2], n.shape[2], n.resize, s.x0, s.x1, s.lx, n.resize.scale_w);
+        break;
+      }
+      case OpType::kResizeNearest: {
+        const Shape& in = graph.node(n.inputs[0]).shape;
+        nearest_index(in[1], n.shape[1], n.resize, n.resize.scale_h, s.y0);
+        nearest_index(in[2], n.shape[2], n.resize, n.resize.scale_w, s.x0);
+        break;
+      }
+      case OpType::kConvTranspose: {
+        const auto& w = n.weight.shape();  // [I, O/g, KH, KW]
+        const Shape& in = graph.node(n.inputs[0]).shape;
+        scratch_floats = std::max(scratch_floats, w[1] * w[2] * w[3] * in[1] * in[2]);
+        break;
+      }
+      case OpType::kAdd: case OpType::kSub: case OpType::kMul: case OpType::kDiv: {
+        const Shape& sa = graph.node(n.inputs[0]).shape;
+        const Shape& sb = graph.node(n.inputs[1]).shape;
+        if (!(sa == n.shape && (sb == sa || per_channel(sa, sb)))) {
+          s.general = true;
+          s.dims = n.shape.dims();
+          const auto r = static_cast<std::size_t>(n.shape.rank());
+          for (const Shape* sh : {&sa, &sb}) {
+            std::vector<std::int64_t> d(r - static_cast<std::size_t>(sh->rank()), 1);
+            d.insert(d.end(), sh->dims().begin(), sh->dims().end());  // numpy: align right
+            const Shape ext(std::move(d));
+            const auto st = strides_of(ext);
+            auto& out = sh == &sa ? s.a_str : s.b_str;
+            out.assign(r, 0);
+            for (std::size_t k = 0; k < r; ++k) out[k] = ext[static_cast<int>(k)] == 1 ? 0 : st[k];
+          }
+        }
+        break;
+      }
+      case OpType::kTranspose: {
+        const Shape& in = graph.node(n.inputs[0]).shape;
+        const auto st = strides_of(in);
+        s.dims = n.shape.dims();
+        for (int p : n.perm) s.in_str.push_back(st[static_cast<std::size_t>(p)]);
+        break;
+      }
+      case OpType::kSlice: {
+        const Shape& in = graph.node(n.inputs[0]).shape;
+        const auto st = strides_of(in);
+        s.dims = n.shape.dims();
+        for (std::size_t k = 0; k < st.size(); ++k) {
+          s.in_str.push_back(st[k] * n.step[k]);
+          s.in_off += st[k] * n.begin[k];
+        }
         break;
       }
       default:
@@ -412,7 +527,8 @@ void CpuBackend::Impl::plan() {
     switch (n.op) {
       case OpType::kRelu: case OpType::kRelu6: case OpType::kLeakyRelu: case OpType::kSigmoid:
       case OpType::kTanh: case OpType::kBatchNorm: case OpType::kScaleOffset: case OpType::kAdd:
-      case OpType::kMul:
+      case OpType::kMul: case OpType::kSub: case OpType::kDiv: case OpType::kClip:
+      case OpType::kHardSigmoid: case OpType::kHardSwish: case OpType::kSqrt: case OpType::kPow:
         elementwise = true;
         break;
       default:
@@ -721,8 +837,13 @@ void CpuBackend::Impl::pool2d(const Step& s, int n) {
           for (std::int64_t yy = y0; yy < y1; ++yy)
             for (std::int64_t xx = x0; xx < x1; ++xx)
               acc = is_max ? std::max(acc, plane[yy * w + xx]) : acc + plane[yy * w + xx];
-          out[y * ow + xo] =
-              is_max ? acc : acc / static_cast<float>((y1 - y0) * (x1 - x0));
+          std::int64_t count = (y1 - y0) * (x1 - x0);
+          if (a.count_include_pad) {  // ONNX: the explicit pads count, not what lies beyond
+            const std::int64_t ys = y * a.stride_h - a.pads.top, xs = xo * a.stride_w - a.pads.left;
+            count = (std::min<std::int64_t>(ys + a.kernel_h, h + a.pads.bottom) - ys) *
+                    (std::min<std::int64_t>(xs + a.kernel_w, w + a.pads.right) - xs);
+          }
+          out[y * ow + xo] = is_max ? acc : acc / static_cast<float>(count);
         }
       }
     }
@@ -752,7 +873,7 @@ void CpuBackend::Impl::elementwise(const Step& s, int n) {
   const std::int64_t item = node.shape.numel();
   const bool stride_x = item_stride(x) != 0;
   const OpType op = node.op;
-  const float alpha = node.alpha;
+  const float alpha = node.alpha, beta = node.beta;
   parallel_range(pool, n * item, 16384, [&](std::int64_t b, std::int64_t e) {
     for (std::int64_t i = b; i < e;) {
       const std::int64_t it = i / item, j0 = i % item, j1 = std::min(item, j0 + (e - i));
@@ -766,6 +887,15 @@ void CpuBackend::Impl::elementwise(const Step& s, int n) {
           case OpType::kLeakyRelu: yp[j] = v < 0.0f ? v * alpha : v; break;
           case OpType::kSigmoid: yp[j] = 1.0f / (1.0f + std::exp(-v)); break;
           case OpType::kTanh: yp[j] = std::tanh(v); break;
+          case OpType::kClip: yp[j] = std::min(std::max(v, alpha), beta); break;
+          case OpType::kHardSigmoid:
+            yp[j] = std::max(0.0f, std::min(1.0f, alpha * v + beta));
+            break;
+          case OpType::kHardSwish:
+            yp[j] = v * std::max(0.0f, std::min(1.0f, v / 6.0f + 0.5f));
+            break;
+          case OpType::kSqrt: yp[j] = std::sqrt(v); break;
+          case OpType::kPow: yp[j] = alpha == 2.0f ? v * v : std::pow(v, alpha); break;
           default: break;
         }
       }
@@ -790,16 +920,81 @@ void CpuBackend::Impl::affine(const Step& s, int n) {
   });
 }
 
+namespace {
+template <OpType Op>
+inline float bin(float a, float b) {
+  if constexpr (Op == OpType::kAdd) return a + b;
+  else if constexpr (Op == OpType::kSub) return a - b;
+  else if constexpr (Op == OpType::kMul) return a * b;
+  else return a / b;
+}
+
+template <OpType Op>
+void bin_span(const float* a, const float* b, float* y, std::int64_t len, bool b_scalar) {
+  if (b_scalar) {
+    const float v = b[0];
+    for (std::int64_t i = 0; i < len; ++i) y[i] = bin<Op>(a[i], v);
+  } else {
+    for (std::int64_t i = 0; i < len; ++i) y[i] = bin<Op>(a[i], b[i]);
+  }
+}
+
+void bin_dispatch(OpType op, const float* a, const float* b, float* y, std::int64_t len,
+                  bool b_scalar) {
+  switch (op) {
+    case OpType::kAdd: bin_span<OpType::kAdd>(a, b, y, len, b_scalar); break;
+    case OpType::kSub: bin_span<OpType::kSub>(a, b, y, len, b_scalar); break;
+    case OpType::kMul: bin_span<OpType::kMul>(a, b, y, len, b_scalar); break;
+    default: bin_span<OpType::kDiv>(a, b, y, len, b_scalar); break;
+  }
+}
+}  // namespace
+
 void CpuBackend::Impl::binary(const Step& s, int n) {
   const Node& node = *s.node;
   const model::NodeId a = node.inputs[0], b = node.inputs[1];
   const std::int64_t item = node.shape.numel();
+  const bool sa = item_stride(a) != 0, sb = item_stride(b) != 0;
+  const OpType op = node.op;
+  if (s.general) {  // numpy broadcasting: one item per job; the last axis runs contiguous spans
+    const std::int64_t last = s.dims.empty() ? 1 : s.dims.back();
+    const std::int64_t as = s.dims.empty() ? 0 : s.a_str.back(), bs = s.dims.empty() ? 0 : s.b_str.back();
+    std::vector<std::int64_t> outer(s.dims.begin(), s.dims.end() - (s.dims.empty() ? 0 : 1));
+    std::vector<std::int64_t> oa(s.a_str.begin(), s.a_str.end() - (s.dims.empty() ? 0 : 1));
+    std::vector<std::int64_t> ob(s.b_str.begin(), s.b_str.end() - (s.dims.empty() ? 0 : 1));
+    parallel_range(pool, n, 1, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t it = lo; it < hi; ++it) {
+        const float* ap = in_ptr(a, sa ? it : 0);
+        const float* bp = in_ptr(b, sb ? it : 0);
+        float* yp = out_ptr(node.id, it);
+        // Offsets of the outer index in a and b, advanced like an odometer.
+        std::vector<std::int64_t> idx(outer.size(), 0);
+        std::int64_t offa = 0, offb = 0;
+        for (std::int64_t o = 0; o < item; o += last) {
+          for (std::int64_t j = 0; j < last; ++j) {
+            const float x = ap[offa + j * as], v = bp[offb + j * bs];
+            yp[o + j] = op == OpType::kAdd ? x + v : op == OpType::kSub ? x - v
+                        : op == OpType::kMul ? x * v : x / v;
+          }
+          for (std::size_t k = outer.size(); k-- > 0;) {
+            ++idx[k];
+            offa += oa[k];
+            offb += ob[k];
+            if (idx[k] < outer[k]) break;
+            offa -= oa[k] * outer[k];
+            offb -= ob[k] * outer[k];
+            idx[k] = 0;
+          }
+        }
+        if (s.act != Act::kNone) apply_bias_act(yp, item, 0.0f, s.act, s.act_alpha);
+      }
+    });
+    return;
+  }
   const std::int64_t b_item = graph.node(b).shape.numel();
   const std::int64_t c = node.shape[0];
   // b broadcast: per element (same shape), per channel ([C] / [C,1,1]) or scalar.
   const std::int64_t inner = b_item == item ? 1 : (b_item == 1 ? item : item / c);
-  const bool sa = item_stride(a) != 0, sb = item_stride(b) != 0;
-  const bool is_add = node.op == OpType::kAdd;
   const std::int64_t chunks = b_item == item ? 1 : (b_item == 1 ? 1 : c);
   parallel_range(pool, n * chunks, b_item == item ? 1 : 8, [&](std::int64_t lo, std::int64_t hi) {
     for (std::int64_t job = lo; job < hi; ++job) {
@@ -808,17 +1003,10 @@ void CpuBackend::Impl::binary(const Step& s, int n) {
       const float* bp = in_ptr(b, sb ? it : 0);
       float* yp = out_ptr(node.id, it);
       if (b_item == item) {
-        if (is_add)
-          for (std::int64_t i = 0; i < item; ++i) yp[i] = ap[i] + bp[i];
-        else
-          for (std::int64_t i = 0; i < item; ++i) yp[i] = ap[i] * bp[i];
+        bin_dispatch(op, ap, bp, yp, item, false);
       } else {
-        const float v = b_item == 1 ? bp[0] : bp[ch];
         const std::int64_t off = b_item == 1 ? 0 : ch * inner;
-        if (is_add)
-          for (std::int64_t i = off; i < off + inner; ++i) yp[i] = ap[i] + v;
-        else
-          for (std::int64_t i = off; i < off + inner; ++i) yp[i] = ap[i] * v;
+        bin_dispatch(op, ap + off, b_item == 1 ? bp : bp + ch, yp + off, inner, true);
       }
       if (s.act != Act::kNone) {
         const std::int64_t b0 = b_item == item || b_item == 1 ? 0 : ch * inner;
@@ -908,6 +1096,174 @@ void CpuBackend::Impl::resize(const Step& s, int n) {
   });
 }
 
+void CpuBackend::Impl::resize_nearest(const Step& s, int n) {
+  const Node& node = *s.node;
+  const model::NodeId x = node.inputs[0];
+  const Shape& in = graph.node(x).shape;
+  const std::int64_t c = in[0], h = in[1], w = in[2], oh = node.shape[1], ow = node.shape[2];
+  const bool stride_x = item_stride(x) != 0;
+  parallel_range(pool, n * c, 4, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t job = b; job < e; ++job) {
+      const std::int64_t it = job / c, ch = job % c;
+      const float* plane = in_ptr(x, stride_x ? it : 0) + ch * h * w;
+      float* out = out_ptr(node.id, it) + ch * oh * ow;
+      for (std::int64_t y = 0; y < oh; ++y) {
+        const float* row = plane + s.y0[static_cast<std::size_t>(y)] * w;
+        for (std::int64_t xo = 0; xo < ow; ++xo) out[y * ow + xo] = row[s.x0[static_cast<std::size_t>(xo)]];
+      }
+    }
+  });
+}
+
+// y = col2im(W_g^T x_g) per group: cols[(o, ky, kx), (iy, ix)] scattered to
+// y[o, iy*stride + ky*dilation - pad_top, ix*stride + kx*dilation - pad_left].
+void CpuBackend::Impl::conv_transpose(const Step& s, int n) {
+  const Node& node = *s.node;
+  const auto& a = node.conv;
+  const model::NodeId x = node.inputs[0];
+  const Shape& in = graph.node(x).shape;
+  const std::int64_t c = in[0], h = in[1], w = in[2], hw = h * w;
+  const std::int64_t o = node.shape[0], oh = node.shape[1], ow = node.shape[2];
+  const std::int64_t g = a.groups, cg = c / g, og = o / g, kh = a.kernel_h, kw = a.kernel_w;
+  const std::int64_t rows = og * kh * kw;
+  const float* wt = node.weight.data<float>();  // [C, O/g, KH, KW]
+  const float* bias = node.bias.empty() ? nullptr : node.bias.data<float>();
+  const bool stride_x = item_stride(x) != 0;
+  const int threads = pool.size();
+  pool.run(std::min<int>(threads, n), [&](int t) {
+    float* cols = scratch[static_cast<std::size_t>(t)].data();
+    for (std::int64_t it = t; it < n; it += std::min<int>(threads, n)) {
+      const float* xp = in_ptr(x, stride_x ? it : 0);
+      float* yp = out_ptr(node.id, it);
+      for (std::int64_t oc = 0; oc < o; ++oc)
+        std::fill(yp + oc * oh * ow, yp + (oc + 1) * oh * ow, bias ? bias[oc] : 0.0f);
+      for (std::int64_t gi = 0; gi < g; ++gi) {
+        ConstMatMap W(wt + gi * cg * rows, cg, rows, Eigen::OuterStride<>(rows));
+        ConstMatMap X(xp + gi * cg * hw, cg, hw, Eigen::OuterStride<>(hw));
+        MatMap C(cols, rows, hw, Eigen::OuterStride<>(hw));
+        C.noalias() = W.transpose() * X;
+        for (std::int64_t r = 0; r < rows; ++r) {
+          const std::int64_t oc = gi * og + r / (kh * kw), ky = (r / kw) % kh, kx = r % kw;
+          float* plane = yp + oc * oh * ow;
+          const float* cr = cols + r * hw;
+          for (std::int64_t iy = 0; iy < h; ++iy) {
+            const std::int64_t y = iy * a.stride_h + ky * a.dilation_h - a.pads.top;
+            if (y < 0 || y >= oh) continue;
+            for (std::int64_t ix = 0; ix < w; ++ix) {
+              const std::int64_t xx = ix * a.stride_w + kx * a.dilation_w - a.pads.left;
+              if (xx >= 0 && xx < ow) plane[y * ow + xx] += cr[iy * w + ix];
+            }
+          }
+        }
+      }
+      if (s.act != Act::kNone) apply_bias_act(yp, o * oh * ow, 0.0f, s.act, s.act_alpha);
+    }
+  });
+}
+
+// Transpose / Slice: y[i] = x[in_off + sum idx_k * in_str_k]; Pad: fill, then copy x inside.
+void CpuBackend::Impl::strided_copy(const Step& s, int n) {
+  const Node& node = *s.node;
+  const model::NodeId x = node.inputs[0];
+  const bool stride_x = item_stride(x) != 0;
+  const std::int64_t item = node.shape.numel();
+  const Shape& in = graph.node(x).shape;
+  if (node.op == OpType::kPad) {
+    const auto ost = strides_of(node.shape);
+    std::int64_t base = 0;
+    for (std::size_t k = 0; k < ost.size(); ++k) base += node.begin[k] * ost[k];
+    const std::int64_t last = in[in.rank() - 1];
+    parallel_range(pool, n, 1, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t it = lo; it < hi; ++it) {
+        const float* xp = in_ptr(x, stride_x ? it : 0);
+        float* yp = out_ptr(node.id, it);
+        std::fill(yp, yp + item, node.alpha);
+        std::vector<std::int64_t> idx(static_cast<std::size_t>(in.rank() - 1), 0);
+        std::int64_t off = base;
+        for (std::int64_t i = 0; i < in.numel(); i += last) {
+          std::memcpy(yp + off, xp + i, sizeof(float) * last);
+          for (std::size_t k = idx.size(); k-- > 0;) {
+            ++idx[k];
+            off += ost[k];
+            if (idx[k] < in[static_cast<int>(k)]) break;
+            off -= ost[k] * in[static_cast<int>(k)];
+            idx[k] = 0;
+          }
+        }
+      }
+    });
+    return;
+  }
+  const auto& dims = s.dims;
+  const std::int64_t last = dims.back(), last_str = s.in_str.back();
+  parallel_range(pool, n, 1, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t it = lo; it < hi; ++it) {
+      const float* xp = in_ptr(x, stride_x ? it : 0);
+      float* yp = out_ptr(node.id, it);
+      std::vector<std::int64_t> idx(dims.size() - 1, 0);
+      std::int64_t off = s.in_off;
+      for (std::int64_t o = 0; o < item; o += last) {
+        for (std::int64_t j = 0; j < last; ++j) yp[o + j] = xp[off + j * last_str];
+        for (std::size_t k = idx.size(); k-- > 0;) {
+          ++idx[k];
+          off += s.in_str[k];
+          if (idx[k] < dims[k]) break;
+          off -= s.in_str[k] * dims[k];
+          idx[k] = 0;
+        }
+      }
+    }
+  });
+}
+
+// Per item: for each leading index, Y[M, N] = A[M, K] * B[K, N] (B's leading dims are A's
+// trailing ones; a plain matrix B is shared by all).
+void CpuBackend::Impl::matmul(const Step& s, int n) {
+  const Node& node = *s.node;
+  const model::NodeId a = node.inputs[0], b = node.inputs[1];
+  const Shape& sa = graph.node(a).shape;
+  const Shape& sb = graph.node(b).shape;
+  const std::int64_t m = sa[sa.rank() - 2], k = sa[sa.rank() - 1], nn = sb[sb.rank() - 1];
+  const std::int64_t lead_a = sa.numel() / (m * k), lead_b = sb.numel() / (k * nn);
+  const bool stride_a = item_stride(a) != 0, stride_b = item_stride(b) != 0;
+  parallel_range(pool, n * lead_a, 1, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t job = lo; job < hi; ++job) {
+      const std::int64_t it = job / lead_a, l = job % lead_a;
+      ConstMatMap A(in_ptr(a, stride_a ? it : 0) + l * m * k, m, k, Eigen::OuterStride<>(k));
+      ConstMatMap B(in_ptr(b, stride_b ? it : 0) + (l % lead_b) * k * nn, k, nn,
+                    Eigen::OuterStride<>(nn));
+      MatMap Y(out_ptr(node.id, it) + l * m * nn, m, nn, Eigen::OuterStride<>(nn));
+      Y.noalias() = A * B;
+    }
+  });
+}
+
+void CpuBackend::Impl::reduce_mean(const Step& s, int n) {
+  (void)s;
+  const Node& node = *s.node;
+  const model::NodeId x = node.inputs[0];
+  const Shape& in = graph.node(x).shape;
+  std::int64_t outer = 1, len = 1, inner = 1;
+  for (int i = 0; i < in.rank(); ++i) {
+    if (i < node.axes.front()) outer *= in[i];
+    else if (i <= node.axes.back()) len *= in[i];
+    else inner *= in[i];
+  }
+  const bool stride_x = item_stride(x) != 0;
+  parallel_range(pool, n * outer, 16, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t job = lo; job < hi; ++job) {
+      const std::int64_t it = job / outer, o = job % outer;
+      const float* xp = in_ptr(x, stride_x ? it : 0) + o * len * inner;
+      float* yp = out_ptr(node.id, it) + o * inner;
+      for (std::int64_t j = 0; j < inner; ++j) {
+        float acc = 0.0f;
+        for (std::int64_t i = 0; i < len; ++i) acc += xp[i * inner + j];
+        yp[j] = acc / static_cast<float>(len);
+      }
+    }
+  });
+}
+
 void CpuBackend::Impl::run_step(const Step& s, int n) {
   if (s.skip) return;
   switch (s.node->op) {
@@ -920,14 +1276,28 @@ void CpuBackend::Impl::run_step(const Step& s, int n) {
     case OpType::kRelu6:
     case OpType::kLeakyRelu:
     case OpType::kSigmoid:
-    case OpType::kTanh: elementwise(s, n); break;
+    case OpType::kTanh:
+    case OpType::kClip:
+    case OpType::kHardSigmoid:
+    case OpType::kHardSwish:
+    case OpType::kSqrt:
+    case OpType::kPow: elementwise(s, n); break;
     case OpType::kBatchNorm:
     case OpType::kScaleOffset: affine(s, n); break;
+    case OpType::kSub:
+    case OpType::kDiv:
     case OpType::kAdd:
     case OpType::kMul: binary(s, n); break;
     case OpType::kConcat: concat(s, n); break;
     case OpType::kSoftmax: softmax(s, n); break;
     case OpType::kResizeBilinear: resize(s, n); break;
+    case OpType::kResizeNearest: resize_nearest(s, n); break;
+    case OpType::kConvTranspose: conv_transpose(s, n); break;
+    case OpType::kTranspose:
+    case OpType::kSlice:
+    case OpType::kPad: strided_copy(s, n); break;
+    case OpType::kMatMul: matmul(s, n); break;
+    case OpType::kReduceMean: reduce_mean(s, n); break;
     case OpType::kInput:
     case OpType::kConstant:
     case OpType::kFlatten:

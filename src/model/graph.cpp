@@ -33,6 +33,20 @@ const char* op_name(OpType op) {
     case OpType::kReshape: return "Reshape";
     case OpType::kResizeBilinear: return "ResizeBilinear";
     case OpType::kConstant: return "Constant";
+    case OpType::kSub: return "Sub";
+    case OpType::kDiv: return "Div";
+    case OpType::kClip: return "Clip";
+    case OpType::kHardSigmoid: return "HardSigmoid";
+    case OpType::kHardSwish: return "HardSwish";
+    case OpType::kSqrt: return "Sqrt";
+    case OpType::kPow: return "Pow";
+    case OpType::kConvTranspose: return "ConvTranspose";
+    case OpType::kResizeNearest: return "ResizeNearest";
+    case OpType::kTranspose: return "Transpose";
+    case OpType::kMatMul: return "MatMul";
+    case OpType::kPad: return "Pad";
+    case OpType::kReduceMean: return "ReduceMean";
+    case OpType::kSlice: return "Slice";
   }
   return "?";
 }
@@ -56,6 +70,12 @@ std::int64_t Graph::macs_per_item() const {
       macs += n.shape.numel() * w[1] * w[2] * w[3];
     } else if (n.op == OpType::kFullyConnected) {
       macs += n.weight.shape()[0] * n.weight.shape()[1];
+    } else if (n.op == OpType::kConvTranspose) {
+      const auto& w = n.weight.shape();  // [I, O/g, KH, KW]
+      macs += nodes_[static_cast<std::size_t>(n.inputs[0])].shape.numel() * w[1] * w[2] * w[3];
+    } else if (n.op == OpType::kMatMul) {
+      const Shape& a = nodes_[static_cast<std::size_t>(n.inputs[0])].shape;
+      macs += n.shape.numel() * a[a.rank() - 1];
     }
   }
   return macs;
@@ -104,7 +124,7 @@ struct Window {
 
 // Output size and pads along one spatial axis, as TensorFlow computes them.
 std::int64_t window_out(const std::string& node, const char* axis, std::int64_t in, Window w,
-                        Padding padding, int& pad_before, int& pad_after) {
+                        Padding padding, int& pad_before, int& pad_after, bool ceil = false) {
   const std::int64_t eff = static_cast<std::int64_t>(w.kernel - 1) * w.dilation + 1;
   std::int64_t out = 0;
   switch (padding) {
@@ -129,7 +149,9 @@ std::int64_t window_out(const std::string& node, const char* axis, std::int64_t 
       NEXUS_CHECK(padded >= eff,
                   "node '{}': window of effective size {} does not fit the padded input {} of {}",
                   node, eff, axis, padded);
-      out = (padded - eff) / w.stride + 1;
+      out = ceil ? (padded - eff + w.stride - 1) / w.stride + 1 : (padded - eff) / w.stride + 1;
+      // ONNX / PyTorch: a last window that would start inside the end padding is dropped.
+      if (ceil && (out - 1) * w.stride >= in + pad_before) --out;
       break;
     }
   }
@@ -323,10 +345,10 @@ Node pool(std::string name, OpType op, NodeId x, const Shape& in, Pool2DAttrs a)
   Node n = unary(std::move(name), op, x, in);
   const std::int64_t oh =
       window_out(n.name, "height", in[1], {a.kernel_h, a.stride_h, 1}, a.padding, a.pads.top,
-                 a.pads.bottom);
+                 a.pads.bottom, a.ceil_mode);
   const std::int64_t ow =
       window_out(n.name, "width", in[2], {a.kernel_w, a.stride_w, 1}, a.padding, a.pads.left,
-                 a.pads.right);
+                 a.pads.right, a.ceil_mode);
   // A window lying wholly in padding would have nothing to pool.
   NEXUS_CHECK(a.pads.top < a.kernel_h && a.pads.bottom < a.kernel_h && a.pads.left < a.kernel_w &&
                   a.pads.right < a.kernel_w,
@@ -370,23 +392,36 @@ NodeId GraphBuilder::fully_connected(std::string name, NodeId x, Tensor weight,
 }
 
 namespace {
+// The legacy per-channel rule: b is [C] / [C, 1, ...] (rank below a's) or a scalar [1].
+bool per_channel(const Shape& sa, const Shape& sb) {
+  if (sa.rank() < 1 || sb.rank() < 1 || sb.rank() >= sa.rank() || sb.numel() < 1) return false;
+  bool trailing_ones = true;
+  for (int i = 1; i < sb.rank(); ++i) trailing_ones = trailing_ones && sb[i] == 1;
+  return trailing_ones && (sb[0] == sa[0] || sb.numel() == 1);
+}
+
 Node binary(std::string name, OpType op, NodeId a, NodeId b, const Shape& sa, const Shape& sb) {
-  // Same shapes, or b per-channel: [C], [C, 1, 1] (any trailing 1s) or a scalar [1].
-  bool ok = sa == sb;
-  if (!ok && sa.rank() >= 1 && sb.rank() >= 1 && sb.rank() <= sa.rank() && sb.numel() >= 1) {
-    bool trailing_ones = true;
-    for (int i = 1; i < sb.rank(); ++i) trailing_ones = trailing_ones && sb[i] == 1;
-    ok = trailing_ones && (sb[0] == sa[0] || sb.numel() == 1);
+  Shape out = sa;
+  if (sa != sb && !per_channel(sa, sb)) {
+    // numpy broadcasting, shapes aligned on the right.
+    const int r = std::max(sa.rank(), sb.rank());
+    std::vector<std::int64_t> dims(static_cast<std::size_t>(r));
+    for (int i = 0; i < r; ++i) {
+      const int ia = i - (r - sa.rank()), ib = i - (r - sb.rank());
+      const std::int64_t da = ia >= 0 ? sa[ia] : 1, db = ib >= 0 ? sb[ib] : 1;
+      NEXUS_CHECK(da == db || da == 1 || db == 1,
+                  "node '{}' ({}): shapes {} and {} do not broadcast (axis {} has {} and {}; "
+                  "numpy broadcasting needs equal sizes or 1)",
+                  name, op_name(op), sa, sb, i, da, db);
+      dims[static_cast<std::size_t>(i)] = da == 1 ? db : da;
+    }
+    out = Shape(std::move(dims));
   }
-  NEXUS_CHECK(ok,
-              "node '{}' ({}): shapes {} and {} do not match (the right operand may be the same "
-              "shape, per-channel [{}] / [{}, 1, 1], or a scalar [1])",
-              name, op_name(op), sa, sb, sa.rank() ? sa[0] : 0, sa.rank() ? sa[0] : 0);
   Node n;
   n.name = std::move(name);
   n.op = op;
   n.inputs = {a, b};
-  n.shape = sa;
+  n.shape = std::move(out);
   return n;
 }
 }  // namespace
@@ -467,6 +502,193 @@ NodeId GraphBuilder::resize_bilinear(std::string name, NodeId x, ResizeAttrs att
   Node n = unary(std::move(name), OpType::kResizeBilinear, x,
                  Shape{in[0], attrs.out_h, attrs.out_w});
   n.resize = attrs;
+  return push(std::move(n));
+}
+
+NodeId GraphBuilder::sub(std::string name, NodeId a, NodeId b) {
+  return push(binary(std::move(name), OpType::kSub, a, b, shape(a), shape(b)));
+}
+NodeId GraphBuilder::div(std::string name, NodeId a, NodeId b) {
+  return push(binary(std::move(name), OpType::kDiv, a, b, shape(a), shape(b)));
+}
+NodeId GraphBuilder::clip(std::string name, NodeId x, float min, float max) {
+  NEXUS_CHECK(!(min > max), "node '{}' (Clip): min {} > max {}", name, min, max);
+  Node n = unary(std::move(name), OpType::kClip, x, shape(x));
+  n.alpha = min;
+  n.beta = max;
+  return push(std::move(n));
+}
+NodeId GraphBuilder::hard_sigmoid(std::string name, NodeId x, float alpha, float beta) {
+  Node n = unary(std::move(name), OpType::kHardSigmoid, x, shape(x));
+  n.alpha = alpha;
+  n.beta = beta;
+  return push(std::move(n));
+}
+NodeId GraphBuilder::hard_swish(std::string name, NodeId x) {
+  return push(unary(std::move(name), OpType::kHardSwish, x, shape(x)));
+}
+NodeId GraphBuilder::sqrt(std::string name, NodeId x) {
+  return push(unary(std::move(name), OpType::kSqrt, x, shape(x)));
+}
+NodeId GraphBuilder::pow(std::string name, NodeId x, float exponent) {
+  Node n = unary(std::move(name), OpType::kPow, x, shape(x));
+  n.alpha = exponent;
+  return push(std::move(n));
+}
+
+NodeId GraphBuilder::conv_transpose(std::string name, NodeId x, Tensor weight,
+                                    std::optional<Tensor> bias, Conv2DAttrs a) {
+  const Shape& in = shape(x);
+  check_image(name, OpType::kConvTranspose, in);
+  check_float(name, "weight", weight);
+  const Shape& w = weight.shape();
+  NEXUS_CHECK(w.rank() == 4,
+              "node '{}' (ConvTranspose): weight must be [I, O/groups, KH, KW], got {}", name, w);
+  NEXUS_CHECK(a.groups >= 1 && a.stride_h >= 1 && a.stride_w >= 1 && a.dilation_h >= 1 &&
+                  a.dilation_w >= 1,
+              "node '{}' (ConvTranspose): groups, strides and dilations must be >= 1", name);
+  NEXUS_CHECK(a.padding != Padding::kSame,
+              "node '{}' (ConvTranspose): SAME padding must be resolved to explicit pads", name);
+  if (a.padding == Padding::kValid) a.pads = {};
+  NEXUS_CHECK(w[0] == in[0] && in[0] % a.groups == 0,
+              "node '{}' (ConvTranspose): weight {} expects {} input channels (divisible by "
+              "groups {}), input is {}",
+              name, w, w[0], a.groups, in);
+  NEXUS_CHECK(a.out_pad_h >= 0 && a.out_pad_w >= 0 && a.out_pad_h < std::max(a.stride_h, a.dilation_h) &&
+                  a.out_pad_w < std::max(a.stride_w, a.dilation_w),
+              "node '{}' (ConvTranspose): output_padding ({}, {}) must be below the stride or "
+              "dilation", name, a.out_pad_h, a.out_pad_w);
+  a.kernel_h = static_cast<int>(w[2]);
+  a.kernel_w = static_cast<int>(w[3]);
+  const std::int64_t oh = (in[1] - 1) * a.stride_h + (a.kernel_h - 1) * a.dilation_h + 1 +
+                          a.out_pad_h - a.pads.top - a.pads.bottom;
+  const std::int64_t ow = (in[2] - 1) * a.stride_w + (a.kernel_w - 1) * a.dilation_w + 1 +
+                          a.out_pad_w - a.pads.left - a.pads.right;
+  NEXUS_CHECK(oh >= 1 && ow >= 1 && a.pads.top >= 0 && a.pads.bottom >= 0 && a.pads.left >= 0 &&
+                  a.pads.right >= 0,
+              "node '{}' (ConvTranspose): pads give an empty or negative output {}x{}", name, oh,
+              ow);
+  const std::int64_t o = w[1] * a.groups;
+  Node n = unary(std::move(name), OpType::kConvTranspose, x, Shape{o, oh, ow});
+  if (bias) {
+    check_vector(n.name, "bias", *bias, o);
+    n.bias = std::move(*bias);
+  }
+  a.padding = Padding::kExplicit;
+  n.conv = a;
+  n.weight = std::move(weight);
+  return push(std::move(n));
+}
+
+NodeId GraphBuilder::resize_nearest(std::string name, NodeId x, ResizeAttrs attrs) {
+  const Shape& in = shape(x);
+  check_image(name, OpType::kResizeNearest, in);
+  NEXUS_CHECK(attrs.out_h >= 1 && attrs.out_w >= 1,
+              "node '{}' (ResizeNearest): output size {}x{} must be positive", name, attrs.out_h,
+              attrs.out_w);
+  Node n = unary(std::move(name), OpType::kResizeNearest, x,
+                 Shape{in[0], attrs.out_h, attrs.out_w});
+  n.resize = attrs;
+  return push(std::move(n));
+}
+
+NodeId GraphBuilder::transpose(std::string name, NodeId x, std::vector<int> perm) {
+  const Shape& in = shape(x);
+  NEXUS_CHECK(static_cast<int>(perm.size()) == in.rank(),
+              "node '{}' (Transpose): perm has {} axes, input {} has rank {}", name, perm.size(),
+              in, in.rank());
+  std::vector<char> seen(perm.size(), 0);
+  std::vector<std::int64_t> dims;
+  for (int p : perm) {
+    NEXUS_CHECK(p >= 0 && p < in.rank() && !seen[static_cast<std::size_t>(p)],
+                "node '{}' (Transpose): perm [{}] is not a permutation of the {} item axes",
+                name, fmt::join(perm, ", "), in.rank());
+    seen[static_cast<std::size_t>(p)] = 1;
+    dims.push_back(in[p]);
+  }
+  Node n = unary(std::move(name), OpType::kTranspose, x, Shape(std::move(dims)));
+  n.perm = std::move(perm);
+  return push(std::move(n));
+}
+
+NodeId GraphBuilder::matmul(std::string name, NodeId a, NodeId b) {
+  const Shape& sa = shape(a);
+  const Shape& sb = shape(b);
+  NEXUS_CHECK(sa.rank() >= 2 && sb.rank() >= 2,
+              "node '{}' (MatMul): operands must have rank >= 2 per item, got {} and {}", name, sa,
+              sb);
+  NEXUS_CHECK(sa[sa.rank() - 1] == sb[sb.rank() - 2],
+              "node '{}' (MatMul): {} x {}: inner dimensions {} and {} differ", name, sa, sb,
+              sa[sa.rank() - 1], sb[sb.rank() - 2]);
+  // Leading dims: b's must equal a's trailing leading dims, or b is a plain matrix.
+  NEXUS_CHECK(sb.rank() <= sa.rank(), "node '{}' (MatMul): right operand {} has a higher rank "
+              "than the left {} (not supported)", name, sb, sa);
+  for (int i = 0; i < sb.rank() - 2; ++i)
+    NEXUS_CHECK(sb[i] == sa[i + sa.rank() - sb.rank()],
+                "node '{}' (MatMul): leading dims of {} and {} differ (broadcast of a leading "
+                "dim is not supported)", name, sa, sb);
+  std::vector<std::int64_t> dims = sa.dims();
+  dims.back() = sb[sb.rank() - 1];
+  Node n = unary(std::move(name), OpType::kMatMul, a, Shape(std::move(dims)));
+  n.inputs = {a, b};
+  return push(std::move(n));
+}
+
+NodeId GraphBuilder::pad(std::string name, NodeId x, std::vector<std::int64_t> begin,
+                         std::vector<std::int64_t> end, float value) {
+  const Shape& in = shape(x);
+  NEXUS_CHECK(static_cast<int>(begin.size()) == in.rank() && begin.size() == end.size(),
+              "node '{}' (Pad): {} / {} pads for input {} of rank {}", name, begin.size(),
+              end.size(), in, in.rank());
+  std::vector<std::int64_t> dims;
+  for (int i = 0; i < in.rank(); ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    NEXUS_CHECK(begin[k] >= 0 && end[k] >= 0,
+                "node '{}' (Pad): negative pads (cropping) are not supported", name);
+    dims.push_back(in[i] + begin[k] + end[k]);
+  }
+  Node n = unary(std::move(name), OpType::kPad, x, Shape(std::move(dims)));
+  n.begin = std::move(begin);
+  n.end = std::move(end);
+  n.alpha = value;
+  return push(std::move(n));
+}
+
+NodeId GraphBuilder::reduce_mean(std::string name, NodeId x, std::vector<int> axes) {
+  const Shape& in = shape(x);
+  std::sort(axes.begin(), axes.end());
+  NEXUS_CHECK(!axes.empty(), "node '{}' (ReduceMean): no axes", name);
+  for (std::size_t i = 0; i < axes.size(); ++i) {
+    NEXUS_CHECK(axes[i] >= 0 && axes[i] < in.rank() && (i == 0 || axes[i] == axes[i - 1] + 1),
+                "node '{}' (ReduceMean): item axes [{}] of {} must be valid and contiguous",
+                name, fmt::join(axes, ", "), in);
+  }
+  std::vector<std::int64_t> dims = in.dims();
+  for (int a : axes) dims[static_cast<std::size_t>(a)] = 1;
+  Node n = unary(std::move(name), OpType::kReduceMean, x, Shape(std::move(dims)));
+  n.axes = std::move(axes);
+  return push(std::move(n));
+}
+
+NodeId GraphBuilder::slice(std::string name, NodeId x, std::vector<std::int64_t> begin,
+                           std::vector<std::int64_t> end, std::vector<std::int64_t> step) {
+  const Shape& in = shape(x);
+  NEXUS_CHECK(static_cast<int>(begin.size()) == in.rank() && begin.size() == end.size() &&
+                  end.size() == step.size(),
+              "node '{}' (Slice): bounds for {} axes, input {} has rank {}", name, begin.size(), in,
+              in.rank());
+  std::vector<std::int64_t> dims;
+  for (int i = 0; i < in.rank(); ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    NEXUS_CHECK(step[k] >= 1 && begin[k] >= 0 && end[k] <= in[i] && begin[k] < end[k],
+                "node '{}' (Slice): axis {} of {}: [{}, {}) step {} is empty or out of range "
+                "(positive steps only)", name, i, in, begin[k], end[k], step[k]);
+    dims.push_back((end[k] - begin[k] + step[k] - 1) / step[k]);
+  }
+  Node n = unary(std::move(name), OpType::kSlice, x, Shape(std::move(dims)));
+  n.begin = std::move(begin);
+  n.end = std::move(end);
+  n.step = std::move(step);
   return push(std::move(n));
 }
 

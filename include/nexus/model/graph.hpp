@@ -16,6 +16,14 @@
 //    Add/Mul (same shapes, or a per-channel [C] / [C,1,1] right operand broadcast), Concat (along
 //    an item axis; channels = 0), Softmax (along an item axis, default last), Flatten,
 //    Reshape (item shape), ResizeBilinear (align_corners / half_pixel_centers as TF).
+//  - Added for ONNX import (model/onnx.hpp), with ONNX semantics: Sub/Div and general numpy
+//    broadcasting of Add/Sub/Mul/Div over item shapes (right-aligned; a rank-1 [C] right operand
+//    of an image keeps the per-channel meaning above), Clip (min, max), HardSigmoid
+//    (max(0, min(1, alpha*x + beta))), HardSwish (x * HardSigmoid(1/6, 1/2)), Sqrt, Pow (scalar
+//    exponent), ConvTranspose (weight [I, O/groups, KH, KW], explicit pads, output_padding),
+//    ResizeNearest (ONNX coordinate transform + nearest_mode), Transpose (item permutation),
+//    MatMul (numpy matmul of two item tensors, leading dims broadcast), Pad (constant), ReduceMean
+//    (contiguous item axes, kept as size 1), Slice (per item axis begin/end/step).
 //
 // Errors: every builder call checks its inputs; a shape error names the node and the shapes
 // (nexus::Error).
@@ -55,6 +63,20 @@ enum class OpType {
   kReshape,
   kResizeBilinear,
   kConstant,  ///< a per-item constant tensor held in Node::weight
+  kSub,
+  kDiv,
+  kClip,           ///< y = min(max(x, alpha), beta)
+  kHardSigmoid,    ///< y = max(0, min(1, alpha * x + beta))
+  kHardSwish,      ///< y = x * max(0, min(1, x / 6 + 1 / 2))
+  kSqrt,
+  kPow,            ///< y = x ^ alpha
+  kConvTranspose,  ///< weight [I, O/groups, KH, KW], explicit pads, Conv2DAttrs::out_pad_*
+  kResizeNearest,
+  kTranspose,      ///< Node::perm over item axes
+  kMatMul,         ///< numpy matmul of inputs[0] [..., M, K] and inputs[1] [..., K, N]
+  kPad,            ///< constant alpha; Node::begin / Node::end pads per item axis
+  kReduceMean,     ///< mean over Node::axes (contiguous item axes), kept as size 1
+  kSlice,          ///< Node::begin / end / step per item axis (end exclusive, step > 0)
 };
 
 /// "Conv2D", "Relu", ... for messages.
@@ -75,6 +97,7 @@ struct Conv2DAttrs {
   int groups = 1;
   Padding padding = Padding::kSame;
   Pads pads;  ///< after build(): the resolved pads, whatever `padding` was
+  int out_pad_h = 0, out_pad_w = 0;  ///< kConvTranspose: ONNX output_padding
 };
 
 struct Pool2DAttrs {
@@ -82,12 +105,23 @@ struct Pool2DAttrs {
   int stride_h = 2, stride_w = 2;
   Padding padding = Padding::kValid;
   Pads pads;  ///< after build(): the resolved pads
+  bool ceil_mode = false;          ///< explicit padding: output size rounds up (ONNX ceil_mode)
+  bool count_include_pad = false;  ///< AvgPool: padded pixels count in the divisor (ONNX)
 };
+
+/// ONNX coordinate_transformation_mode (ResizeNearest; ResizeBilinear uses the two flags).
+enum class ResizeCoord { kAsymmetric, kHalfPixel, kPytorchHalfPixel, kAlignCorners, kTfHalfPixelForNN };
+/// ONNX nearest_mode.
+enum class NearestRound { kRoundPreferFloor, kRoundPreferCeil, kFloor, kCeil };
 
 struct ResizeAttrs {
   int out_h = 0, out_w = 0;
   bool align_corners = false;
   bool half_pixel_centers = false;
+  /// out/in scale factors as given by an ONNX model (0 = out/in); they set the source coordinate.
+  float scale_h = 0.0f, scale_w = 0.0f;
+  ResizeCoord coord = ResizeCoord::kAsymmetric;          ///< kResizeNearest
+  NearestRound nearest = NearestRound::kRoundPreferFloor;  ///< kResizeNearest
 };
 
 /// Activation fused into a Conv2D or FullyConnected by a backend; the IR keeps it separate.
@@ -101,7 +135,12 @@ struct Node {
   Conv2DAttrs conv;     ///< kConv2D
   Pool2DAttrs pool;     ///< kMaxPool, kAvgPool
   ResizeAttrs resize;   ///< kResizeBilinear
-  float alpha = 0.0f;   ///< kLeakyRelu slope; kBatchNorm epsilon
+  float alpha = 0.0f;   ///< kLeakyRelu slope; kBatchNorm epsilon; kClip min; kHardSigmoid alpha;
+                        ///< kPow exponent; kPad value
+  float beta = 0.0f;    ///< kClip max; kHardSigmoid beta
+  std::vector<int> perm;  ///< kTranspose: output axis i is input item axis perm[i]
+  std::vector<int> axes;  ///< kReduceMean item axes (sorted, contiguous)
+  std::vector<std::int64_t> begin, end, step;  ///< kPad pads / kSlice bounds, per item axis
   int axis = 0;         ///< kConcat / kSoftmax item axis (negative counts from the end)
   Shape target;         ///< kReshape item shape
 
@@ -173,6 +212,25 @@ class GraphBuilder {
   NodeId flatten(std::string name, NodeId x);
   NodeId reshape(std::string name, NodeId x, Shape item_shape);
   NodeId resize_bilinear(std::string name, NodeId x, ResizeAttrs attrs);
+  // ---- ONNX ops (semantics in the header comment) ----
+  NodeId sub(std::string name, NodeId a, NodeId b);
+  NodeId div(std::string name, NodeId a, NodeId b);
+  NodeId clip(std::string name, NodeId x, float min, float max);
+  NodeId hard_sigmoid(std::string name, NodeId x, float alpha, float beta);
+  NodeId hard_swish(std::string name, NodeId x);
+  NodeId sqrt(std::string name, NodeId x);
+  NodeId pow(std::string name, NodeId x, float exponent);
+  /// weight [I, O/groups, KH, KW]; attrs.padding must be kExplicit (or kValid).
+  NodeId conv_transpose(std::string name, NodeId x, Tensor weight, std::optional<Tensor> bias,
+                        Conv2DAttrs attrs);
+  NodeId resize_nearest(std::string name, NodeId x, ResizeAttrs attrs);
+  NodeId transpose(std::string name, NodeId x, std::vector<int> perm);
+  NodeId matmul(std::string name, NodeId a, NodeId b);
+  NodeId pad(std::string name, NodeId x, std::vector<std::int64_t> begin,
+             std::vector<std::int64_t> end, float value);
+  NodeId reduce_mean(std::string name, NodeId x, std::vector<int> axes);
+  NodeId slice(std::string name, NodeId x, std::vector<std::int64_t> begin,
+               std::vector<std::int64_t> end, std::vector<std::int64_t> step);
   void output(NodeId x);
 
   /// Shape of a node built so far (per item).

@@ -1,0 +1,2 @@
+// placeholder: filled below
+#include <catch2/catch.hpp>
