@@ -5,7 +5,14 @@
 // rate is measured right before and right after each model's runs (their mean), so that load
 // from other processes on a shared machine affects both sides alike.
 //
-// Usage: cpu_backend [--threads N] [--runs R] [--gemm-n N] [--machine "text"]
+// ONNX rows (when built with the ONNX importer and scripts/fetch_data.sh has fetched the
+// PaddleOCR models): the detector, recognizer and direction classifier imported from ONNX, batch
+// 1, on 1 thread and on all --threads, next to ONNX Runtime (onnxruntime-node, CPU EP, same
+// intra-op thread count, same input) run by tests/reference/onnx/bench_ort.js in the same run;
+// ratio = nexus img/s / ORT img/s. --no-ort skips ORT (e.g. without Node.js).
+//
+// Usage: cpu_backend [--threads N] [--runs R] [--gemm-n N] [--machine "text"] [--no-ort]
+//                    [--only-onnx]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -21,6 +28,10 @@
 #include "nexus/exec/cpu_backend.hpp"
 #include "nexus/model/graph.hpp"
 #include "nexus/model/zoo/standard.hpp"
+#ifdef NEXUS_WITH_ONNX
+#include <filesystem>
+#include "nexus/model/onnx.hpp"
+#endif
 
 namespace {
 // The 1-minute load average (Linux), to tell a quiet machine from a busy one; -1 elsewhere.
@@ -34,10 +45,102 @@ double load_average() {
 }
 }  // namespace
 
+#ifdef NEXUS_WITH_ONNX
+// Median ms of `runs` batch-1 runs of an ONNX model on the CpuBackend.
+double nexus_median_ms(const nexus::model::Graph& g, const std::vector<std::int64_t>& dims,
+                       int threads, int runs) {
+  nexus::CpuBackend be(nexus::CpuBackendOptions{threads});
+  be.load(g, 1);
+  nexus::Tensor x{nexus::Shape(dims)};
+  for (std::int64_t i = 0; i < x.numel(); ++i)
+    x.data<float>()[i] = static_cast<float>(
+        static_cast<double>(static_cast<std::uint32_t>(static_cast<std::uint32_t>(i) * 2654435761u)) /
+            4294967296.0 - 0.5);
+  be.run_one(x);
+  std::vector<double> ms;
+  for (int r = 0; r < runs; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    be.run_one(x);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+nlohmann::json onnx_rows(int threads, int runs, bool ort) {
+  namespace fs = std::filesystem;
+  const fs::path root = NEXUS_SOURCE_DIR;
+  const fs::path dir = root / "data" / "onnx" / "ppocr";
+  nlohmann::json rows = nlohmann::json::array();
+  if (!fs::exists(dir / ".ok")) return rows;
+  struct M {
+    const char* name;
+    const char* file;
+    std::vector<std::int64_t> dims;
+  };
+  const M models[] = {{"ppocr_v4_det", "ch_PP-OCRv4_det_infer.onnx", {1, 3, 320, 320}},
+                      {"ppocr_v4_rec", "ch_PP-OCRv4_rec_infer.onnx", {1, 3, 48, 320}},
+                      {"ppocr_v2_cls", "ch_ppocr_mobile_v2.0_cls_infer.onnx", {1, 3, 48, 192}}};
+  for (const M& m : models) {
+    nexus::model::OnnxOptions opt;
+    opt.input_shape.assign(m.dims.begin() + 1, m.dims.end());
+    nexus::model::Graph g;
+    try {
+      g = nexus::model::load_onnx(dir / m.file, opt);
+    } catch (const nexus::Error& e) {
+      rows.push_back({{"model", m.name}, {"error", e.what()}});
+      continue;
+    }
+    for (int t : {1, threads}) {
+      const double ms = nexus_median_ms(g, m.dims, t, runs);
+      nlohmann::json row = {{"model", m.name}, {"input", m.dims}, {"threads", t},
+                            {"nexus_median_ms", ms}, {"nexus_images_per_s", 1000.0 / ms}};
+      if (ort) {
+        const std::string cmd = fmt::format(
+            "node {}/tests/reference/onnx/bench_ort.js {} {} {} {}", root.string(),
+            (dir / m.file).string(), fmt::join(m.dims, ","), t, runs);
+        std::string text;
+        if (std::FILE* p = ::popen(cmd.c_str(), "r")) {
+          char buf[512];
+          while (std::fgets(buf, sizeof buf, p)) text += buf;
+          ::pclose(p);
+        }
+        try {
+          const auto j = nlohmann::json::parse(text);
+          row["ort"] = j["ort"];
+          row["ort_median_ms"] = j["median_ms"];
+          row["ort_images_per_s"] = j["images_per_s"];
+          row["ratio_to_ort"] = (1000.0 / ms) / j["images_per_s"].get<double>();
+        } catch (const std::exception&) {
+          row["ort_error"] = "bench_ort.js failed (npm install in tests/reference/onnx?)";
+        }
+      }
+      rows.push_back(row);
+      if (t == threads) break;
+    }
+  }
+  return rows;
+}
+#endif
+
 int main(int argc, char** argv) {
   int threads = 0, runs = 5, gemm_n = 2048;
+  bool ort = true, only_onnx = false;
   std::string machine = "2-core x86_64 CPU box";
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string flag = argv[i];
+    if (flag == "--no-ort") {
+      ort = false;
+      continue;
+    }
+    if (flag == "--only-onnx") {
+      only_onnx = true;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "option %s needs a value\n", flag.c_str());
+      return 2;
+    }
     const std::string key = argv[i];
     if (key == "--threads") threads = std::atoi(argv[i + 1]);
     else if (key == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
@@ -47,7 +150,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "unknown option %s\n", key.c_str());
       return 2;
     }
+    ++i;
   }
+  (void)ort;
 
   const double load_before = load_average();
   nexus::CpuBackend probe(nexus::CpuBackendOptions{threads});
@@ -71,6 +176,15 @@ int main(int argc, char** argv) {
   out["kernel_isa"] = nexus::exec::cpu_kernel_isa();
   out["runs"] = runs;
 
+#ifdef NEXUS_WITH_ONNX
+  out["onnx"] = {{"rows", onnx_rows(threads, runs, ort)},
+                 {"how", "batch 1, median of --runs after a warm-up; ORT = onnxruntime-node CPU EP "
+                         "with the same intra-op threads, graph optimizations on, same input"}};
+#endif
+  if (only_onnx) {
+    std::printf("%s\n", out.dump(2).c_str());
+    return 0;
+  }
   nlohmann::json models = nlohmann::json::array();
   for (const char* name : {"resnet50", "mobilenet_v1"}) {
     const nexus::model::Graph g = nexus::model::zoo::standard_model(name);

@@ -3,7 +3,10 @@
 //
 //   nexus-profile --model resnet50[,mobilenet_v1,...] --out DIR [--max-batch N] [--threads T]
 //                 [--repeats R] [--batches sparse|all|1,2,4,...] [--face-models DIR]
+//   nexus-profile --onnx MODEL.onnx[,...] [--input-shape C,H,W] --out DIR [...]
 //
+// --onnx profiles ONNX models (model/onnx.hpp; the profile is named after the file's stem);
+// --input-shape gives the per-item input shape where the model's H, W are symbolic.
 // Models: the standard zoo (resnet50, mobilenet_v1, vgg16, googlenet, ssd_mobilenet_v1_300;
 // seeded random weights) and the face-api nets (face_detector, face_recognition,
 // face_landmarks, face_expression, age_gender; weights from --face-models, default
@@ -27,6 +30,9 @@
 #include "nexus/model/zoo/face_recognition.hpp"
 #include "nexus/model/zoo/standard.hpp"
 #include "nexus/profile/profiler.hpp"
+#ifdef NEXUS_WITH_ONNX
+#include "nexus/model/onnx.hpp"
+#endif
 
 namespace fs = std::filesystem;
 namespace zoo = nexus::model::zoo;
@@ -53,6 +59,9 @@ int main(int argc, char** argv) {
     ("threads", "CpuBackend threads (0 = all cores)", cxxopts::value<int>()->default_value("0"))
     ("repeats", "timed runs per batch size (>= 10)", cxxopts::value<int>()->default_value("10"))
     ("batches", "sparse | all | a list 1,2,4", cxxopts::value<std::string>()->default_value("sparse"))
+    ("onnx", "comma-separated ONNX model files", cxxopts::value<std::string>())
+    ("input-shape", "ONNX: per-item input shape C,H,W (for symbolic dims)",
+     cxxopts::value<std::string>()->default_value(""))
     ("face-models", "face-api model directory",
      cxxopts::value<std::string>()->default_value("data/face-api/model"))
     ("h,help", "show this help");
@@ -63,7 +72,7 @@ int main(int argc, char** argv) {
     std::cerr << "nexus-profile: " << e.what() << "\n";
     return 2;
   }
-  if (args.count("help") || !args.count("model") || !args.count("out")) {
+  if (args.count("help") || (!args.count("model") && !args.count("onnx")) || !args.count("out")) {
     std::cerr << options.help() << "\nmodels: face_detector face_recognition face_landmarks "
                  "face_expression age_gender";
     for (const auto& n : zoo::standard_model_names()) std::cerr << " " << n;
@@ -86,7 +95,30 @@ int main(int argc, char** argv) {
     const fs::path out = args["out"].as<std::string>();
     fs::create_directories(out);
     const fs::path face_dir = args["face-models"].as<std::string>();
-    for (const auto& name : split(args["model"].as<std::string>())) {
+    std::vector<std::string> onnx_files;
+    if (args.count("onnx")) onnx_files = split(args["onnx"].as<std::string>());
+#ifdef NEXUS_WITH_ONNX
+    nexus::model::OnnxOptions onnx_options;
+    for (const auto& d : split(args["input-shape"].as<std::string>()))
+      onnx_options.input_shape.push_back(std::stoll(d));
+    for (const auto& file : onnx_files) {
+      const auto graph = nexus::model::load_onnx(file, onnx_options);
+      std::cerr << "nexus-profile: profiling " << file << " ..." << std::endl;
+      const nexus::BatchProfile profile = profiler.profile(graph, graph.name());
+      const fs::path path = out / (graph.name() + "@" + profile.device() + ".json");
+      profile.save(path);
+      std::cout << path.string() << ": max batch " << profile.max_batch() << ", l(1) = "
+                << profile.mean_latency(1).count() << " us, l(" << profile.max_batch()
+                << ") = " << profile.mean_latency(profile.max_batch()).count() << " us\n";
+    }
+#else
+    if (!onnx_files.empty())
+      throw nexus::Error("--onnx: this build has no ONNX import (install libonnx-dev "
+                         "libprotobuf-dev and reconfigure)");
+#endif
+    const std::vector<std::string> models =
+        args.count("model") ? split(args["model"].as<std::string>()) : std::vector<std::string>{};
+    for (const auto& name : models) {
       nexus::BatchProfile profile;
       std::cerr << "nexus-profile: profiling " << name << " ..." << std::endl;
       if (name == "face_detector") {

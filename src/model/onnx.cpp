@@ -159,6 +159,7 @@ class Loader {
 
   void input(const onnx::ValueInfoProto& vi);
   void node(const onnx::NodeProto& n);
+  void dispatch(const onnx::NodeProto& n);
   bool fold(const onnx::NodeProto& n);
   void conv(bool transpose);
   void pool(bool max);
@@ -548,6 +549,17 @@ void Loader::node(const onnx::NodeProto& n) {
       fail("input '{}' is not produced by any earlier node, initializer or graph input",
            n.input(k));
   }
+  try {
+    dispatch(n);
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    if (what.rfind("ONNX", 0) == 0) throw;
+    throw Error(fmt::format("ONNX {}: {}", where(), what));  // an IR shape check: name the node
+  }
+}
+
+void Loader::dispatch(const onnx::NodeProto& n) {
+  const std::string& op = n.op_type();
   if (fold(n)) return;
   if (op == "Conv") conv(false);
   else if (op == "ConvTranspose") conv(true);
@@ -740,12 +752,15 @@ bool Loader::fold(const onnx::NodeProto& n) {
     out(v);
     return true;
   }
-  if (op == "Slice" && opset_ >= 10) {
+  if (op == "Slice") {
     const Value& x = get(0);
     if (x.dims.size() != 1) return false;
-    auto st = ints(get(1), "starts"), en = ints(get(2), "ends");
+    auto st = opset_ >= 10 ? ints(get(1), "starts") : attr_ints("starts");
+    auto en = opset_ >= 10 ? ints(get(2), "ends") : attr_ints("ends");
+    if (st.size() != 1 || en.size() != 1) fail("starts/ends of a 1-D constant must have 1 value");
     const std::int64_t len = x.dims[0];
-    std::int64_t s0 = st.at(0), e0 = en.at(0), step = has_input(4) ? ints(get(4), "steps").at(0) : 1;
+    std::int64_t s0 = st.at(0), e0 = en.at(0),
+                 step = opset_ >= 10 && has_input(4) ? ints(get(4), "steps").at(0) : 1;
     if (step != 1) return false;
     if (s0 < 0) s0 += len;
     if (e0 < 0) e0 += len;

@@ -18,6 +18,8 @@ ModelStore::ModelStore(const std::filesystem::path& dir) {
   std::vector<std::filesystem::path> files;
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
     if (e.is_regular_file() && e.path().extension() == ".json") files.push_back(e.path());
+    if (e.is_regular_file() && e.path().extension() == ".onnx")
+      model_files_.emplace(e.path().stem().string(), e.path());
   }
   std::sort(files.begin(), files.end());  // deterministic: first device wins by file order
   for (const auto& f : files) {
@@ -28,10 +30,38 @@ ModelStore::ModelStore(const std::filesystem::path& dir) {
     } catch (const nlohmann::json::exception& e) {
       throw_error("model store: {} is not valid JSON ({})", f.string(), e.what());
     }
+    // A model entry pointing at an ONNX file.
+    if (j.is_object() && j.contains("model") && j.contains("onnx") && !j.contains("latency_us")) {
+      NEXUS_CHECK(j["model"].is_string() && j["onnx"].is_string(),
+                  "model store: {}: \"model\" and \"onnx\" must be strings", f.string());
+      const std::filesystem::path onnx = f.parent_path() / j["onnx"].get<std::string>();
+      NEXUS_CHECK(std::filesystem::is_regular_file(onnx),
+                  "model store: {}: model '{}' points at '{}', which does not exist", f.string(),
+                  j["model"].get<std::string>(), onnx.string());
+      model_files_.insert_or_assign(j["model"].get<std::string>(), onnx);
+      continue;
+    }
     // Other JSON files (model definitions, manifests) may live here too.
     if (!j.is_object() || !j.contains("model") || !j.contains("latency_us")) continue;
     add(BatchProfile::from_json(j, f.string()));
   }
+}
+
+bool ModelStore::has_model_file(const std::string& model) const {
+  return model_files_.count(model) != 0;
+}
+
+std::filesystem::path ModelStore::model_file(const std::string& model) const {
+  auto it = model_files_.find(model);
+  if (it != model_files_.end()) return it->second;
+  std::string have;
+  for (const auto& [name, path] : model_files_) have += (have.empty() ? "" : ", ") + name;
+  throw_error("model store: no model file for '{}' (known: {})", model,
+              have.empty() ? std::string("none") : have);
+}
+
+void ModelStore::add_model_file(const std::string& model, std::filesystem::path file) {
+  model_files_.insert_or_assign(model, std::move(file));
 }
 
 void ModelStore::add(BatchProfile profile) {
