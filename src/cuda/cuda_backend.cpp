@@ -522,6 +522,16 @@ void CudaBackend::Impl::build_steps(const model::Graph& graph) {
         break;
       case OpType::kResizeBilinear:
         require_rank3(in(0));
+        // ONNX-only variants (model/onnx.hpp): a given non-integral scale, pytorch_half_pixel.
+        NEXUS_CHECK(n.resize.coord != model::ResizeCoord::kPytorchHalfPixel &&
+                        (n.resize.scale_h <= 0.0f ||
+                         n.resize.scale_h * static_cast<float>(graph.node(n.inputs[0]).shape[1]) ==
+                             static_cast<float>(n.shape[1])) &&
+                        (n.resize.scale_w <= 0.0f ||
+                         n.resize.scale_w * static_cast<float>(graph.node(n.inputs[0]).shape[2]) ==
+                             static_cast<float>(n.shape[2])),
+                    "CudaBackend: layer '{}' (ResizeBilinear) uses ONNX pytorch_half_pixel or a "
+                    "non-integral scale, which this backend cannot run (CpuBackend can)", n.name);
         s.kind = StepKind::kResize;
         s.ins = {in(0)};
         s.resize = n.resize;
