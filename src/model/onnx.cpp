@@ -506,6 +506,10 @@ Graph Loader::load() {
                 o.name());
     NEXUS_CHECK(!it->second.is_const,
                 "ONNX graph output '{}' is a constant (it does not depend on the input)", o.name());
+    NEXUS_CHECK(it->second.batch_axis == 0,
+                "ONNX graph output '{}' {} has its batch on axis {}; graph outputs must keep the "
+                "batch on axis 0 (a Transpose/Unsqueeze moved it)", o.name(),
+                dims_str(it->second.full), it->second.batch_axis);
     builder_.output(it->second.id);
   }
   return std::move(builder_).build();
