@@ -73,6 +73,7 @@ struct Config {
   int annotate = 3;
   int cpu_workers = 0;
   bool allow_partial = false;   // serve the streams that open when some requested ones do not
+  int metrics_port = 9090;      // /metrics, /healthz, /readyz on 127.0.0.1 while serving; -1: off
   bool check_only = false;      // validate the inputs and the SLO, then exit without serving
   double match_threshold = kFaceApiMatchThreshold;
   std::string command_line;     // as typed, for report.json
@@ -364,6 +365,17 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
   Collector col(recs, &env.gallery, &store, frames_dir, cfg.annotate, slo, cfg.match_threshold);
 
   nexus::runtime::Engine engine(engine_options(cfg, env, policy, sched));
+#ifdef NEXUS_HAVE_OBSERVE
+  std::unique_ptr<nexus::observe::HttpExporter> exporter;  // /readyz turns 200 once planned
+  if (live && cfg.metrics_port >= 0) {
+    try {
+      exporter = std::make_unique<nexus::observe::HttpExporter>(engine, fmt::format("127.0.0.1:{}", cfg.metrics_port));
+      std::cout << fmt::format("metrics: {}/metrics (and /healthz, /readyz)\n", exporter->url());
+    } catch (const nexus::Error& e) {
+      std::cerr << "warning: " << e.what() << "; serving without /metrics (--metrics-port)\n";
+    }
+  }
+#endif
   load_models_into(engine, env);
   for (const auto& [name, q] : queries)
     engine.add_query(make_query(name, q.first, slo, q.second, env.models, store, cfg.min_score));
@@ -704,6 +716,8 @@ int run(int argc, char** argv) {
     ("check", "check the inputs (--out, streams, models, SLO) and exit without serving")
     ("match-threshold", "gallery match: descriptor distance strictly below this (face-api's "
                         "FaceMatcher: 0.6)", cxxopts::value<double>()->default_value("0.6"))
+    ("metrics-port", "serve /metrics (Prometheus), /healthz, /readyz on 127.0.0.1:PORT while serving "
+                     "(0 = any free port, -1 = off)", cxxopts::value<int>()->default_value("9090"))
     ("h,help", "this help");
   // clang-format on
   for (int i = 0; i < argc; ++i) {
@@ -754,6 +768,7 @@ int run(int argc, char** argv) {
   cfg.annotate = a["annotate"].as<int>();
   cfg.cpu_workers = a["cpu-workers"].as<int>();
   cfg.allow_partial = a.count("allow-partial") > 0;
+  cfg.metrics_port = a["metrics-port"].as<int>();
   cfg.check_only = a.count("check") > 0;
   cfg.match_threshold = a["match-threshold"].as<double>();
   (void)policy_kind(cfg.policy);
