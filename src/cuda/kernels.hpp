@@ -10,14 +10,11 @@
 
 #include <cstdint>
 
+#include "ew_index.hpp"  // Dims4, the 32-bit index plans of the elementwise and copy kernels
+
 namespace nexus::cuda {
 
 enum class Elem { kF32, kF16 };
-
-struct Dims4 {
-  std::int64_t v[4] = {1, 1, 1, 1};
-  std::int64_t numel() const { return v[0] * v[1] * v[2] * v[3]; }
-};
 
 /// y = act(x) (kCopy), act(a + b), act(a * b), act(a * b + c).
 enum class EwOp : int { kCopy = 0, kAdd = 1, kMul = 2, kAffine = 3 };
@@ -25,6 +22,9 @@ enum class Act : int { kNone = 0, kRelu = 1, kRelu6 = 2, kLeaky = 3, kSigmoid = 
 
 /// out[i] = act(op(a[i], b[i], c[i])) over `dims`; b/c may be null when op does not use them.
 /// All operands have type t. out may alias a (each element is read before it is written).
+/// Planned by make_ew_plan (ew_index.hpp): dense same-layout and per-channel operands run the
+/// vectorized kernel (float4 / 8 halves per thread), anything else the general 32-bit kernel;
+/// tensors beyond 2^31 elements the 64-bit one.
 void launch_elementwise(Elem t, EwOp op, Act act, float alpha, Dims4 dims, const void* a, Dims4 sa,
                         const void* b, Dims4 sb, const void* c, Dims4 sc, void* out, Dims4 so,
                         cudaStream_t stream);
@@ -32,8 +32,17 @@ void launch_elementwise(Elem t, EwOp op, Act act, float alpha, Dims4 dims, const
 /// Copies (and casts) the elements of src to dst in row-major order of their logical dims:
 /// the i-th element of src (row-major over src_dims) goes to the i-th of dst (over dst_dims).
 /// With equal dims this is a layout/type conversion; with different dims (same numel) a reshape.
+/// Same layout on both sides (or row-major on both) is a vectorized flat copy/cast.
 void launch_convert(Elem src_t, const void* src, Dims4 src_dims, Dims4 src_strides, Elem dst_t,
                     void* dst, Dims4 dst_dims, Dims4 dst_strides, cudaStream_t stream);
+
+/// Input normalization on the device: dst[n, c, h, w] = (src - mean[c]) * inv_std[c] for a
+/// uint8 HWC item batch src [N, H, W, C] (video frames, 1 byte per value over PCIe), written
+/// into dst with dst_strides (NCHW or NHWC, type dst_t). mean / inv_std: C floats on the
+/// device. C <= 4.
+void launch_normalize_u8(const std::uint8_t* src, Dims4 dims_nchw, Elem dst_t, void* dst,
+                         Dims4 dst_strides, const float* mean, const float* inv_std,
+                         cudaStream_t stream);
 
 /// Softmax along logical dimension `axis` (1..3), numerically stable (max subtracted).
 void launch_softmax(Elem t, const void* x, Dims4 xs, void* y, Dims4 ys, Dims4 dims, int axis,
