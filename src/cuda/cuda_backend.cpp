@@ -14,11 +14,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "batch_sizes.hpp"
 #include "check.hpp"
+#include "fused_conv.hpp"
 #include "kernels.hpp"
 #include "nexus/core/error.hpp"
 #include "nexus/model/graph.hpp"
@@ -97,12 +101,43 @@ enum class StepKind {
   kResize
 };
 
+/// How input i of a run() arrived: float32 [n, ...item] (the IR's layout), float16 of the same
+/// shape, or uint8 [n, H, W, C] video frames for a [C, H, W] input (normalized on the GPU).
+enum class InputKind { kF32, kF16, kU8Hwc };
+
+/// How one convolution runs at one batch size: the alternative measured fastest at prepare.
+enum class ConvImpl {
+  kLegacy,       // cudnnConvolutionForward (FindEx's fastest algo) + own epilogue kernel
+  kLegacyFused,  // cudnnConvolutionBiasActivationForward (bias [+ residual] + ReLU)
+  kGraph,        // one cuDNN graph-API plan: conv -> + bias [-> + residual] [-> activation]
+};
+
 struct ConvPerBatch {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
   cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
   cudnnMathType_t math = CUDNN_DEFAULT_MATH;
-  bool fused = false;  // cudnnConvolutionBiasActivationForward accepted this configuration
+  ConvImpl impl = ConvImpl::kLegacy;
+  cudnnConvolutionFwdAlgo_t fused_algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM;
+  std::shared_ptr<const std::vector<cuda::GraphPlan>> plans;  // shared by equal geometries
+  int plan = -1;                                              // kGraph: index into plans
+  std::shared_ptr<void> pack;                                 // kGraph: its variant pack
+  std::string label;                                          // what runs, for the report
+  float ms = 0.f;                                             // its measured time
 };
+
+const char* algo_name(cudnnConvolutionFwdAlgo_t a) {
+  switch (a) {
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM: return "IMPLICIT_GEMM";
+    case CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM: return "IMPLICIT_PRECOMP_GEMM";
+    case CUDNN_CONVOLUTION_FWD_ALGO_GEMM: return "GEMM";
+    case CUDNN_CONVOLUTION_FWD_ALGO_DIRECT: return "DIRECT";
+    case CUDNN_CONVOLUTION_FWD_ALGO_FFT: return "FFT";
+    case CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING: return "FFT_TILING";
+    case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD: return "WINOGRAD";
+    case CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED: return "WINOGRAD_NONFUSED";
+    default: return "?";
+  }
+}
 
 struct Step {
   StepKind kind = StepKind::kElementwise;
@@ -124,6 +159,9 @@ struct Step {
   cudnnActivationDescriptor_t relu_desc = nullptr;
   model::Pads pads;  // explicit zero padding into `temp` (asymmetric TF SAME)
   int weight = -1, bias = -1;
+  int residual = -1;             // a fused residual Add's other input (ins[1]), or -1
+  model::Conv2DAttrs conv;       // geometry for the graph API (its pads are the full pads)
+  std::int64_t filter[4] = {};   // [K, C / groups, R, S]
   std::vector<ConvPerBatch> conv_batches;  // index: batch size
 
   // kFullyConnected
@@ -206,6 +244,11 @@ struct CudaBackend::Impl {
   cudaStream_t compute = nullptr;  // every kernel and library call; captured into graphs
   cudaStream_t copy = nullptr;     // host <-> device transfers
   cudaEvent_t uploaded = nullptr, computed = nullptr;
+  cudaEvent_t timing_start = nullptr, timing_stop = nullptr;  // prepare's measurements
+  bool print_engines = false;
+  /// Graph-API plans by geometry (ConvGeometry::key): identical layers share them.
+  std::map<std::string, std::shared_ptr<const std::vector<cuda::GraphPlan>>> plan_cache;
+  std::vector<int> batch_sizes;  // the sizes prepared (batch_sizes.hpp), ascending
 
   // Model state (load .. unload)
   std::string model_name;
@@ -226,11 +269,15 @@ struct CudaBackend::Impl {
   std::byte* d_cublas_ws = nullptr;
   std::vector<float*> d_in_staging, d_out_staging;  // float32 NCHW, for converted transfers
   std::vector<float*> h_in, h_out;                  // pinned host staging
+  std::vector<std::byte*> d_raw_in;                 // float16 / uint8 inputs before conversion
+  float* d_norm = nullptr;                          // uint8 normalization: mean[4], scale[4]
 
   ~Impl() {
     unload();
     if (uploaded) cudaEventDestroy(uploaded);
     if (computed) cudaEventDestroy(computed);
+    if (timing_start) cudaEventDestroy(timing_start);
+    if (timing_stop) cudaEventDestroy(timing_stop);
     if (cublas) cublasDestroy(cublas);
     if (cudnn) cudnnDestroy(cudnn);
     if (compute) cudaStreamDestroy(compute);
@@ -297,7 +344,8 @@ struct CudaBackend::Impl {
   // ---- load -------------------------------------------------------------------------------
   void load(const model::Graph& graph, int batch_limit);
   void build_steps(const model::Graph& graph);
-  void add_conv(const model::Graph& graph, const Node& node, int out, Act act, float alpha);
+  void add_conv(const model::Graph& graph, const Node& node, int out, Act act, float alpha,
+                int residual);
   void add_fc(const Node& node, int out, Act act, float alpha);
   void check_layers();
   void compute_lifetimes();
@@ -308,11 +356,15 @@ struct CudaBackend::Impl {
 
   // ---- run --------------------------------------------------------------------------------
   void prepare(int n);
-  void choose_conv_algorithm(Step& s, int n);
+  void prepare_exact(int n);
+  void choose_conv(Step& s, int n);
+  float measure_step(Step& s, int n, std::string* failure);
   cudaGraphExec_t capture(int n);
   void run_sequence(int n, cudaStream_t stream);
   void run_step(Step& s, int n, cudaStream_t stream);
   std::vector<Tensor> run(const std::vector<Tensor>& inputs);
+  std::vector<Tensor> run_prepared(const std::vector<Tensor>& inputs,
+                                   const std::vector<InputKind>& kinds, int b, int r);
 };
 
 // ------------------------------------------------------------------------------------------
@@ -337,6 +389,7 @@ void CudaBackend::Impl::load(const model::Graph& graph, int batch_limit) {
     allocate_and_upload();
     prepared.assign(static_cast<std::size_t>(max_batch) + 1, false);
     graphs.assign(static_cast<std::size_t>(max_batch) + 1, nullptr);
+    batch_sizes = cuda::prepared_batch_sizes(max_batch, options.graph_batch_sizes);
     // Batch 1 now: a convolution cuDNN cannot run fails here, at load, not at the first run.
     prepare(1);
   } catch (...) {
@@ -375,6 +428,25 @@ void CudaBackend::Impl::build_steps(const model::Graph& graph) {
     const Node& c = nodes[static_cast<std::size_t>(cs[0])];
     return is_activation(c.op) && c.inputs.size() == 1 ? c.id : -1;
   };
+  // The Add a conv can absorb as y = conv + bias + z: the conv's only consumer (the conv is no
+  // output), whose other input z is a per-item tensor of the same shape computed by an earlier
+  // node (so it exists when the conv step runs). Returns the Add's id and sets *z.
+  auto fusible_residual_add = [&](const Node& n, int* z) -> int {
+    const auto& cs = consumers[static_cast<std::size_t>(n.id)];
+    if (is_output[static_cast<std::size_t>(n.id)] || cs.size() != 1) return -1;
+    const Node& a = nodes[static_cast<std::size_t>(cs[0])];
+    if (a.op != OpType::kAdd || a.inputs.size() != 2) return -1;
+    const int other = a.inputs[0] == n.id ? a.inputs[1] : a.inputs[0];
+    if (other == n.id || other > n.id) return -1;
+    const Value& zv = values[static_cast<std::size_t>(other)];
+    const Value& yv = values[static_cast<std::size_t>(n.id)];
+    if (zv.constant || !zv.materialized || zv.rank != 3 || yv.rank != 3) return -1;
+    for (int k = 0; k < 3; ++k)
+      if (zv.d[k] != yv.d[k]) return -1;
+    if (a.shape.rank() != 3) return -1;
+    *z = other;
+    return a.id;
+  };
   std::vector<bool> fused(nodes.size(), false);
 
   for (const Node& n : nodes) {
@@ -411,22 +483,34 @@ void CudaBackend::Impl::build_steps(const model::Graph& graph) {
       }
       case OpType::kConv2D:
       case OpType::kFullyConnected: {
-        const int act_node = fusible_activation(n);
+        // Fold into this step: a following residual Add (conv only: y = conv + bias + z, with
+        // z computed earlier), then a following activation.
+        int tail = n.id, residual = -1;
+        if (n.op == OpType::kConv2D) {
+          const int add = fusible_residual_add(n, &residual);
+          if (add >= 0) {
+            fused[static_cast<std::size_t>(add)] = true;
+            tail = add;
+          }
+        }
+        const int act_node = fusible_activation(nodes[static_cast<std::size_t>(tail)]);
         Act act = Act::kNone;
         float alpha = 0.f;
-        int out = n.id;
         if (act_node >= 0) {
           const Node& a = nodes[static_cast<std::size_t>(act_node)];
           act = act_of(a.op);
           alpha = a.alpha;
-          out = act_node;
           fused[static_cast<std::size_t>(act_node)] = true;
+          tail = act_node;
+        }
+        const int out = tail;
+        if (out != n.id) {
           v.materialized = false;
-          values[static_cast<std::size_t>(act_node)].materialized = true;
+          values[static_cast<std::size_t>(out)].materialized = true;
         }
         if (n.op == OpType::kConv2D) {
           require_rank3(in(0));
-          add_conv(graph, n, out, act, alpha);
+          add_conv(graph, n, out, act, alpha, residual);
         } else {
           add_fc(n, out, act, alpha);
         }
@@ -552,7 +636,7 @@ void CudaBackend::Impl::build_steps(const model::Graph& graph) {
 }
 
 void CudaBackend::Impl::add_conv(const model::Graph& graph, const Node& n, int out, Act act,
-                                 float alpha) {
+                                 float alpha, int residual) {
   const Value& x = values[static_cast<std::size_t>(n.inputs.at(0))];
   const Value& y = values[static_cast<std::size_t>(n.id)];
   const auto& a = n.conv;
@@ -567,12 +651,16 @@ void CudaBackend::Impl::add_conv(const model::Graph& graph, const Node& n, int o
   s.name = n.name;
   s.out = out;
   s.ins = {n.inputs.at(0)};
+  if (residual >= 0) s.ins.push_back(residual);
+  s.residual = residual;
   s.act = act;
   s.alpha = alpha;
-  s.op = EwOp::kAdd;  // epilogue when cuDNN does not fuse: y = act(y + bias)
+  s.op = residual >= 0 ? EwOp::kAdd2 : EwOp::kAdd;  // unfused epilogue: y = act(y + bias [+ z])
+  s.conv = a;
 
   const bool nhwc = elem == Elem::kF16;
   const Dims4 wd{{ws[0], ws[1], ws[2], ws[3]}};
+  for (int k = 0; k < 4; ++k) s.filter[k] = ws[k];
   const Dims4 wstrides =
       nhwc ? Dims4{{ws[2] * ws[3] * ws[1], 1, ws[3] * ws[1], ws[1]}} : contiguous_strides(wd);
   s.weight = add_weight(values_of(n.weight), wd, wstrides);
@@ -814,6 +902,7 @@ void CudaBackend::Impl::allocate_and_upload() {
         static_cast<std::size_t>(max_batch) *
         static_cast<std::size_t>(values[static_cast<std::size_t>(v)].item_elems()) * 4;
     d_in_staging.push_back(reinterpret_cast<float*>(device_alloc(bytes, "input staging")));
+    d_raw_in.push_back(device_alloc(bytes / 2, "float16/uint8 input staging"));
     void* h = nullptr;
     NEXUS_CUDA_CHECK(cudaHostAlloc(&h, std::max<std::size_t>(bytes, 4), cudaHostAllocDefault),
                      model_name);
@@ -830,6 +919,13 @@ void CudaBackend::Impl::allocate_and_upload() {
     h_out.push_back(static_cast<float*>(h));
   }
   NEXUS_CUBLAS_CHECK(cublasSetWorkspace(cublas, d_cublas_ws, kCublasWorkspaceBytes), model_name);
+  {  // uint8 frame normalization constants: (x - mean[c]) * scale[c]
+    float norm[8] = {0, 0, 0, 0, 1, 1, 1, 1};
+    for (std::size_t c = 0; c < 4 && c < options.input_mean.size(); ++c) norm[c] = options.input_mean[c];
+    for (std::size_t c = 0; c < 4 && c < options.input_scale.size(); ++c) norm[4 + c] = options.input_scale[c];
+    d_norm = reinterpret_cast<float*>(device_alloc(sizeof(norm), "normalization constants"));
+    NEXUS_CUDA_CHECK(cudaMemcpy(d_norm, norm, sizeof(norm), cudaMemcpyHostToDevice), model_name);
+  }
 
   // Weights: float32 to a scratch buffer, then cast and laid out on the device.
   std::byte* scratch = device_alloc(largest_weight, "weight upload scratch");
@@ -875,6 +971,8 @@ void CudaBackend::Impl::unload() {
     if (s.pool_desc) cudnnDestroyPoolingDescriptor(s.pool_desc);
   }
   steps.clear();
+  plan_cache.clear();
+  batch_sizes.clear();
   values.clear();
   input_values.clear();
   output_values.clear();
@@ -887,6 +985,10 @@ void CudaBackend::Impl::unload() {
     if (p) cudaFree(p);
   d_weights = d_arena = d_workspace = d_cublas_ws = nullptr;
   for (float* p : d_in_staging) cudaFree(p);
+  for (std::byte* p : d_raw_in) cudaFree(p);
+  d_raw_in.clear();
+  if (d_norm) cudaFree(d_norm);
+  d_norm = nullptr;
   for (float* p : d_out_staging) cudaFree(p);
   for (float* p : h_in) cudaFreeHost(p);
   for (float* p : h_out) cudaFreeHost(p);
@@ -901,28 +1003,63 @@ void CudaBackend::Impl::unload() {
 // ------------------------------------------------------------------------------------------
 // run
 
-void CudaBackend::Impl::choose_conv_algorithm(Step& s, int n) {
+// Runs step s at batch n a few times on the compute stream and returns its mean GPU time (ms),
+// or -1 with *failure set when a cuDNN call refuses this configuration.
+float CudaBackend::Impl::measure_step(Step& s, int n, std::string* failure) {
+  constexpr int kReps = 5;
+  try {
+    run_step(s, n, compute);  // warm-up; a refusing call throws here
+    NEXUS_CUDA_CHECK(cudaStreamSynchronize(compute), s.name);
+    NEXUS_CUDA_CHECK(cudaEventRecord(timing_start, compute), s.name);
+    for (int r = 0; r < kReps; ++r) run_step(s, n, compute);
+    NEXUS_CUDA_CHECK(cudaEventRecord(timing_stop, compute), s.name);
+    NEXUS_CUDA_CHECK(cudaEventSynchronize(timing_stop), s.name);
+    float ms = 0.f;
+    NEXUS_CUDA_CHECK(cudaEventElapsedTime(&ms, timing_start, timing_stop), s.name);
+    return ms / kReps;
+  } catch (const Error& e) {
+    cudaStreamSynchronize(compute);
+    (void)cudaGetLastError();
+    if (failure) *failure = e.what();
+    return -1.f;
+  }
+}
+
+// Chooses how conv step s runs at batch n: every alternative that cuDNN accepts is timed on the
+// real buffers and the fastest is kept (issue 9: a fused path must never put a slower kernel in
+// the critical path; a non-tensor-core kernel runs in FP16 only when it was measured fastest).
+void CudaBackend::Impl::choose_conv(Step& s, int n) {
   ConvPerBatch& pb = s.conv_batches[static_cast<std::size_t>(n)];
   const Value& x = values[static_cast<std::size_t>(s.temp >= 0 ? s.temp : s.ins[0])];
   if (pb.x) cudnnDestroyTensorDescriptor(pb.x);  // left by an earlier, failed prepare()
   if (pb.y) cudnnDestroyTensorDescriptor(pb.y);
-  pb.x = pb.y = nullptr;
+  pb = ConvPerBatch{};
   pb.x = tensor_desc(x, n, s.name);
   pb.y = tensor_desc(values[static_cast<std::size_t>(s.out)], n, s.name);
-  // Measure with every kernel of the precision allowed (an earlier batch may have narrowed it).
+  const bool fp32 = elem == Elem::kF32;
+
+  struct Alternative {
+    ConvImpl impl;
+    cudnnConvolutionFwdAlgo_t algo;
+    int plan;
+    std::string label;
+    float ms;
+  };
+  std::vector<Alternative> tried;
+  std::vector<std::string> refused;
+
+  // 1. Legacy: cudnnFindConvolutionForwardAlgorithmEx's fastest algorithm + the epilogue kernel.
   NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(
-                        s.conv_desc, elem == Elem::kF16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH),
+                        s.conv_desc, fp32 ? CUDNN_FMA_MATH : CUDNN_TENSOR_OP_MATH),
                     s.name);
   constexpr int kMaxAlgos = 16;
   cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
   int returned = 0;
-  // Measured on the real buffers (contents do not matter for timing).
   NEXUS_CUDNN_CHECK(
       cudnnFindConvolutionForwardAlgorithmEx(
           cudnn, pb.x, vptr(s.temp >= 0 ? s.temp : s.ins[0]), s.w_desc, wptr(s.weight), s.conv_desc,
           pb.y, vptr(s.out), kMaxAlgos, &returned, perf, d_workspace, workspace_bytes),
       s.name);
-  const bool fp32 = elem == Elem::kF32;
   int chosen = -1;
   for (int i = 0; i < returned; ++i) {  // sorted fastest first
     if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > workspace_bytes) continue;
@@ -931,29 +1068,146 @@ void CudaBackend::Impl::choose_conv_algorithm(Step& s, int n) {
     chosen = i;
     break;
   }
-  NEXUS_CHECK(chosen >= 0,
-              "CudaBackend: conv '{}' at batch {}: no cuDNN algorithm runs within the {}-byte "
-              "workspace ({} tried)",
-              s.name, n, workspace_bytes, returned);
-  pb.algo = perf[chosen].algo;
-  pb.math = fp32 ? CUDNN_FMA_MATH : perf[chosen].mathType;
+  if (chosen >= 0) {
+    pb.algo = perf[chosen].algo;
+    pb.math = fp32 ? CUDNN_FMA_MATH : perf[chosen].mathType;
+    pb.impl = ConvImpl::kLegacy;
+    std::string why;
+    const float ms = measure_step(s, n, &why);
+    const std::string label =
+        fmt::format("legacy {}{} + epilogue kernel", algo_name(pb.algo),
+                    pb.math == CUDNN_TENSOR_OP_MATH ? " tensor-op" : "");
+    if (ms >= 0)
+      tried.push_back({ConvImpl::kLegacy, pb.algo, -1, label, ms});
+    else
+      refused.push_back(label + ": " + why);
+  } else {
+    refused.push_back(fmt::format("legacy: FindEx found no algorithm within {} workspace bytes ({} tried)",
+                                  workspace_bytes, returned));
+  }
 
-  // cudnnConvolutionBiasActivationForward fuses bias + ReLU; try it once, keep it if accepted.
-  pb.fused = false;
-  if (s.act == Act::kRelu && s.relu_desc) {
-    NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, pb.math), s.name);
-    const float one = 1.f, zero = 0.f;
-    const cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
-        cudnn, &one, pb.x, vptr(s.temp >= 0 ? s.temp : s.ins[0]), s.w_desc, wptr(s.weight),
-        s.conv_desc, pb.algo, d_workspace, workspace_bytes, &zero, pb.y, vptr(s.out), s.bias_desc,
-        wptr(s.bias), s.relu_desc, pb.y, vptr(s.out));
-    pb.fused = st == CUDNN_STATUS_SUCCESS;
-    NEXUS_CUDA_CHECK(cudaStreamSynchronize(compute), s.name);
+  // 2. cudnnConvolutionBiasActivationForward (ReLU only): FindEx's algorithm and the one its
+  //    fast fused kernels exist for.
+  if (s.act == Act::kRelu && s.relu_desc && chosen >= 0 &&
+      options.conv_path != CudaConvPath::kLegacy) {
+    std::vector<cudnnConvolutionFwdAlgo_t> algos{pb.algo};
+    if (pb.algo != CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM)
+      algos.push_back(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM);
+    for (auto a : algos) {
+      pb.impl = ConvImpl::kLegacyFused;
+      pb.fused_algo = a;
+      std::string why;
+      const float ms = measure_step(s, n, &why);
+      const std::string label = fmt::format("cudnnConvolutionBiasActivationForward {}", algo_name(a));
+      if (ms >= 0)
+        tried.push_back({ConvImpl::kLegacyFused, a, -1, label, ms});
+      else
+        refused.push_back(label + ": " + why);
+    }
+  }
+
+  // 3. FP16: the cuDNN graph API, conv -> + bias [-> + z] [-> activation] in one plan.
+  if (!fp32 && options.fuse_epilogues && options.fused_plans_per_layer > 0 &&
+      options.conv_path != CudaConvPath::kLegacy) {
+    const Value& in = values[static_cast<std::size_t>(s.ins[0])];
+    const Value& y = values[static_cast<std::size_t>(s.out)];
+    cuda::ConvGeometry g;
+    g.n = n;
+    g.c = in.d[0];
+    g.h = in.d[1];
+    g.w = in.d[2];
+    g.k = s.filter[0];
+    g.cg = s.filter[1];
+    g.r = s.filter[2];
+    g.s = s.filter[3];
+    g.oh = y.d[1];
+    g.ow = y.d[2];
+    g.pad_top = s.conv.pads.top;
+    g.pad_left = s.conv.pads.left;
+    g.pad_bottom = s.conv.pads.bottom;
+    g.pad_right = s.conv.pads.right;
+    g.stride_h = s.conv.stride_h;
+    g.stride_w = s.conv.stride_w;
+    g.dil_h = s.conv.dilation_h;
+    g.dil_w = s.conv.dilation_w;
+    g.nhwc = in.nhwc;
+    g.io = cudnn_type;
+    g.residual = s.residual >= 0;
+    g.act = s.act;
+    g.alpha = s.alpha;
+    auto& cached = plan_cache[g.key()];
+    if (!cached) {
+      std::string why;
+      cached = std::make_shared<const std::vector<cuda::GraphPlan>>(cuda::build_fused_conv_plans(
+          cudnn, g, workspace_bytes, options.fused_plans_per_layer, &why));
+      if (cached->empty()) refused.push_back("graph API: " + why);
+    }
+    pb.plans = cached;
+    for (std::size_t i = 0; i < cached->size(); ++i) {
+      pb.impl = ConvImpl::kGraph;
+      pb.plan = static_cast<int>(i);
+      pb.pack = cuda::make_fused_conv_pack(vptr(s.ins[0]), wptr(s.weight), wptr(s.bias),
+                                           s.residual >= 0 ? vptr(s.residual) : nullptr,
+                                           vptr(s.out), d_workspace);
+      std::string why;
+      const float ms = pb.pack ? measure_step(s, n, &why) : -1.f;
+      const std::string& label = (*cached)[i].label;
+      if (ms >= 0)
+        tried.push_back({ConvImpl::kGraph, pb.algo, static_cast<int>(i), label, ms});
+      else
+        refused.push_back(label + ": " + (pb.pack ? why : std::string("variant pack refused")));
+    }
+  }
+
+  if (tried.empty()) {
+    std::string all;
+    for (const auto& r : refused) all += "\n  " + r;
+    throw_error("CudaBackend: conv '{}' of '{}' on {} ({}) at batch {}: cuDNN runs none of the "
+                "alternatives in {}:{}",
+                s.name, model_name, label, fmt::format("cuda:{}", options.device_index), n,
+                precision_name(options.precision), all);
+  }
+  if (options.conv_path == CudaConvPath::kGraph &&
+      std::any_of(tried.begin(), tried.end(), [](const auto& t) { return t.impl == ConvImpl::kGraph; }))
+    std::erase_if(tried, [](const auto& t) { return t.impl != ConvImpl::kGraph; });
+  const auto best = std::min_element(tried.begin(), tried.end(), [](const auto& a, const auto& b) {
+    return a.ms < b.ms;
+  });
+  pb.impl = best->impl;
+  pb.label = best->label;
+  pb.ms = best->ms;
+  if (best->impl == ConvImpl::kLegacyFused) pb.fused_algo = best->algo;
+  if (best->impl == ConvImpl::kGraph) {
+    pb.plan = best->plan;
+    pb.pack = cuda::make_fused_conv_pack(vptr(s.ins[0]), wptr(s.weight), wptr(s.bias),
+                                         s.residual >= 0 ? vptr(s.residual) : nullptr, vptr(s.out),
+                                         d_workspace);
+    NEXUS_CHECK(pb.pack != nullptr, "CudaBackend: conv '{}': cuDNN variant pack refused", s.name);
+  } else {
+    pb.plans.reset();
+    pb.pack.reset();
+    pb.plan = -1;
+  }
+  if (print_engines) {
+    std::string others;
+    for (const auto& t : tried)
+      if (&t != &*best) others += fmt::format("; {} {:.4f} ms", t.label, t.ms);
+    for (const auto& r : refused) others += "; refused: " + r;
+    std::fprintf(stderr, "nexus: %s cuda:%d %s b%d conv '%s': %s %.4f ms%s\n", model_name.c_str(),
+                 options.device_index, precision_name(options.precision), n, s.name.c_str(),
+                 pb.label.c_str(), pb.ms, others.c_str());
   }
 }
 
+// prepare(n): the prepared size batch n runs at (n itself unless graph_batch_sizes pads it).
 void CudaBackend::Impl::prepare(int n) {
   NEXUS_CHECK(max_batch > 0, "CudaBackend: prepare({}) before load()", n);
+  NEXUS_CHECK(n >= 1 && n <= max_batch, "CudaBackend: batch {} out of range 1..{} for '{}'", n,
+              max_batch, model_name);
+  prepare_exact(cuda::padded_batch(n, batch_sizes));
+}
+
+void CudaBackend::Impl::prepare_exact(int n) {
   NEXUS_CHECK(n >= 1 && n <= max_batch, "CudaBackend: batch {} out of range 1..{} for '{}'", n,
               max_batch, model_name);
   if (prepared[static_cast<std::size_t>(n)]) return;
@@ -961,7 +1215,7 @@ void CudaBackend::Impl::prepare(int n) {
   for (Step& s : steps) {
     if (s.kind == StepKind::kConv) {
       if (s.conv_batches.empty()) s.conv_batches.resize(static_cast<std::size_t>(max_batch) + 1);
-      choose_conv_algorithm(s, n);
+      choose_conv(s, n);
     } else if (s.kind == StepKind::kPoolCudnn) {
       if (s.pool_batches.empty()) s.pool_batches.resize(static_cast<std::size_t>(max_batch) + 1);
       const Value& x = values[static_cast<std::size_t>(s.ins[0])];
@@ -1042,16 +1296,24 @@ void CudaBackend::Impl::run_step(Step& s, int n, cudaStream_t stream) {
   const float one = 1.f, zero = 0.f;
   const Value& y = values[static_cast<std::size_t>(s.out)];
   void* out = vptr(s.out);
-  auto epilogue = [&] {  // y = act(y + bias), in place
+  auto epilogue = [&] {  // y = act(y + bias [+ z]), in place
     const Dims4 d = y.dims(n);
-    cuda::launch_elementwise(elem, EwOp::kAdd, s.act, s.alpha, d, out, y.strides(),
-                             operand_ptr(s.b), s.b.strides, nullptr, Dims4{}, out, y.strides(),
-                             stream);
+    const bool z = s.residual >= 0;
+    cuda::launch_elementwise(elem, z ? EwOp::kAdd2 : EwOp::kAdd, s.act, s.alpha, d, out,
+                             y.strides(), operand_ptr(s.b), s.b.strides,
+                             z ? vptr(s.residual) : nullptr,
+                             z ? values[static_cast<std::size_t>(s.residual)].strides() : Dims4{},
+                             out, y.strides(), stream);
     NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
   };
   switch (s.kind) {
     case StepKind::kConv: {
       const ConvPerBatch& pb = s.conv_batches.at(static_cast<std::size_t>(n));
+      if (pb.impl == ConvImpl::kGraph) {  // pre/post paddings in the graph: no padded copy
+        NEXUS_CUDNN_CHECK(cuda::execute_fused_conv(cudnn, pb.plans->at(static_cast<std::size_t>(pb.plan)), pb.pack),
+                          s.name);
+        break;
+      }
       const void* x = vptr(s.ins[0]);
       if (s.temp >= 0) {  // zero-padded copy for asymmetric padding
         const Value& in = values[static_cast<std::size_t>(s.ins[0])];
@@ -1068,11 +1330,13 @@ void CudaBackend::Impl::run_step(Step& s, int n, cudaStream_t stream) {
         x = vptr(s.temp);
       }
       NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, pb.math), s.name);
-      if (pb.fused) {
+      if (pb.impl == ConvImpl::kLegacyFused) {  // y = relu(conv + bias [+ z])
+        const bool z = s.residual >= 0;
         NEXUS_CUDNN_CHECK(cudnnConvolutionBiasActivationForward(
-                              cudnn, &one, pb.x, x, s.w_desc, wptr(s.weight), s.conv_desc, pb.algo,
-                              d_workspace, workspace_bytes, &zero, pb.y, out, s.bias_desc,
-                              wptr(s.bias), s.relu_desc, pb.y, out),
+                              cudnn, &one, pb.x, x, s.w_desc, wptr(s.weight), s.conv_desc,
+                              pb.fused_algo, d_workspace, workspace_bytes, z ? &one : &zero, pb.y,
+                              z ? vptr(s.residual) : out, s.bias_desc, wptr(s.bias), s.relu_desc,
+                              pb.y, out),
                           s.name);
       } else {
         NEXUS_CUDNN_CHECK(
@@ -1169,14 +1433,29 @@ std::vector<Tensor> CudaBackend::Impl::run(const std::vector<Tensor>& inputs) {
               "CudaBackend::run('{}'): {} inputs given, the graph has {}", model_name,
               inputs.size(), input_values.size());
   std::int64_t n = -1;
+  std::vector<InputKind> kinds;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const Value& v = values[static_cast<std::size_t>(input_values[i])];
     const Tensor& t = inputs[i];
     std::vector<std::int64_t> item(v.d, v.d + v.rank);
-    NEXUS_CHECK(t.dtype() == DType::kFloat32 && t.shape().rank() == v.rank + 1 &&
-                    t.shape().drop_front() == Shape(item),
-                "CudaBackend::run('{}'): input {} ('{}') is {} {}, expected float32 [n, {}]",
-                model_name, i, v.name, name_of(t.dtype()), t.shape(), fmt::join(item, ", "));
+    const bool as_ir = t.shape().rank() == v.rank + 1 && t.shape().drop_front() == Shape(item);
+    const bool hwc = v.rank == 3 && v.d[0] <= 4 && t.shape().rank() == 4 &&
+                     t.shape()[1] == v.d[1] && t.shape()[2] == v.d[2] && t.shape()[3] == v.d[0];
+    InputKind kind = InputKind::kF32;
+    if (t.dtype() == DType::kFloat32 && as_ir)
+      kind = InputKind::kF32;
+    else if (t.dtype() == DType::kFloat16 && as_ir)
+      kind = InputKind::kF16;
+    else if (t.dtype() == DType::kUInt8 && hwc)
+      kind = InputKind::kU8Hwc;
+    else
+      throw_error(
+          "CudaBackend::run('{}'): input {} ('{}') is {} {}, expected float32 or float16 [n, {}]{}",
+          model_name, i, v.name, name_of(t.dtype()), t.shape(), fmt::join(item, ", "),
+          v.rank == 3 && v.d[0] <= 4
+              ? fmt::format(" or uint8 HWC frames [n, {}, {}, {}]", v.d[1], v.d[2], v.d[0])
+              : std::string());
+    kinds.push_back(kind);
     if (n < 0) n = t.shape()[0];
     NEXUS_CHECK(t.shape()[0] == n, "CudaBackend::run('{}'): input {} has batch {}, input 0 {}",
                 model_name, i, t.shape()[0], n);
@@ -1186,25 +1465,63 @@ std::vector<Tensor> CudaBackend::Impl::run(const std::vector<Tensor>& inputs) {
   const int b = static_cast<int>(n);
   set_device();
   prepare(b);
+  const int r = cuda::padded_batch(b, batch_sizes);  // the prepared size this batch runs at
+  try {
+    return run_prepared(inputs, kinds, b, r);
+  } catch (const Error& e) {
+    // A CUDA error mid-batch: drain both streams and clear a non-sticky error, so the next
+    // batch runs; this batch's requests fail with the message.
+    cudaStreamSynchronize(copy);
+    cudaStreamSynchronize(compute);
+    (void)cudaGetLastError();
+    throw_error("CudaBackend '{}' on cuda:{} ({}), batch {}: {}", model_name,
+                options.device_index, label, b, e.what());
+  }
+}
 
-  // Upload on the copy stream; compute waits for it; the download waits for compute.
+std::vector<Tensor> CudaBackend::Impl::run_prepared(const std::vector<Tensor>& inputs,
+                                                    const std::vector<InputKind>& kinds, int b,
+                                                    int r) {
+  // Upload on the copy stream in chunks, so copying chunk k+1 into pinned memory overlaps the
+  // DMA of chunk k; compute waits for it; the download waits for compute.
+  constexpr std::size_t kChunk = std::size_t{4} << 20;
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const Value& v = values[static_cast<std::size_t>(input_values[i])];
     const std::size_t bytes = inputs[i].nbytes();
-    std::memcpy(h_in[i], inputs[i].raw_data(), bytes);
-    void* dst = (elem == Elem::kF32 && !v.nhwc) ? vptr(input_values[i]) : d_in_staging[i];
-    NEXUS_CUDA_CHECK(cudaMemcpyAsync(dst, h_in[i], bytes, cudaMemcpyHostToDevice, copy), v.name);
+    void* ir_dst = (elem == Elem::kF32 && !v.nhwc) ? vptr(input_values[i]) : d_in_staging[i];
+    void* dst = kinds[i] == InputKind::kF32 ? ir_dst : static_cast<void*>(d_raw_in[i]);
+    const auto* src = static_cast<const std::byte*>(inputs[i].raw_data());
+    auto* pinned = reinterpret_cast<std::byte*>(h_in[i]);
+    for (std::size_t at = 0; at < bytes; at += kChunk) {
+      const std::size_t len = std::min(kChunk, bytes - at);
+      std::memcpy(pinned + at, src + at, len);
+      NEXUS_CUDA_CHECK(cudaMemcpyAsync(static_cast<std::byte*>(dst) + at, pinned + at, len,
+                                       cudaMemcpyHostToDevice, copy),
+                       v.name);
+    }
+    // float16 or uint8 frames: to the float32 layout the captured graph reads, on the GPU.
+    if (kinds[i] == InputKind::kF16) {
+      const Dims4 d = v.dims(b);
+      cuda::launch_convert(Elem::kF16, d_raw_in[i], d, contiguous_strides(d), Elem::kF32, ir_dst,
+                           d, contiguous_strides(d), copy);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), v.name);
+    } else if (kinds[i] == InputKind::kU8Hwc) {
+      const Dims4 d = v.dims(b);
+      cuda::launch_normalize_u8(reinterpret_cast<const std::uint8_t*>(d_raw_in[i]), d, Elem::kF32,
+                                ir_dst, contiguous_strides(d), d_norm, d_norm + 4, copy);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), v.name);
+    }
   }
   NEXUS_CUDA_CHECK(cudaEventRecord(uploaded, copy), model_name);
   NEXUS_CUDA_CHECK(cudaStreamWaitEvent(compute, uploaded, 0), model_name);
-  if (cudaGraphExec_t g = graphs[static_cast<std::size_t>(b)])
+  if (cudaGraphExec_t g = graphs[static_cast<std::size_t>(r)])
     NEXUS_CUDA_CHECK(cudaGraphLaunch(g, compute), model_name);
   else
-    run_sequence(b, compute);
+    run_sequence(r, compute);
   NEXUS_CUDA_CHECK(cudaEventRecord(computed, compute), model_name);
   NEXUS_CUDA_CHECK(cudaStreamWaitEvent(copy, computed, 0), model_name);
   std::vector<Tensor> outputs;
-  for (std::size_t i = 0; i < output_values.size(); ++i) {
+  for (std::size_t i = 0; i < output_values.size(); ++i) {  // the first b rows of r
     const Value& v = values[static_cast<std::size_t>(output_values[i])];
     const bool direct = elem == Elem::kF32 && !v.nhwc && !v.constant;
     const std::size_t bytes = static_cast<std::size_t>(b * v.item_elems()) * 4;
@@ -1215,7 +1532,7 @@ std::vector<Tensor> CudaBackend::Impl::run(const std::vector<Tensor>& inputs) {
   NEXUS_CUDA_CHECK(cudaStreamSynchronize(copy), model_name);
   for (std::size_t i = 0; i < output_values.size(); ++i) {
     const Value& v = values[static_cast<std::size_t>(output_values[i])];
-    std::vector<std::int64_t> dims{n};
+    std::vector<std::int64_t> dims{b};
     dims.insert(dims.end(), v.d, v.d + v.rank);
     Tensor t{Shape(std::move(dims))};
     std::memcpy(t.raw_data(), h_out[i], t.nbytes());
@@ -1255,6 +1572,10 @@ CudaBackend::CudaBackend(CudaBackendOptions options) : impl_(std::make_unique<Im
   NEXUS_CUDA_CHECK(cudaStreamCreateWithFlags(&m.copy, cudaStreamNonBlocking), "");
   NEXUS_CUDA_CHECK(cudaEventCreateWithFlags(&m.uploaded, cudaEventDisableTiming), "");
   NEXUS_CUDA_CHECK(cudaEventCreateWithFlags(&m.computed, cudaEventDisableTiming), "");
+  NEXUS_CUDA_CHECK(cudaEventCreate(&m.timing_start), "");
+  NEXUS_CUDA_CHECK(cudaEventCreate(&m.timing_stop), "");
+  const char* env = std::getenv("NEXUS_CUDA_PRINT_ENGINES");
+  m.print_engines = options.print_engines || (env && *env && std::string(env) != "0");
   NEXUS_CUDNN_CHECK(cudnnCreate(&m.cudnn), "");
   NEXUS_CUDNN_CHECK(cudnnSetStream(m.cudnn, m.compute), "");
   NEXUS_CUBLAS_CHECK(cublasCreate(&m.cublas), "");
@@ -1300,6 +1621,23 @@ std::size_t CudaBackend::device_bytes() const {
          m.workspace_bytes + kCublasWorkspaceBytes;
 }
 std::string CudaBackend::device_label() const { return impl_->label; }
+std::vector<std::string> CudaBackend::conv_choices(int batch) const {
+  const Impl& m = *impl_;
+  NEXUS_CHECK(batch >= 1 && batch <= m.max_batch, "CudaBackend::conv_choices({}): batch out of range 1..{}",
+              batch, m.max_batch);
+  const int r = cuda::padded_batch(batch, m.batch_sizes);
+  std::vector<std::string> out;
+  for (const Step& s : m.steps) {
+    if (s.kind != StepKind::kConv) continue;
+    if (s.conv_batches.size() <= static_cast<std::size_t>(r) || !m.prepared[static_cast<std::size_t>(r)]) {
+      out.push_back(fmt::format("{}: not prepared", s.name));
+      continue;
+    }
+    const ConvPerBatch& pb = s.conv_batches[static_cast<std::size_t>(r)];
+    out.push_back(fmt::format("{}: {} {:.4f} ms", s.name, pb.label, pb.ms));
+  }
+  return out;
+}
 const CudaBackendOptions& CudaBackend::options() const { return impl_->options; }
 
 }  // namespace nexus

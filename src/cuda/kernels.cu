@@ -79,6 +79,9 @@ __global__ void elementwise_kernel(EwOp op, Act act, float alpha, Dims4 dims, st
       case EwOp::kAffine:
         v = v * ld(b, offset(idx, sb)) + ld(c, offset(idx, sc));
         break;
+      case EwOp::kAdd2:
+        v = v + ld(b, offset(idx, sb)) + ld(c, offset(idx, sc));
+        break;
     }
     st(out, offset(idx, so), activate(act, v, alpha));
   }
@@ -237,7 +240,8 @@ __global__ void __launch_bounds__(256) ew_dense_kernel(EwPlan p, EwOp op, Act ac
 #pragma unroll
     for (int l = 0; l < V; ++l) x[l] = to_f(va.v[l]);
     if (op != EwOp::kCopy) load_operand<T, V>(p, p.mode_b, p.bstride_b, b, j0, y);
-    if (op == EwOp::kAffine) load_operand<T, V>(p, p.mode_c, p.bstride_c, c, j0, z);
+    if (op == EwOp::kAffine || op == EwOp::kAdd2)
+      load_operand<T, V>(p, p.mode_c, p.bstride_c, c, j0, z);
     Vec<T, V> vo;
 #pragma unroll
     for (int l = 0; l < V; ++l) {
@@ -248,6 +252,8 @@ __global__ void __launch_bounds__(256) ew_dense_kernel(EwPlan p, EwOp op, Act ac
         v *= y[l];
       else if (op == EwOp::kAffine)
         v = fmaf(v, y[l], z[l]);
+      else if (op == EwOp::kAdd2)
+        v += y[l] + z[l];
       vo.v[l] = from_f<T>(activate(act, v, alpha));
     }
     *reinterpret_cast<Vec<T, V>*>(out + j0) = vo;
@@ -269,6 +275,8 @@ __global__ void __launch_bounds__(256) ew_general_kernel(EwPlan p, EwOp op, Act 
       v *= to_f(b[ib]);
     else if (op == EwOp::kAffine)
       v = fmaf(v, to_f(b[ib]), to_f(c[ic]));
+    else if (op == EwOp::kAdd2)
+      v += to_f(b[ib]) + to_f(c[ic]);
     out[o] = from_f<T>(activate(act, v, alpha));
   }
 }
@@ -434,7 +442,7 @@ void launch_elementwise(Elem t, EwOp op, Act act, float alpha, Dims4 dims, const
                         cudaStream_t stream) {
   const std::int64_t n = dims.numel();
   if (n == 0) return;
-  const bool has_b = op != EwOp::kCopy, has_c = op == EwOp::kAffine;
+  const bool has_b = op != EwOp::kCopy, has_c = op == EwOp::kAffine || op == EwOp::kAdd2;
   EwPlan plan;
   if (make_ew_plan(dims, sa, has_b, sb, has_c, sc, so, t == Elem::kF32 ? 4 : 2,
                    common_alignment({a, has_b ? b : nullptr, has_c ? c : nullptr, out}), &plan)) {

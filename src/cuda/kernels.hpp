@@ -16,8 +16,9 @@ namespace nexus::cuda {
 
 enum class Elem { kF32, kF16 };
 
-/// y = act(x) (kCopy), act(a + b), act(a * b), act(a * b + c).
-enum class EwOp : int { kCopy = 0, kAdd = 1, kMul = 2, kAffine = 3 };
+/// y = act(x) (kCopy), act(a + b), act(a * b), act(a * b + c), act(a + b + c) (kAdd2: a conv's
+/// unfused epilogue with bias b and residual c).
+enum class EwOp : int { kCopy = 0, kAdd = 1, kMul = 2, kAffine = 3, kAdd2 = 4 };
 enum class Act : int { kNone = 0, kRelu = 1, kRelu6 = 2, kLeaky = 3, kSigmoid = 4, kTanh = 5 };
 
 /// out[i] = act(op(a[i], b[i], c[i])) over `dims`; b/c may be null when op does not use them.

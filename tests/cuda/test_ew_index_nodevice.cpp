@@ -4,6 +4,7 @@
 // dot products with the strides. Every fast path (dense same-shape, per-channel broadcast in
 // NCHW and NHWC, per-item channel vectors, vector lanes of 2/4/8) must map each memory offset
 // of the output to exactly the operand offsets the reference gives.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <map>
@@ -11,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../../src/cuda/batch_sizes.hpp"
 #include "../../src/cuda/ew_index.hpp"
 
 using namespace nexus::cuda;
@@ -215,4 +217,23 @@ TEST_CASE("copy plans map like the reference: layout change, concat slice, resha
   check(d, nhwc(d), d, nhwc(cat), false);
   check(d, nchw(d), Dims4{{2, 90, 1, 1}}, nchw(Dims4{{2, 90, 1, 1}}), true);  // flatten
   check(Dims4{{2, 90, 1, 1}}, nchw(Dims4{{2, 90, 1, 1}}), d, nhwc(d), false);  // back to NHWC
+}
+
+TEST_CASE("prepared batch sizes and padding to the next captured size", "[cuda][nodevice]") {
+  CHECK(prepared_batch_sizes(4, {}) == std::vector<int>{1, 2, 3, 4});
+  CHECK(prepared_batch_sizes(0, {}).empty());
+  // captured sizes: clipped to 1..max_batch, max_batch always included, sorted, unique
+  const auto p = prepared_batch_sizes(48, {32, 1, 8, 64, 0, 8, 16, 2, 4});
+  CHECK(p == std::vector<int>{1, 2, 4, 8, 16, 32, 48});
+  CHECK(padded_batch(1, p) == 1);
+  CHECK(padded_batch(3, p) == 4);
+  CHECK(padded_batch(17, p) == 32);
+  CHECK(padded_batch(33, p) == 48);
+  CHECK(padded_batch(48, p) == 48);
+  CHECK(padded_batch(49, p) == -1);
+  for (int n = 1; n <= 48; ++n) {  // every size the executor may form runs at a prepared one
+    const int b = padded_batch(n, p);
+    CHECK(b >= n);
+    CHECK(std::count(p.begin(), p.end(), b) == 1);
+  }
 }

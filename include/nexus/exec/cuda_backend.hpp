@@ -9,9 +9,11 @@
 //    max_batch from tensor lifetimes, allocates it with the cuDNN/cuBLAS workspaces and the
 //    pinned host staging, and prepares batch 1 (below) so a convolution cuDNN cannot run fails
 //    at load. Nothing is allocated on the run path after this.
-//  - run(inputs) for batch n: the first run at a given n measures the cuDNN algorithm of every
-//    convolution (cudnnFindConvolutionForwardAlgorithmEx) and captures a CUDA Graph; later runs
-//    at n replay it. prepare(n) does this ahead of time (do it for every batch size served).
+//  - prepare(n) (the Engine calls it for every batch size at load_model): for each convolution
+//    it times the alternatives (legacy conv by cudnnFindConvolutionForwardAlgorithmEx + own
+//    epilogue kernel; cudnnConvolutionBiasActivationForward; FP16: fused cuDNN graph-API
+//    engines) and keeps the fastest, then captures a CUDA Graph for n. A run() at a size not
+//    yet prepared prepares it first (slow: do it before serving).
 //
 // Errors (nexus::Error, thrown by load() or the constructor, never a crash at run time):
 //  - no CUDA device, or options.device_index out of range;
@@ -42,6 +44,13 @@ enum class CudaPrecision {
 /// "fp32" / "fp16".
 const char* precision_name(CudaPrecision precision);
 
+/// Which convolution alternatives prepare() may keep (tests pin one to check its numerics).
+enum class CudaConvPath {
+  kFastest,  ///< time every alternative per layer and batch, keep the fastest (default)
+  kLegacy,   ///< cudnnConvolutionForward + own epilogue kernel only
+  kGraph,    ///< a cuDNN graph-API fused plan wherever one runs (FP16), else the fastest other
+};
+
 struct CudaBackendOptions {
   int device_index = 0;                               ///< CUDA device ordinal
   CudaPrecision precision = CudaPrecision::kFloat32;  ///< chosen per model at load
@@ -49,6 +58,28 @@ struct CudaBackendOptions {
   /// Upper bound of the cuDNN convolution workspace (bytes); algorithms needing more are not
   /// considered when measuring.
   std::size_t conv_workspace_limit_bytes = std::size_t{256} << 20;
+  /// FP16: also try each convolution as one cuDNN graph-API operation graph with its epilogue
+  /// fused (conv -> + bias -> + residual -> activation) and keep, per layer and batch size,
+  /// whichever alternative is measured fastest (legacy conv + own epilogue kernel, legacy
+  /// cudnnConvolutionBiasActivationForward, or one of the graph engines).
+  bool fuse_epilogues = true;
+  /// Graph-API engine configurations timed per layer and batch (cuDNN heuristics order).
+  int fused_plans_per_layer = 3;
+  CudaConvPath conv_path = CudaConvPath::kFastest;
+  /// Batch sizes to prepare (algorithms + CUDA Graph). Empty (default): every size
+  /// 1..max_batch, so every batch runs at its own size. Otherwise those sizes and max_batch;
+  /// a batch of n runs at the smallest prepared size >= n, padded (less load time and memory,
+  /// some wasted work). prepare(n) of a size not in the list prepares its padded size.
+  std::vector<int> graph_batch_sizes;
+  /// Print each convolution's alternatives, their measured times and the one kept, per batch
+  /// size, to stderr at prepare (also with the environment variable NEXUS_CUDA_PRINT_ENGINES=1).
+  bool print_engines = false;
+  /// run() also takes, for an input of item shape [C, H, W] with C <= 4, uint8 frames
+  /// [n, H, W, C] (a quarter of float32's PCIe bytes), normalized on the GPU per channel as
+  /// (x - input_mean[c]) * input_scale[c]; and float16 tensors of the IR's shape (half the
+  /// bytes). Missing channels: mean 0, scale 1.
+  std::vector<float> input_mean;
+  std::vector<float> input_scale;
 };
 
 class CudaBackend final : public Backend {
@@ -78,6 +109,9 @@ class CudaBackend final : public Backend {
   void prepare(const std::vector<int>& batch_sizes) override;
   /// Device bytes this backend holds: weights + activation arena (max_batch) + workspaces.
   std::size_t device_bytes() const override;
+  /// How each convolution runs at `batch` (after prepare): "layer: chosen alternative, its
+  /// measured ms", one line per conv, in model order.
+  std::vector<std::string> conv_choices(int batch) const;
   /// The GPU's marketing name, e.g. "NVIDIA H100 80GB HBM3".
   std::string device_label() const;
   const CudaBackendOptions& options() const;
