@@ -6,16 +6,27 @@
 //    "pytorch_graphs_latency_ms_p50","device_memory_bytes"}
 // A latency is one Backend::run() call as a GpuExecutor makes it: host input -> pinned staging
 // -> device, the batch's CUDA Graph, device -> host output. img/s = batch / mean latency.
-// device_memory_bytes = resident weights + the activation arena at that batch.
+// device_memory_bytes = resident weights + the activation arena at that batch. Also per row:
+// "input" (what crosses PCIe: f32, f16 or u8 HWC frames), "load_s" / "backend_device_bytes"
+// (load() + prepare() of every batch size measured, as Engine::load_model does it) and
+// "conv_paths" (how many convolutions run each alternative at that batch).
 // The pytorch_* columns come from benchmarks/pytorch_baseline.py's JSON (--pytorch FILE);
 // null when absent. Without a GPU (or a CUDA build) it says so on stderr and exits 0.
 //
 // Usage: gpu_backend [--gpu 0] [--models resnet50,mobilenet_v1,vgg16,googlenet,
 //        ssd_mobilenet_v1_300] [--batches 1,2,4,8,16,32,64] [--precisions fp16,fp32]
 //        [--iters 50] [--warmup 5] [--pytorch pytorch.json]
+//        [--input auto|f32|f16|u8]   auto: f16 for fp16 (as pytorch_baseline.py sends), f32 else
+//        [--graph-batch-sizes 1,8,32] prepare only these (+ the largest), pad the others
+//        [--print-engines] [--no-graphs]
+//        [--profile]  one uncaptured run per (model, precision, batch) between
+//                     cudaProfilerStart/Stop, nothing else measured (for ncu
+//                     --profile-from-start off)
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -55,6 +66,11 @@ struct Args {
   int iters = 50;
   int warmup = 5;
   std::string pytorch;
+  std::string input = "auto";
+  std::vector<int> graph_batch_sizes;
+  bool print_engines = false;
+  bool graphs = true;
+  bool profile = false;
 };
 
 Args parse(int argc, char** argv) {
@@ -80,6 +96,16 @@ Args parse(int argc, char** argv) {
       a.warmup = std::max(0, std::stoi(value()));
     else if (k == "--pytorch")
       a.pytorch = value();
+    else if (k == "--input")
+      a.input = value();
+    else if (k == "--graph-batch-sizes") {
+      for (const auto& b : split(value())) a.graph_batch_sizes.push_back(std::stoi(b));
+    } else if (k == "--print-engines")
+      a.print_engines = true;
+    else if (k == "--no-graphs")
+      a.graphs = false;
+    else if (k == "--profile")
+      a.profile = true;
     else
       nexus::throw_error(
           "gpu_backend: unknown option '{}' (see the header of "
@@ -132,6 +158,21 @@ nexus::model::Graph build(const std::string& name) {
   nexus::throw_error("gpu_backend: unknown model '{}'", name);
 }
 
+/// IEEE binary16 bits of f (round to nearest even; benchmark inputs are in [-1, 1]).
+std::uint16_t half_bits(float f) {
+  std::uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const std::uint32_t sign = (x >> 16) & 0x8000u;
+  const int exp = static_cast<int>((x >> 23) & 0xffu) - 127 + 15;
+  const std::uint32_t mant = x & 0x7fffffu;
+  if (exp <= 0) return static_cast<std::uint16_t>(sign);
+  if (exp >= 31) return static_cast<std::uint16_t>(sign | 0x7c00u);
+  std::uint32_t h = sign | (static_cast<std::uint32_t>(exp) << 10) | (mant >> 13);
+  const std::uint32_t rest = mant & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;
+  return static_cast<std::uint16_t>(h);
+}
+
 double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   const auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
@@ -160,24 +201,61 @@ int main(int argc, char** argv) try {
       options.device_index = args.gpu;
       options.precision =
           prec == "fp16" ? nexus::CudaPrecision::kFloat16 : nexus::CudaPrecision::kFloat32;
+      options.graph_batch_sizes = args.graph_batch_sizes;
+      options.print_engines = args.print_engines;
+      options.use_cuda_graphs = args.graphs && !args.profile;
+      options.input_mean = {127.5f, 127.5f, 127.5f};
+      options.input_scale = {1 / 127.5f, 1 / 127.5f, 1 / 127.5f};
+      const std::string input =
+          args.input == "auto" ? (prec == "fp16" ? std::string("f16") : std::string("f32")) : args.input;
       nexus::CudaBackend backend(options);
+      const auto t_load = std::chrono::steady_clock::now();
       try {
         backend.load(graph, max_batch);
+        backend.prepare(args.batches);  // as Engine::load_model: every size before serving
       } catch (const nexus::Error& e) {
         std::fprintf(stderr, "gpu_backend: %s %s: %s\n", model_name.c_str(), prec.c_str(),
                      e.what());
         continue;
       }
+      const double load_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
       for (int batch : args.batches) {
         std::vector<nexus::Tensor> inputs;
         for (int i = 0; i < static_cast<int>(graph.inputs().size()); ++i) {
+          const nexus::Shape item = backend.input_shape(i);  // kept alive for the loop below
           std::vector<std::int64_t> dims{batch};
-          for (auto d : backend.input_shape(i).dims()) dims.push_back(d);
+          const bool frames = input == "u8" && item.rank() == 3 && item[0] <= 4;
+          if (frames) {
+            dims.insert(dims.end(), {item[1], item[2], item[0]});
+            nexus::Tensor t{nexus::Shape(std::move(dims)), nexus::DType::kUInt8};
+            auto* p = static_cast<std::uint8_t*>(t.raw_data());
+            for (std::int64_t k = 0; k < t.numel(); ++k) p[k] = static_cast<std::uint8_t>(rng() & 0xff);
+            inputs.push_back(std::move(t));
+            continue;
+          }
+          for (auto d : item.dims()) dims.push_back(d);
           nexus::Tensor t{nexus::Shape(std::move(dims))};
           for (float& v : t.values()) v = uniform(rng);
-          inputs.push_back(std::move(t));
+          if (input == "f16") {
+            nexus::Tensor h{t.shape(), nexus::DType::kFloat16};
+            auto* hp = static_cast<std::uint16_t*>(h.raw_data());
+            const auto src = t.values();
+            for (std::size_t k = 0; k < src.size(); ++k) hp[k] = half_bits(src[k]);
+            inputs.push_back(std::move(h));
+          } else {
+            inputs.push_back(std::move(t));
+          }
         }
-        backend.prepare(batch);
+        if (args.profile) {
+          backend.run(inputs);  // warm
+          nexus::cuda_profiler(true);
+          backend.run(inputs);
+          nexus::cuda_profiler(false);
+          std::fprintf(stderr, "gpu_backend: profiled %s %s batch %d\n", model_name.c_str(),
+                       prec.c_str(), batch);
+          continue;
+        }
         for (int i = 0; i < args.warmup; ++i) backend.run(inputs);
         std::vector<double> ms;
         double total_s = 0;
@@ -193,6 +271,7 @@ int main(int argc, char** argv) try {
         row["model"] = model_name;
         row["precision"] = prec;
         row["batch"] = batch;
+        row["input"] = input;
         row["nexus_img_s"] = batch * args.iters / total_s;
         row["nexus_latency_ms_p50"] = percentile(ms, 0.50);
         row["nexus_latency_ms_p99"] = percentile(ms, 0.99);
@@ -201,9 +280,19 @@ int main(int argc, char** argv) try {
         row["pytorch_graphs_latency_ms_p50"] = nullptr;
         if (auto it = pytorch.find({model_name, prec, batch}); it != pytorch.end()) {
           for (const char* k :
-               {"pytorch_eager_img_s", "pytorch_graphs_img_s", "pytorch_graphs_latency_ms_p50"})
+               {"pytorch_eager_img_s", "pytorch_graphs_img_s", "pytorch_graphs_latency_ms_p50",
+                "pytorch_compile_img_s", "pytorch_compile_latency_ms_p50"})
             if (it->second.contains(k)) row[k] = it->second[k];
         }
+        std::map<std::string, int> paths;
+        for (const auto& c : backend.conv_choices(batch)) {
+          const auto colon = c.find(": ");
+          const std::string what = colon == std::string::npos ? c : c.substr(colon + 2);
+          paths[what.rfind("graph", 0) == 0 ? "graph" : what.rfind("legacy", 0) == 0 ? "legacy" : "legacy_fused"]++;
+        }
+        row["conv_paths"] = paths;
+        row["load_s"] = load_s;
+        row["backend_device_bytes"] = backend.device_bytes();
         row["device_memory_bytes"] = backend.weights_bytes() + backend.activation_bytes(batch);
         std::cout << row.dump() << std::endl;
       }

@@ -15,8 +15,13 @@ MobileNetV1 and SSD-MobileNetV1-300 are not in torchvision and are defined here 
 include/nexus/model/zoo/standard.hpp builds them (MobileNetV1 width 1.0 with ReLU6; SSD with 4
 extra layers and box/class heads on 6 maps, 3,6,6,6,6,6 anchors, 91 classes, no decoding/NMS).
 
+--compile resnet50:1,resnet50:32 also measures torch.compile(mode="reduce-overhead") (Inductor +
+CUDA Graphs, the one-line PyTorch deployment the issue names as the next bar) for those
+(model, batch) pairs in FP16, adding pytorch_compile_img_s, pytorch_compile_latency_ms_p50 and
+pytorch_compile_seconds (compile + warm-up) to the FP16 row; it costs ~15-25 s per pair.
+
 Usage: python3 benchmarks/pytorch_baseline.py [--gpu 0] [--models ...] [--batches 1,2,4,...]
-       [--precisions fp16,fp32] [--iters 50] [--warmup 5] [--out pytorch.json]
+       [--precisions fp16,fp32] [--iters 50] [--warmup 5] [--compile m:b,...] [--out pytorch.json]
 Writes a JSON array (to --out, else stdout). Exits 0 with a message when no GPU is present.
 """
 import argparse
@@ -137,8 +142,13 @@ def main():
     ap.add_argument("--precisions", default="fp16,fp32")
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--compile", default="")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
+    compile_pairs = set()
+    for item in [c for c in args.compile.split(",") if c]:
+        m, b = item.split(":")
+        compile_pairs.add((m, int(b)))
     try:
         import torch
         import torchvision
@@ -198,10 +208,32 @@ def main():
                     graphs_img_s, graphs_p50 = measure(torch, replay, batch, args.iters,
                                                        args.warmup)
                     del graph, static_out
-                rows.append({"gpu": gpu_name, "model": name, "precision": prec, "batch": batch,
-                             "pytorch_eager_img_s": eager_img_s,
-                             "pytorch_graphs_img_s": graphs_img_s,
-                             "pytorch_graphs_latency_ms_p50": graphs_p50})
+                row = {"gpu": gpu_name, "model": name, "precision": prec, "batch": batch,
+                       "pytorch_eager_img_s": eager_img_s,
+                       "pytorch_graphs_img_s": graphs_img_s,
+                       "pytorch_graphs_latency_ms_p50": graphs_p50}
+                if prec == "fp16" and (name, batch) in compile_pairs:
+                    t0 = time.perf_counter()
+                    compiled = torch.compile(model, mode="reduce-overhead")
+                    with torch.inference_mode():
+                        for _ in range(3):
+                            compiled(dev_in)
+                        torch.cuda.synchronize()
+                        compile_s = time.perf_counter() - t0
+
+                        def compiled_step():
+                            dev_in.copy_(host_in, non_blocking=True)
+                            outs = [o.to("cpu", non_blocking=True)
+                                    for o in as_list(compiled(dev_in))]
+                            torch.cuda.synchronize()
+                            return outs
+                        c_img_s, c_p50 = measure(torch, compiled_step, batch, args.iters,
+                                                 args.warmup)
+                    row.update({"pytorch_compile_img_s": c_img_s,
+                                "pytorch_compile_latency_ms_p50": c_p50,
+                                "pytorch_compile_seconds": compile_s})
+                    del compiled
+                rows.append(row)
                 print(json.dumps(rows[-1]), file=sys.stderr)
             del model
             torch.cuda.empty_cache()

@@ -8,6 +8,7 @@
 #include "nexus/exec/cuda_backend.hpp"
 
 #include <cublas_v2.h>
+#include <cuda_profiler_api.h>
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
@@ -51,6 +52,11 @@ int cuda_device_count() {
 
 std::unique_ptr<Backend> make_cuda_backend(CudaBackendOptions options) {
   return std::make_unique<CudaBackend>(options);
+}
+
+void cuda_profiler(bool start) {
+  const cudaError_t e = start ? cudaProfilerStart() : cudaProfilerStop();
+  if (e != cudaSuccess) (void)cudaGetLastError();
 }
 
 namespace {

@@ -14,6 +14,8 @@ const char* precision_name(CudaPrecision precision) {
 
 int cuda_device_count() { return 0; }
 
+void cuda_profiler(bool) {}
+
 std::unique_ptr<Backend> make_cuda_backend(CudaBackendOptions) {
   throw_error(
       "make_cuda_backend: Nexus was built without CUDA (configure with "

@@ -124,6 +124,10 @@ class CudaBackend final : public Backend {
 /// Number of CUDA devices; 0 without a CUDA build, without a driver or without a device.
 int cuda_device_count();
 
+/// cudaProfilerStart() (true) / cudaProfilerStop() (false) on the current device, for
+/// `ncu --profile-from-start off`; does nothing without a CUDA build.
+void cuda_profiler(bool start);
+
 /// A CudaBackend as a Backend. Throws nexus::Error without a CUDA build or device.
 std::unique_ptr<Backend> make_cuda_backend(CudaBackendOptions options = {});
 
