@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# gpu_check.sh: everything issue 9 asks a GPU session to verify, in one run of <= 8 minutes.
+#
+#   On the CPU build machine (nvcc + cuDNN, no GPU):   bash scripts/gpu_check.sh --stage
+#     configures build-gpu (CUDA on, Hopper only, no examples, no OpenCV; docs/cuda.md), builds
+#     nexus_tests_cuda, gpu_backend and gpu_serving, and fills the git-ignored carry folder
+#     .gpu/ with them, libfmt (the one library the GPU machine lacks) and the face models.
+#
+#   On the GPU machine, from the checkout root with .gpu/ beside it:   bash scripts/gpu_check.sh
+#     1. env        nvidia-smi, driver, cuDNN found (env.txt)
+#     2. tests      tests/cuda, every GPU test (cuda_tests.txt)
+#     3. pytorch    benchmarks/pytorch_baseline.py, FP16 (pytorch.json)
+#     4. nexus      benchmarks/gpu_backend sweep, same batches, merged with 3 (nexus_gpu_backend.jsonl)
+#     5. kernels    ncu per-kernel table of one FP16 batch of 32, ResNet-50 and MobileNetV1
+#                   (kernels_<model>_fp16_b32.txt)
+#     6. serving    benchmarks/gpu_serving: the Engine on every GPU, ResNet-50 FP16, SLO 50 ms,
+#                   Poisson at 50/80/95 % of planned capacity, from the first request (serving.jsonl)
+#     7. compile    torch.compile(reduce-overhead) ResNet-50 b1/b32, if time is left (pytorch_compile.json)
+#     8. report     summary.md + summary.json (scripts/gpu_report.py)
+#   Every step has its own timeout, so one hang costs only that step. Results go to
+#   $OUT/gpu-<date>-<gpu> when $OUT is set (the device tool brings $OUT back), else to
+#   benchmarks/results/gpu-<date>-<gpu>. Commit that folder from the CPU machine.
+#
+#   Env: NEXUS_GPU_CHECK_BUDGET (seconds, default 470) caps the whole run.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+if [[ "${1:-}" == "--stage" ]]; then
+  set -e
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-/work}
+  launcher=()
+  command -v ccache > /dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+  cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DNEXUS_WITH_CUDA=ON \
+    -DNEXUS_CUDA_ARCHITECTURES=90 -DNEXUS_BUILD_EXAMPLES=OFF -DCMAKE_DISABLE_FIND_PACKAGE_OpenCV=ON \
+    "${launcher[@]}" > /dev/null
+  cmake --build build-gpu -j"${JOBS:-2}" --target nexus_tests_cuda gpu_backend gpu_serving
+  rm -rf .gpu
+  mkdir -p .gpu/bin .gpu/lib .gpu/data/face-api/model
+  cp build-gpu/tests/cuda/nexus_tests_cuda build-gpu/benchmarks/gpu_backend \
+     build-gpu/benchmarks/gpu_serving .gpu/bin/
+  cp -L /usr/lib/x86_64-linux-gnu/libfmt.so.9 .gpu/lib/
+  for m in ssd_mobilenetv1 face_recognition face_landmark_68 face_expression age_gender; do
+    cp data/face-api/model/${m}_model* .gpu/data/face-api/model/ 2> /dev/null || true
+  done
+  git rev-parse HEAD > .gpu/commit
+  du -sh .gpu
+  echo "staged .gpu/ at $(cat .gpu/commit); on the GPU machine: bash scripts/gpu_check.sh"
+  exit 0
+fi
+
+START=$(date +%s)
+BUDGET=${NEXUS_GPU_CHECK_BUDGET:-470}
+left() { echo $((BUDGET - ($(date +%s) - START))); }
+# step_timeout CAP: the step's timeout, at most CAP and what is left (never below 5 s).
+step_timeout() {
+  local l
+  l=$(left)
+  local t=$(($1 < l ? $1 : l))
+  echo $((t < 5 ? 5 : t))
+}
+
+[[ -x .gpu/bin/nexus_tests_cuda ]] || { echo "gpu_check: .gpu/bin missing: run scripts/gpu_check.sh --stage on the build machine and carry .gpu"; exit 2; }
+
+# Libraries: ours first, the toolkit, then the cuDNN (and NVRTC, for cuDNN's runtime-fused
+# engines) of the PyTorch wheel.
+py_lib() { python3 -c "import $1 as m; print(list(m.__path__)[0] + '/lib')" 2> /dev/null; }
+LIBS=$ROOT/.gpu/lib:/usr/local/cuda/lib64
+for mod in nvidia.cudnn nvidia.cuda_nvrtc nvidia.cublas nvidia.cuda_runtime; do
+  d=$(py_lib $mod) && [[ -d "$d" ]] && LIBS=$LIBS:$d
+done
+export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export NEXUS_DATA_DIR=$ROOT/.gpu/data
+
+GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1)
+SLUG=$(echo "${GPU:-unknown-gpu}" | tr 'A-Z' 'a-z' | sed 's/nvidia //; s/[^a-z0-9]\+/-/g; s/-$//')
+NAME=gpu-$(date -u +%Y-%m-%d)-$SLUG
+if [[ -n "${OUT:-}" ]]; then RES=$OUT/$NAME; else RES=$ROOT/benchmarks/results/$NAME; fi
+mkdir -p "$RES"
+log() { echo "[gpu_check $(($(date +%s) - START))s] $*" | tee -a "$RES/steps.txt"; }
+log "GPU: ${GPU:-none}; results in $RES; budget ${BUDGET}s"
+
+# 1. env
+{
+  echo "gpu: $GPU"
+  echo "commit: $(cat .gpu/commit 2> /dev/null || git rev-parse HEAD 2> /dev/null)"
+  nvidia-smi 2>&1 | head -20
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  python3 -c "import torch; print('torch', torch.__version__, 'cudnn', torch.backends.cudnn.version())" 2>&1
+  ldd .gpu/bin/nexus_tests_cuda | grep -E "cudnn|cublas|cudart|fmt|not found"
+} > "$RES/env.txt" 2>&1
+log "env done"
+
+# 2. tests/cuda (all GPU tests; the log shows the conv path of every layer for the pinned-path test)
+timeout "$(step_timeout 140)" .gpu/bin/nexus_tests_cuda --reporter compact > "$RES/cuda_tests.txt" 2>&1
+log "tests/cuda rc=$? ($(tail -1 "$RES/cuda_tests.txt"))"
+
+BATCHES=1,8,32,64
+MODELS=resnet50,mobilenet_v1,vgg16,googlenet,ssd_mobilenet_v1_300
+# 3. PyTorch baseline (eager + CUDA Graphs), FP16
+timeout "$(step_timeout 80)" python3 benchmarks/pytorch_baseline.py --precisions fp16 \
+  --batches $BATCHES --models $MODELS --iters 20 --warmup 3 --out "$RES/pytorch.json" \
+  > "$RES/pytorch.log" 2>&1
+log "pytorch baseline rc=$?"
+
+# 4. Nexus sweep, same models and batches, merged with the baseline
+timeout "$(step_timeout 110)" .gpu/bin/gpu_backend --precisions fp16 --batches $BATCHES \
+  --models $MODELS --iters 20 --warmup 3 --pytorch "$RES/pytorch.json" \
+  > "$RES/nexus_gpu_backend.jsonl" 2> "$RES/nexus_gpu_backend.log"
+log "gpu_backend rc=$? ($(wc -l < "$RES/nexus_gpu_backend.jsonl") rows)"
+
+# 5. per-kernel table of one batch of 32 (no CUDA Graph: the kernels one by one)
+NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+for m in resnet50 mobilenet_v1; do
+  timeout "$(step_timeout 40)" "$NCU" --profile-from-start off --clock-control none \
+    --metrics gpu__time_duration.sum --csv --print-units base \
+    .gpu/bin/gpu_backend --models $m --precisions fp16 --batches 32 --profile \
+    > "$RES/ncu_${m}_fp16_b32.csv" 2> "$RES/ncu_${m}.log"
+  log "ncu $m rc=$?"
+done
+
+# 6. Engine serving from the first request
+timeout "$(step_timeout 75)" .gpu/bin/gpu_serving --model resnet50 --slo-ms 50 \
+  --loads 0.5,0.8,0.95 --seconds 5 > "$RES/serving.jsonl" 2> "$RES/serving.log"
+log "gpu_serving rc=$?"
+
+# 7. torch.compile (the next bar), only with time left
+if (($(left) > 70)); then
+  timeout "$(step_timeout 65)" python3 benchmarks/pytorch_baseline.py --precisions fp16 \
+    --batches 1,32 --models resnet50 --iters 20 --warmup 3 --compile resnet50:1,resnet50:32 \
+    --out "$RES/pytorch_compile.json" > "$RES/pytorch_compile.log" 2>&1
+  log "torch.compile rc=$?"
+else
+  log "torch.compile skipped: $(left) s left"
+fi
+
+# 8. report
+python3 scripts/gpu_report.py "$RES" > "$RES/report.log" 2>&1
+log "report rc=$? -> $RES/summary.md"
+cat "$RES/summary.md" 2> /dev/null
