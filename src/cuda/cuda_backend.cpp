@@ -13,6 +13,7 @@
 #include <cudnn.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -255,6 +256,8 @@ struct CudaBackend::Impl {
   /// Graph-API plans by geometry (ConvGeometry::key): identical layers share them.
   std::map<std::string, std::shared_ptr<const std::vector<cuda::GraphPlan>>> plan_cache;
   std::vector<int> batch_sizes;  // the sizes prepared (batch_sizes.hpp), ascending
+  double fused_build_s = 0;      // time spent building graph-API plans since load
+  bool fused_budget_said = false;
 
   // Model state (load .. unload)
   std::string model_name;
@@ -979,6 +982,8 @@ void CudaBackend::Impl::unload() {
   steps.clear();
   plan_cache.clear();
   batch_sizes.clear();
+  fused_build_s = 0;
+  fused_budget_said = false;
   values.clear();
   input_values.clear();
   output_values.clear();
@@ -1141,13 +1146,32 @@ void CudaBackend::Impl::choose_conv(Step& s, int n) {
     g.residual = s.residual >= 0;
     g.act = s.act;
     g.alpha = s.alpha;
-    auto& cached = plan_cache[g.key()];
-    if (!cached) {
+    const std::string key = g.key();
+    auto found = plan_cache.find(key);
+    std::shared_ptr<const std::vector<cuda::GraphPlan>> cached;
+    if (found != plan_cache.end()) {
+      cached = found->second;
+    } else if (fused_build_s < options.fused_build_budget_s) {
       std::string why;
+      const auto t0 = std::chrono::steady_clock::now();
       cached = std::make_shared<const std::vector<cuda::GraphPlan>>(cuda::build_fused_conv_plans(
-          cudnn, g, workspace_bytes, options.fused_plans_per_layer, &why));
+          cudnn, g, workspace_bytes, options.fused_plans_per_layer, options.fused_runtime_compiled,
+          &why));
+      fused_build_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      plan_cache[key] = cached;
       if (cached->empty()) refused.push_back("graph API: " + why);
+    } else {
+      if (!fused_budget_said)
+        std::fprintf(stderr,
+                     "nexus: CudaBackend '%s' on cuda:%d: %.1f s spent building cuDNN graph-API "
+                     "plans (fused_build_budget_s %.0f); later layers and batch sizes try only "
+                     "the legacy convolutions\n",
+                     model_name.c_str(), options.device_index, fused_build_s,
+                     options.fused_build_budget_s);
+      fused_budget_said = true;
+      refused.push_back("graph API: build budget spent");
     }
+    if (!cached) cached = std::make_shared<const std::vector<cuda::GraphPlan>>();
     pb.plans = cached;
     for (std::size_t i = 0; i < cached->size(); ++i) {
       pb.impl = ConvImpl::kGraph;

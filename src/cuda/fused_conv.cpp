@@ -139,7 +139,7 @@ std::string ConvGeometry::key() const {
 
 std::vector<GraphPlan> build_fused_conv_plans(cudnnHandle_t handle, const ConvGeometry& g,
                                               std::size_t workspace_limit, int max_plans,
-                                              std::string* why) {
+                                              bool allow_runtime_compiled, std::string* why) {
   std::vector<GraphPlan> plans;
   Builder b;
   const std::int64_t xd[4] = {g.n, g.c, g.h, g.w};
@@ -277,9 +277,35 @@ std::vector<GraphPlan> build_fused_conv_plans(cudnnHandle_t handle, const ConvGe
   }
   std::string last_failure = "no engine configuration finalized";
   for (std::int64_t i = 0; i < returned && static_cast<int>(plans.size()) < max_plans; ++i) {
+    void* cr = raw_cfgs[static_cast<std::size_t>(i)];
+    // The engine: its global index and whether it compiles at runtime (read before finalizing,
+    // since finalizing is where the compilation happens).
+    std::int64_t index = -1;
+    bool rtc = false;
+    {
+      Desc engine = make_desc(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
+      void* er = engine.get();
+      std::int64_t n_eng = 0, n_idx = 0, n_notes = 0;
+      cudnnBackendBehaviorNote_t notes[CUDNN_BEHAVIOR_NOTE_TYPE_COUNT + 4];
+      if (engine &&
+          cudnnBackendGetAttribute(static_cast<cudnnBackendDescriptor_t>(cr), CUDNN_ATTR_ENGINECFG_ENGINE,
+                                   CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n_eng, &er) == CUDNN_STATUS_SUCCESS) {
+        if (cudnnBackendGetAttribute(raw(engine), CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1,
+                                     &n_idx, &index) != CUDNN_STATUS_SUCCESS)
+          index = -1;
+        if (cudnnBackendGetAttribute(raw(engine), CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE,
+                                     CUDNN_TYPE_BEHAVIOR_NOTE, CUDNN_BEHAVIOR_NOTE_TYPE_COUNT + 4,
+                                     &n_notes, notes) == CUDNN_STATUS_SUCCESS)
+          for (std::int64_t k = 0; k < n_notes; ++k)
+            rtc = rtc || notes[k] == CUDNN_BEHAVIOR_NOTE_RUNTIME_COMPILATION;
+      }
+    }
+    if (rtc && !allow_runtime_compiled) {
+      last_failure = fmt::format("engine config {} (engine {}) compiles at runtime: not allowed", i, index);
+      continue;
+    }
     Builder pb;
     Desc plan = make_desc(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
-    void* cr = raw_cfgs[static_cast<std::size_t>(i)];
     pb.set(plan, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &handle, "plan handle");
     pb.set(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cr,
            "plan engine config");
@@ -301,17 +327,9 @@ std::vector<GraphPlan> build_fused_conv_plans(cudnnHandle_t handle, const ConvGe
     GraphPlan gp;
     gp.plan = plan;
     gp.workspace = ws_bytes;
-    // The engine's global index, for the per-layer report.
-    Desc engine = make_desc(CUDNN_BACKEND_ENGINE_DESCRIPTOR);
-    void* er = engine.get();
-    std::int64_t n_eng = 0, index = -1, n_idx = 0;
-    if (engine &&
-        cudnnBackendGetAttribute(static_cast<cudnnBackendDescriptor_t>(cr), CUDNN_ATTR_ENGINECFG_ENGINE,
-                                 CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n_eng, &er) == CUDNN_STATUS_SUCCESS &&
-        cudnnBackendGetAttribute(raw(engine), CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1,
-                                 &n_idx, &index) == CUDNN_STATUS_SUCCESS)
-      gp.engine = index;
-    gp.label = fmt::format("graph engine {} (heuristic rank {})", gp.engine, i);
+    gp.engine = index;
+    gp.runtime_compiled = rtc;
+    gp.label = fmt::format("graph engine {} (heuristic rank {}{})", index, i, rtc ? ", runtime-compiled" : "");
     plans.push_back(std::move(gp));
   }
   if (plans.empty() && why) *why = last_failure;

@@ -45,14 +45,17 @@ struct GraphPlan {
   std::shared_ptr<void> plan;  ///< cudnnBackendDescriptor_t of an EXECUTION_PLAN
   std::int64_t workspace = 0;  ///< bytes
   std::int64_t engine = -1;    ///< cuDNN's global engine index
-  std::string label;           ///< "graph engine 12" (+ "rtc" when runtime-compiled)
+  std::string label;           ///< "graph engine 12 (heuristic rank 0, runtime-compiled)"
+  bool runtime_compiled = false;  ///< cuDNN compiles its kernel (NVRTC) at plan finalization
 };
 
 /// Builds up to `max_plans` plans for g (heuristics mode A, in cuDNN's order) that need at most
-/// `workspace_limit` bytes. Returns none when cuDNN supports no engine; *why then says why.
+/// `workspace_limit` bytes; engines that compile at runtime only when allow_runtime_compiled
+/// (each costs an NVRTC compilation at finalization). Returns none when cuDNN supports no
+/// engine; *why then says why.
 std::vector<GraphPlan> build_fused_conv_plans(cudnnHandle_t handle, const ConvGeometry& g,
                                               std::size_t workspace_limit, int max_plans,
-                                              std::string* why);
+                                              bool allow_runtime_compiled, std::string* why);
 
 /// The variant pack binding a plan's tensors to device pointers (z may be null without a
 /// residual); built once per layer and batch size, since the arena's pointers never change.

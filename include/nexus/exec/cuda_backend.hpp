@@ -65,6 +65,13 @@ struct CudaBackendOptions {
   bool fuse_epilogues = true;
   /// Graph-API engine configurations timed per layer and batch (cuDNN heuristics order).
   int fused_plans_per_layer = 3;
+  /// Allow graph-API engines that cuDNN compiles at runtime (NVRTC, at plan finalization: the
+  /// runtime-fusion engines; each distinct layer geometry and batch size compiles once).
+  bool fused_runtime_compiled = true;
+  /// Wall time (s) one load may spend building graph-API plans, over all layers and batch
+  /// sizes; when spent, later layers and sizes try only the legacy alternatives (said once on
+  /// stderr). Bounds load time when runtime compilation is slow.
+  double fused_build_budget_s = 120;
   CudaConvPath conv_path = CudaConvPath::kFastest;
   /// Batch sizes to prepare (algorithms + CUDA Graph). Empty (default): every size
   /// 1..max_batch, so every batch runs at its own size. Otherwise those sizes and max_batch;
