@@ -18,7 +18,8 @@
 //        [--iters 50] [--warmup 5] [--pytorch pytorch.json]
 //        [--input auto|f32|f16|u8]   auto: f16 for fp16 (as pytorch_baseline.py sends), f32 else
 //        [--graph-batch-sizes 1,8,32] prepare only these (+ the largest), pad the others
-//        [--print-engines] [--no-graphs]
+//        [--print-engines] [--no-graphs] [--fused-budget S] [--fused-plans N]
+//                     (CudaBackendOptions::fused_build_budget_s / fused_plans_per_layer)
 //        [--profile]  one uncaptured run per (model, precision, batch) between
 //                     cudaProfilerStart/Stop, nothing else measured (for ncu
 //                     --profile-from-start off)
@@ -71,6 +72,8 @@ struct Args {
   bool print_engines = false;
   bool graphs = true;
   bool profile = false;
+  double fused_budget_s = -1;  // < 0: the backend's default
+  int fused_plans = -1;
 };
 
 Args parse(int argc, char** argv) {
@@ -106,6 +109,10 @@ Args parse(int argc, char** argv) {
       a.graphs = false;
     else if (k == "--profile")
       a.profile = true;
+    else if (k == "--fused-budget")
+      a.fused_budget_s = std::stod(value());
+    else if (k == "--fused-plans")
+      a.fused_plans = std::stoi(value());
     else
       nexus::throw_error(
           "gpu_backend: unknown option '{}' (see the header of "
@@ -204,6 +211,8 @@ int main(int argc, char** argv) try {
       options.graph_batch_sizes = args.graph_batch_sizes;
       options.print_engines = args.print_engines;
       options.use_cuda_graphs = args.graphs && !args.profile;
+      if (args.fused_budget_s >= 0) options.fused_build_budget_s = args.fused_budget_s;
+      if (args.fused_plans >= 0) options.fused_plans_per_layer = args.fused_plans;
       options.input_mean = {127.5f, 127.5f, 127.5f};
       options.input_scale = {1 / 127.5f, 1 / 127.5f, 1 / 127.5f};
       const std::string input =

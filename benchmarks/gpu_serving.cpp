@@ -14,6 +14,7 @@
 //
 // Usage: gpu_serving [--model resnet50] [--slo-ms 50] [--loads 0.5,0.8,0.95] [--seconds 6]
 //        [--max-batch 32] [--graph-batch-sizes 1,2,4,8,16,32] (empty: every size 1..max)
+//        [--fused-budget 10] (s of cuDNN graph-API plan building per backend load)
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -46,6 +47,7 @@ struct Args {
   double seconds = 6;
   int max_batch = 32;
   std::vector<int> graph_batch_sizes{1, 2, 4, 8, 16, 32};
+  double fused_budget_s = 10;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -79,7 +81,9 @@ Args parse(int argc, char** argv) {
     else if (k == "--graph-batch-sizes") {
       a.graph_batch_sizes.clear();
       for (const auto& v : split(value())) a.graph_batch_sizes.push_back(std::stoi(v));
-    } else
+    } else if (k == "--fused-budget")
+      a.fused_budget_s = std::stod(value());
+    else
       nexus::throw_error("gpu_serving: unknown option '{}' (see benchmarks/gpu_serving.cpp)", k);
   }
   return a;
@@ -112,6 +116,7 @@ int main(int argc, char** argv) try {
     o.device_index = device;
     o.precision = CudaPrecision::kFloat16;
     o.graph_batch_sizes = args.graph_batch_sizes;
+    o.fused_build_budget_s = args.fused_budget_s;
     return o;
   };
 

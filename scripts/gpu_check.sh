@@ -92,36 +92,36 @@ log "GPU: ${GPU:-none}; results in $RES; budget ${BUDGET}s"
 log "env done"
 
 # 2. tests/cuda (all GPU tests; the log shows the conv path of every layer for the pinned-path test)
-timeout "$(step_timeout 140)" .gpu/bin/nexus_tests_cuda --reporter compact > "$RES/cuda_tests.txt" 2>&1
+timeout "$(step_timeout 130)" .gpu/bin/nexus_tests_cuda --reporter compact > "$RES/cuda_tests.txt" 2>&1
 log "tests/cuda rc=$? ($(tail -1 "$RES/cuda_tests.txt"))"
 
 BATCHES=1,8,32,64
 MODELS=resnet50,mobilenet_v1,vgg16,googlenet,ssd_mobilenet_v1_300
 # 3. PyTorch baseline (eager + CUDA Graphs), FP16
-timeout "$(step_timeout 80)" python3 benchmarks/pytorch_baseline.py --precisions fp16 \
+timeout "$(step_timeout 70)" python3 benchmarks/pytorch_baseline.py --precisions fp16 \
   --batches $BATCHES --models $MODELS --iters 20 --warmup 3 --out "$RES/pytorch.json" \
   > "$RES/pytorch.log" 2>&1
 log "pytorch baseline rc=$?"
 
 # 4. Nexus sweep, same models and batches, merged with the baseline
-timeout "$(step_timeout 110)" .gpu/bin/gpu_backend --precisions fp16 --batches $BATCHES \
-  --models $MODELS --iters 20 --warmup 3 --pytorch "$RES/pytorch.json" \
+timeout "$(step_timeout 100)" .gpu/bin/gpu_backend --precisions fp16 --batches $BATCHES \
+  --models $MODELS --iters 20 --warmup 3 --fused-budget 10 --pytorch "$RES/pytorch.json" \
   > "$RES/nexus_gpu_backend.jsonl" 2> "$RES/nexus_gpu_backend.log"
 log "gpu_backend rc=$? ($(wc -l < "$RES/nexus_gpu_backend.jsonl") rows)"
 
 # 5. per-kernel table of one batch of 32 (no CUDA Graph: the kernels one by one)
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 for m in resnet50 mobilenet_v1; do
-  timeout "$(step_timeout 40)" "$NCU" --profile-from-start off --clock-control none \
+  timeout "$(step_timeout 35)" "$NCU" --profile-from-start off --clock-control none \
     --metrics gpu__time_duration.sum --csv --print-units base \
-    .gpu/bin/gpu_backend --models $m --precisions fp16 --batches 32 --profile \
+    .gpu/bin/gpu_backend --models $m --precisions fp16 --batches 32 --profile --fused-budget 10 \
     > "$RES/ncu_${m}_fp16_b32.csv" 2> "$RES/ncu_${m}.log"
   log "ncu $m rc=$?"
 done
 
 # 6. Engine serving from the first request
 timeout "$(step_timeout 75)" .gpu/bin/gpu_serving --model resnet50 --slo-ms 50 \
-  --loads 0.5,0.8,0.95 --seconds 5 > "$RES/serving.jsonl" 2> "$RES/serving.log"
+  --loads 0.5,0.8,0.95 --seconds 5 --fused-budget 3 > "$RES/serving.jsonl" 2> "$RES/serving.log"
 log "gpu_serving rc=$?"
 
 # 7. torch.compile (the next bar), only with time left

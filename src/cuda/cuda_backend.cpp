@@ -117,6 +117,8 @@ enum class ConvImpl {
   kLegacy,       // cudnnConvolutionForward (FindEx's fastest algo) + own epilogue kernel
   kLegacyFused,  // cudnnConvolutionBiasActivationForward (bias [+ residual] + ReLU)
   kGraph,        // one cuDNN graph-API plan: conv -> + bias [-> + residual] [-> activation]
+  kFp32,         // FP16 model, this layer in FP32: convert in, cudnnConvolutionForward, convert
+                 // out, epilogue kernel (cuDNN runs no FP16 alternative, or options.fp32_layers)
 };
 
 struct ConvPerBatch {
@@ -130,6 +132,19 @@ struct ConvPerBatch {
   std::shared_ptr<void> pack;                                 // kGraph: its variant pack
   std::string label;                                          // what runs, for the report
   float ms = 0.f;                                             // its measured time
+  cudnnTensorDescriptor_t x32 = nullptr, y32 = nullptr;       // kFp32: NCHW float
+  cudnnConvolutionFwdAlgo_t algo32 = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+};
+
+/// A conv layer of an FP16 model run in FP32 (ConvImpl::kFp32): its own FP32 weights and
+/// input/output buffers, outside the arena (made at prepare, once per layer).
+struct Fp32Conv {
+  cudnnFilterDescriptor_t w = nullptr;
+  float* weights = nullptr;
+  float* x = nullptr;  // [max_batch, C, H, W] of the (padded) input
+  float* y = nullptr;  // [max_batch, K, OH, OW]
+  std::size_t bytes = 0;
+  std::string why;     // said once
 };
 
 const char* algo_name(cudnnConvolutionFwdAlgo_t a) {
@@ -170,6 +185,7 @@ struct Step {
   model::Conv2DAttrs conv;       // geometry for the graph API (its pads are the full pads)
   std::int64_t filter[4] = {};   // [K, C / groups, R, S]
   std::vector<ConvPerBatch> conv_batches;  // index: batch size
+  std::shared_ptr<Fp32Conv> fp32;          // set when some batch size runs this conv in FP32
 
   // kFullyConnected
   int in_features = 0, out_features = 0;
@@ -256,6 +272,7 @@ struct CudaBackend::Impl {
   /// Graph-API plans by geometry (ConvGeometry::key): identical layers share them.
   std::map<std::string, std::shared_ptr<const std::vector<cuda::GraphPlan>>> plan_cache;
   std::vector<int> batch_sizes;  // the sizes prepared (batch_sizes.hpp), ascending
+  std::size_t fp32_bytes = 0;    // device bytes of FP32-fallback layers (outside the arena)
   double fused_build_s = 0;      // time spent building graph-API plans since load
   bool fused_budget_said = false;
 
@@ -367,6 +384,7 @@ struct CudaBackend::Impl {
   void prepare(int n);
   void prepare_exact(int n);
   void choose_conv(Step& s, int n);
+  float prepare_fp32_conv(Step& s, int n, const std::string& why);
   float measure_step(Step& s, int n, std::string* failure);
   cudaGraphExec_t capture(int n);
   void run_sequence(int n, cudaStream_t stream);
@@ -968,6 +986,14 @@ void CudaBackend::Impl::unload() {
     for (auto& b : s.conv_batches) {
       if (b.x) cudnnDestroyTensorDescriptor(b.x);
       if (b.y) cudnnDestroyTensorDescriptor(b.y);
+      if (b.x32) cudnnDestroyTensorDescriptor(b.x32);
+      if (b.y32) cudnnDestroyTensorDescriptor(b.y32);
+    }
+    if (s.fp32) {
+      if (s.fp32->w) cudnnDestroyFilterDescriptor(s.fp32->w);
+      for (float* p : {s.fp32->weights, s.fp32->x, s.fp32->y})
+        if (p) cudaFree(p);
+      s.fp32.reset();
     }
     for (auto& b : s.pool_batches) {
       if (b.first) cudnnDestroyTensorDescriptor(b.first);
@@ -984,6 +1010,7 @@ void CudaBackend::Impl::unload() {
   batch_sizes.clear();
   fused_build_s = 0;
   fused_budget_said = false;
+  fp32_bytes = 0;
   values.clear();
   input_values.clear();
   output_values.clear();
@@ -1036,14 +1063,79 @@ float CudaBackend::Impl::measure_step(Step& s, int n, std::string* failure) {
   }
 }
 
+// Sets up conv step s of an FP16 model to run in FP32 at batch n (weights converted once from
+// the resident FP16 copy, buffers outside the arena), says so once per layer on stderr, and
+// returns the measured time (ms), or -1 when FP32 fails too.
+float CudaBackend::Impl::prepare_fp32_conv(Step& s, int n, const std::string& why) {
+  ConvPerBatch& pb = s.conv_batches[static_cast<std::size_t>(n)];
+  const Value& xv = values[static_cast<std::size_t>(s.temp >= 0 ? s.temp : s.ins[0])];
+  const Value& yv = values[static_cast<std::size_t>(s.out)];
+  if (!s.fp32) {
+    auto f = std::make_shared<Fp32Conv>();
+    s.fp32 = f;  // freed by unload() whatever happens below
+    f->why = why;
+    const Dims4 wd{{s.filter[0], s.filter[1], s.filter[2], s.filter[3]}};
+    const std::size_t wbytes = static_cast<std::size_t>(wd.numel()) * 4;
+    const std::size_t xbytes = static_cast<std::size_t>(max_batch * xv.item_elems()) * 4;
+    const std::size_t ybytes = static_cast<std::size_t>(max_batch * yv.item_elems()) * 4;
+    NEXUS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&f->weights), wbytes), s.name);
+    NEXUS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&f->x), xbytes), s.name);
+    NEXUS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&f->y), ybytes), s.name);
+    f->bytes = wbytes + xbytes + ybytes;
+    fp32_bytes += f->bytes;
+    // The resident FP16 weights are KRSC: back to KCRS float.
+    const Dims4 krsc{{wd.v[2] * wd.v[3] * wd.v[1], 1, wd.v[3] * wd.v[1], wd.v[1]}};
+    cuda::launch_convert(elem, wptr(s.weight), wd, krsc, Elem::kF32, f->weights, wd,
+                         contiguous_strides(wd), compute);
+    NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+    NEXUS_CUDA_CHECK(cudaStreamSynchronize(compute), s.name);
+    NEXUS_CUDNN_CHECK(cudnnCreateFilterDescriptor(&f->w), s.name);
+    NEXUS_CUDNN_CHECK(cudnnSetFilter4dDescriptor(f->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+                                                 static_cast<int>(wd.v[0]), static_cast<int>(wd.v[1]),
+                                                 static_cast<int>(wd.v[2]), static_cast<int>(wd.v[3])),
+                      s.name);
+    std::fprintf(stderr, "nexus: CudaBackend '%s' on cuda:%d (%s): conv '%s' runs in FP32 (%s)\n",
+                 model_name.c_str(), options.device_index, label.c_str(), s.name.c_str(),
+                 why.c_str());
+  }
+  auto desc32 = [&](const Value& v) {
+    cudnnTensorDescriptor_t d = nullptr;
+    NEXUS_CUDNN_CHECK(cudnnCreateTensorDescriptor(&d), s.name);
+    NEXUS_CUDNN_CHECK(cudnnSetTensor4dDescriptor(d, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n,
+                                                 static_cast<int>(v.d[0]), static_cast<int>(v.d[1]),
+                                                 static_cast<int>(v.d[2])),
+                      s.name);
+    return d;
+  };
+  pb.x32 = desc32(xv);
+  pb.y32 = desc32(yv);
+  NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, CUDNN_FMA_MATH), s.name);
+  constexpr int kMaxAlgos = 16;
+  cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
+  int returned = 0;
+  NEXUS_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
+                        cudnn, pb.x32, s.fp32->x, s.fp32->w, s.fp32->weights, s.conv_desc, pb.y32,
+                        s.fp32->y, kMaxAlgos, &returned, perf, d_workspace, workspace_bytes),
+                    s.name);
+  int chosen = -1;
+  for (int i = 0; i < returned && chosen < 0; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= workspace_bytes &&
+        (perf[i].mathType == CUDNN_FMA_MATH || perf[i].mathType == CUDNN_DEFAULT_MATH))
+      chosen = i;
+  if (chosen < 0) return -1.f;
+  pb.algo32 = perf[chosen].algo;
+  pb.impl = ConvImpl::kFp32;
+  return measure_step(s, n, nullptr);
+}
+
 // Chooses how conv step s runs at batch n: every alternative that cuDNN accepts is timed on the
 // real buffers and the fastest is kept (issue 9: a fused path must never put a slower kernel in
 // the critical path; a non-tensor-core kernel runs in FP16 only when it was measured fastest).
 void CudaBackend::Impl::choose_conv(Step& s, int n) {
   ConvPerBatch& pb = s.conv_batches[static_cast<std::size_t>(n)];
   const Value& x = values[static_cast<std::size_t>(s.temp >= 0 ? s.temp : s.ins[0])];
-  if (pb.x) cudnnDestroyTensorDescriptor(pb.x);  // left by an earlier, failed prepare()
-  if (pb.y) cudnnDestroyTensorDescriptor(pb.y);
+  for (auto d : {pb.x, pb.y, pb.x32, pb.y32})  // left by an earlier, failed prepare()
+    if (d) cudnnDestroyTensorDescriptor(d);
   pb = ConvPerBatch{};
   pb.x = tensor_desc(x, n, s.name);
   pb.y = tensor_desc(values[static_cast<std::size_t>(s.out)], n, s.name);
@@ -1066,11 +1158,15 @@ void CudaBackend::Impl::choose_conv(Step& s, int n) {
   constexpr int kMaxAlgos = 16;
   cudnnConvolutionFwdAlgoPerf_t perf[kMaxAlgos];
   int returned = 0;
-  NEXUS_CUDNN_CHECK(
-      cudnnFindConvolutionForwardAlgorithmEx(
-          cudnn, pb.x, vptr(s.temp >= 0 ? s.temp : s.ins[0]), s.w_desc, wptr(s.weight), s.conv_desc,
-          pb.y, vptr(s.out), kMaxAlgos, &returned, perf, d_workspace, workspace_bytes),
-      s.name);
+  const cudnnStatus_t found = cudnnFindConvolutionForwardAlgorithmEx(
+      cudnn, pb.x, vptr(s.temp >= 0 ? s.temp : s.ins[0]), s.w_desc, wptr(s.weight), s.conv_desc,
+      pb.y, vptr(s.out), kMaxAlgos, &returned, perf, d_workspace, workspace_bytes);
+  if (found != CUDNN_STATUS_SUCCESS) {  // e.g. no FP16 kernel for this geometry: try the others
+    refused.push_back(fmt::format("legacy: cudnnFindConvolutionForwardAlgorithmEx: {}",
+                                  cudnnGetErrorString(found)));
+    returned = 0;
+    NEXUS_CUDA_CHECK(cudaStreamSynchronize(compute), s.name);  // a sticky CUDA error stops here
+  }
   int chosen = -1;
   for (int i = 0; i < returned; ++i) {  // sorted fastest first
     if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > workspace_bytes) continue;
@@ -1186,6 +1282,21 @@ void CudaBackend::Impl::choose_conv(Step& s, int n) {
         tried.push_back({ConvImpl::kGraph, pb.algo, static_cast<int>(i), label, ms});
       else
         refused.push_back(label + ": " + (pb.pack ? why : std::string("variant pack refused")));
+    }
+  }
+
+  // FP16 model: the FP32 fallback for a layer cuDNN runs no FP16 alternative of, or one the
+  // options name (e.g. a detector's box regressions, for accuracy).
+  const bool named_fp32 = std::find(options.fp32_layers.begin(), options.fp32_layers.end(),
+                                    s.name) != options.fp32_layers.end();
+  if (!fp32 && (tried.empty() || named_fp32)) {
+    std::string all;
+    for (const auto& r : refused) all += "; " + r;
+    const float ms = prepare_fp32_conv(s, n, named_fp32 ? "named in fp32_layers" : "cuDNN runs none of its FP16 alternatives" + all);
+    if (ms >= 0) {
+      tried.clear();
+      tried.push_back({ConvImpl::kFp32, pb.algo32, -1,
+                       fmt::format("FP32 fallback {} (fp16 -> fp32 -> fp16)", algo_name(pb.algo32)), ms});
     }
   }
 
@@ -1358,6 +1469,24 @@ void CudaBackend::Impl::run_step(Step& s, int n, cudaStream_t stream) {
                              stream);
         NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
         x = vptr(s.temp);
+      }
+      if (pb.impl == ConvImpl::kFp32) {  // FP16 in -> FP32 conv -> FP16 out + epilogue
+        const Value& xv = values[static_cast<std::size_t>(s.temp >= 0 ? s.temp : s.ins[0])];
+        const Dims4 xd = xv.dims(n), yd = y.dims(n);
+        cuda::launch_convert(elem, x, xd, xv.strides(), Elem::kF32, s.fp32->x, xd,
+                             contiguous_strides(xd), stream);
+        NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+        NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, CUDNN_FMA_MATH), s.name);
+        NEXUS_CUDNN_CHECK(cudnnConvolutionForward(cudnn, &one, pb.x32, s.fp32->x, s.fp32->w,
+                                                  s.fp32->weights, s.conv_desc, pb.algo32,
+                                                  d_workspace, workspace_bytes, &zero, pb.y32,
+                                                  s.fp32->y),
+                          s.name);
+        cuda::launch_convert(Elem::kF32, s.fp32->y, yd, contiguous_strides(yd), elem, out, yd,
+                             y.strides(), stream);
+        NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+        epilogue();
+        break;
       }
       NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, pb.math), s.name);
       if (pb.impl == ConvImpl::kLegacyFused) {  // y = relu(conv + bias [+ z])
@@ -1648,7 +1777,7 @@ std::size_t CudaBackend::device_bytes() const {
   const Impl& m = *impl_;
   if (m.max_batch == 0) return 0;
   return m.weights_total + m.activation_bytes[static_cast<std::size_t>(m.max_batch)] +
-         m.workspace_bytes + kCublasWorkspaceBytes;
+         m.workspace_bytes + kCublasWorkspaceBytes + m.fp32_bytes;
 }
 std::string CudaBackend::device_label() const { return impl_->label; }
 std::vector<std::string> CudaBackend::conv_choices(int batch) const {

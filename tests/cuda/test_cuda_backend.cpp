@@ -445,6 +445,21 @@ TEST_CASE("each convolution path alone matches CpuBackend: legacy, graph API", "
   }
 }
 
+TEST_CASE("FP16 model with layers in FP32: fallback path matches CpuBackend", "[cuda]") {
+  NEXUS_REQUIRE_DEVICE();
+  CudaBackendOptions o;
+  // asymmetric SAME pads (padded copy first), grouped, a residual-fused conv
+  o.fp32_layers = {"same_s2", "grouped_5x5_s2", "pointwise", "block1/conv", "block3/conv"};
+  compare_with_cpu(conv_graph(), 2, -1.f, 1.f, kFp16OpsTolerance, o);
+  compare_with_cpu(residual_graph(), 2, -1.f, 1.f, kFp16OpsTolerance, o);
+  o.precision = CudaPrecision::kFloat16;
+  CudaBackend gpu(o);
+  gpu.load(residual_graph(), 2);
+  int fp32 = 0;
+  for (const auto& c : gpu.conv_choices(1)) fp32 += c.find("FP32 fallback") != std::string::npos;
+  CHECK(fp32 == 2);
+}
+
 TEST_CASE("without CUDA Graphs the results are the same", "[cuda]") {
   NEXUS_REQUIRE_DEVICE();
   CudaBackendOptions o;
@@ -496,7 +511,8 @@ TEST_CASE("uint8 HWC frames and float16 inputs are converted on the GPU", "[cuda
   std::uniform_int_distribution<int> px(0, 255);
   for (std::int64_t i = 0; i < frames.numel(); ++i)
     static_cast<std::uint8_t*>(frames.raw_data())[i] = static_cast<std::uint8_t>(px(rng));
-  // The same frames normalized on the host: x = (v - 127.5) / 127.5, [n, C, H, W].
+  // The same frames normalized on the host as the GPU does it, (v - mean) * scale, [n, C, H, W]:
+  // the same float operations, so the outputs must agree to rounding of the last bit.
   Tensor normalized(Shape{n, 3, 10, 12});
   const auto* u8 = static_cast<const std::uint8_t*>(frames.raw_data());
   for (int i = 0; i < n; ++i)
@@ -504,7 +520,7 @@ TEST_CASE("uint8 HWC frames and float16 inputs are converted on the GPU", "[cuda
       for (int h = 0; h < 10; ++h)
         for (int w = 0; w < 12; ++w)
           normalized.values()[static_cast<std::size_t>(((i * 3 + c) * 10 + h) * 12 + w)] =
-              (static_cast<float>(u8[((i * 10 + h) * 12 + w) * 3 + c]) - 127.5f) / 127.5f;
+              (static_cast<float>(u8[((i * 10 + h) * 12 + w) * 3 + c]) - 127.5f) * (1 / 127.5f);
   for (CudaPrecision p : {CudaPrecision::kFloat32, CudaPrecision::kFloat16}) {
     CudaBackendOptions o;
     o.precision = p;
@@ -565,15 +581,25 @@ TEST_CASE("prepare reports each convolution's choice; ready sizes need no more w
   CHECK_THROWS_AS(gpu.prepare(std::vector<int>{5}), Error);
 }
 
+/// Whole models: one graph-API engine per layer and a bounded plan-building time per load, so
+/// that runtime compilation (unmeasured as yet) cannot make the test run long.
+CudaBackendOptions model_options() {
+  CudaBackendOptions o;
+  o.fused_plans_per_layer = 1;
+  o.fused_build_budget_s = 10;
+  return o;
+}
+
 #if NEXUS_TEST_HAVE_STANDARD_ZOO
 TEST_CASE("zoo models match CpuBackend", "[cuda]") {
   NEXUS_REQUIRE_DEVICE();
   using namespace nexus::model::zoo;
-  compare_with_cpu(resnet50(), 2, -1.f, 1.f, kFp16ZooTolerance);
-  compare_with_cpu(mobilenet_v1(), 2, -1.f, 1.f, kFp16ZooTolerance);
-  compare_with_cpu(vgg16(), 2, -1.f, 1.f, kFp16ZooTolerance);
-  compare_with_cpu(googlenet(), 2, -1.f, 1.f, kFp16ZooTolerance);
-  compare_with_cpu(ssd_mobilenet_v1_300(), 2, -1.f, 1.f, kFp16ZooTolerance);
+  const CudaBackendOptions o = model_options();
+  compare_with_cpu(resnet50(), 2, -1.f, 1.f, kFp16ZooTolerance, o);
+  compare_with_cpu(mobilenet_v1(), 2, -1.f, 1.f, kFp16ZooTolerance, o);
+  compare_with_cpu(vgg16(), 2, -1.f, 1.f, kFp16ZooTolerance, o);
+  compare_with_cpu(googlenet(), 2, -1.f, 1.f, kFp16ZooTolerance, o);
+  compare_with_cpu(ssd_mobilenet_v1_300(), 2, -1.f, 1.f, kFp16ZooTolerance, o);
 }
 #endif
 
@@ -588,11 +614,12 @@ TEST_CASE("face models match CpuBackend", "[cuda]") {
     return;
   }
   // Face nets take RGB pixel values in 0..255; the detector takes x / 127.5 - 1.
-  compare_with_cpu(load_face_recognition_net(dir), 2, 0.f, 255.f, kFp16FaceNetTolerance);
-  compare_with_cpu(load_face_landmark68_net(dir), 2, 0.f, 255.f, kFp16FaceNetTolerance);
-  compare_with_cpu(load_face_expression_net(dir), 2, 0.f, 255.f, kFp16FaceNetTolerance);
-  compare_with_cpu(load_age_gender_net(dir), 2, 0.f, 255.f, kFp16FaceNetTolerance);
-  compare_with_cpu(FaceDetector::load(dir).graph(), 2, -1.f, 1.f, kFp16DetectorTolerance);
+  const CudaBackendOptions o = model_options();
+  compare_with_cpu(load_face_recognition_net(dir), 2, 0.f, 255.f, kFp16FaceNetTolerance, o);
+  compare_with_cpu(load_face_landmark68_net(dir), 2, 0.f, 255.f, kFp16FaceNetTolerance, o);
+  compare_with_cpu(load_face_expression_net(dir), 2, 0.f, 255.f, kFp16FaceNetTolerance, o);
+  compare_with_cpu(load_age_gender_net(dir), 2, 0.f, 255.f, kFp16FaceNetTolerance, o);
+  compare_with_cpu(FaceDetector::load(dir).graph(), 2, -1.f, 1.f, kFp16DetectorTolerance, o);
 }
 #endif
 

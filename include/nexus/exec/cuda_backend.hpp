@@ -87,6 +87,11 @@ struct CudaBackendOptions {
   /// bytes). Missing channels: mean 0, scale 1.
   std::vector<float> input_mean;
   std::vector<float> input_scale;
+  /// FP16 models: convolution layers (IR node names) to run in FP32 (input converted to FP32,
+  /// FP32 conv on an FP32 copy of the weights, output converted back, then the epilogue), e.g.
+  /// for accuracy. A conv cuDNN cannot run in FP16 at all falls back this way by itself; either
+  /// way one line on stderr says so, once per layer.
+  std::vector<std::string> fp32_layers;
 };
 
 class CudaBackend final : public Backend {
