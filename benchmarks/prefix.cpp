@@ -13,9 +13,10 @@
 //    Each probe serves 30 s of traffic in virtual time on one device with the measured ℓ(b):
 //    without prefix batching K sessions run round robin (duty cycle), each batch formed by early
 //    drop (dispatch::early_drop_decision) with the saturated batch size of the plan; with prefix
-//    batching the K sessions are one unit: the members' requests form one merged batch (early
-//    drop over them in deadline order) that runs the prefix once, then each member's suffix on
-//    its items: ℓ = ℓ_prefix(B) + Σ_k ℓ_suffix(n_k).
+//    batching the K sessions are one group session (schedule/prefix_group.hpp: planned with the
+//    group profile ℓ_prefix(B) + Σ_k ℓ_suffix(n_k)) whose turn forms one merged batch from the
+//    members' queues (dispatch/merged_queue.hpp: early drop on the merged deadline order, drops
+//    per member), runs the prefix once, then each member's suffix on its items.
 //  - memory_bytes: what the loaded backends hold (Backend::device_bytes: weights + activation
 //    arena at max batch): K CpuBackends of the whole model, vs one PrefixRunner (prefix once +
 //    K suffixes).
@@ -36,12 +37,14 @@
 #include <nlohmann/json.hpp>
 
 #include "nexus/dispatch/batch_policy.hpp"
+#include "nexus/dispatch/merged_queue.hpp"
 #include "nexus/exec/cpu_backend.hpp"
 #include "nexus/exec/cuda_backend.hpp"
 #include "nexus/exec/prefix_runner.hpp"
 #include "nexus/model/prefix.hpp"
 #include "nexus/model/zoo/variants.hpp"
 #include "nexus/profile/batch_profile.hpp"
+#include "nexus/schedule/prefix_group.hpp"
 #include "nexus/sim/traffic.hpp"
 
 using namespace nexus;
@@ -149,25 +152,29 @@ struct Served {
 };
 
 // Serves `rate` req/s (uniform over k members) in virtual time on one device; see the header.
+// Without prefix batching each member is a session with its own turn in the duty cycle; with it
+// the members are one group session (schedule/prefix_group.hpp) whose turn forms one merged
+// batch from all members' queues (dispatch/merged_queue.hpp: early drop on the merged view,
+// drops per member).
 Served serve(int k, bool prefix, double rate, Duration slo, const BatchProfile& whole,
              const BatchProfile& pre, const BatchProfile& suf) {
-  auto table = [](const BatchProfile& p, auto&& f) {
-    std::vector<Duration> v;
-    for (int b = 1; b <= kMaxBatch; ++b) v.push_back(f(p, b));
-    return dispatch::LatencyTable(v);
-  };
   auto mean = [](const BatchProfile& p, int b) -> Duration {
     return b <= 0 ? Duration{0} : Duration(p.mean_latency(b));
   };
-  const dispatch::LatencyTable l_whole = table(whole, mean);
-  // The group's planning latency for b merged items split evenly over the members.
-  std::vector<Duration> group;
-  for (int b = 1; b <= kMaxBatch; ++b) {
-    Duration d = mean(pre, b);
-    for (int m = 0; m < k; ++m) d += mean(suf, b / k + (m < b % k ? 1 : 0));
-    group.push_back(d);
-  }
-  const dispatch::LatencyTable l_group(group);
+  auto table = [&](const BatchProfile& p) {
+    std::vector<Duration> v;
+    for (int b = 1; b <= kMaxBatch; ++b) v.push_back(mean(p, b));
+    return dispatch::LatencyTable(v);
+  };
+  const dispatch::LatencyTable l_whole = table(whole);
+  std::vector<PrefixGroupMember> members;
+  for (int m = 0; m < k; ++m)
+    members.push_back({Session{"v" + std::to_string(m), "v" + std::to_string(m),
+                               std::chrono::duration_cast<std::chrono::microseconds>(slo),
+                               rate / k},
+                       suf});
+  const dispatch::LatencyTable l_group =
+      prefix ? table(group_profile("group", pre, members)) : l_whole;
 
   const Duration horizon = 30s;
   const std::vector<TimePoint> arrivals = sim::poisson_arrivals(rate, horizon, 7);
@@ -179,52 +186,60 @@ Served serve(int k, bool prefix, double rate, Duration slo, const BatchProfile& 
   const int sessions = prefix ? 1 : k;
   const dispatch::LatencyTable& l = prefix ? l_group : l_whole;
   const int target = planned_batch(rate / sessions, l, slo);
-  std::vector<std::deque<Request>> queue(static_cast<std::size_t>(sessions));
+  std::vector<std::deque<Request>> queue(static_cast<std::size_t>(k));
   std::size_t next = 0, good = 0, batches = 0, batched = 0;
   TimePoint now{};
   int turn = 0, idle_turns = 0;
-  auto admit = [&] {
-    for (; next < reqs.size() && reqs[next].arrival <= now; ++next)
-      queue[static_cast<std::size_t>(prefix ? 0 : reqs[next].member)].push_back(reqs[next]);
+  auto empty = [&] {
+    return std::all_of(queue.begin(), queue.end(), [](const auto& q) { return q.empty(); });
   };
-  while (next < reqs.size() ||
-         std::any_of(queue.begin(), queue.end(), [](const auto& q) { return !q.empty(); })) {
-    admit();
-    if (std::all_of(queue.begin(), queue.end(), [](const auto& q) { return q.empty(); })) {
+  while (next < reqs.size() || !empty()) {
+    for (; next < reqs.size() && reqs[next].arrival <= now; ++next)
+      queue[static_cast<std::size_t>(reqs[next].member)].push_back(reqs[next]);
+    if (empty()) {
       now = reqs[next].arrival;
       continue;
     }
-    // Round robin over the sessions (one turn each per duty cycle).
     if (idle_turns >= sessions) {  // a whole cycle ran nothing: wait for the next arrival
       idle_turns = 0;
       if (next == reqs.size()) break;
       now = std::max(now, reqs[next].arrival);
       continue;
     }
-    auto& q = queue[static_cast<std::size_t>(turn)];
+    // Round robin over the sessions (one turn each per duty cycle); the group is one session.
+    const int first = prefix ? 0 : turn, last = prefix ? k : turn + 1;
     turn = (turn + 1) % sessions;
     ++idle_turns;
-    if (q.empty()) continue;
-    std::vector<TimePoint> deadlines;
-    for (const Request& r : q) deadlines.push_back(r.deadline);
-    const dispatch::BatchDecision d = dispatch::early_drop_decision(
-        dispatch::VectorQueueView(deadlines), now, l, target, kMaxBatch);
-    q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(d.drop));
-    if (d.take == 0) continue;
-    idle_turns = 0;
-    std::vector<int> counts(static_cast<std::size_t>(k), 0);
-    for (std::size_t i = 0; i < d.take; ++i) ++counts[static_cast<std::size_t>(q[i].member)];
-    Duration run = l(static_cast<int>(d.take));
-    if (prefix) {
-      run = mean(pre, static_cast<int>(d.take));
-      for (int c : counts) run += mean(suf, c);
+    std::vector<std::vector<TimePoint>> deadlines;
+    for (int m = first; m < last; ++m) {
+      deadlines.emplace_back();
+      for (const Request& r : queue[static_cast<std::size_t>(m)]) deadlines.back().push_back(r.deadline);
     }
+    std::vector<dispatch::VectorQueueView> views(deadlines.begin(), deadlines.end());
+    std::vector<const dispatch::QueueView*> ptrs;
+    for (const auto& v : views) ptrs.push_back(&v);
+    const dispatch::MergedQueueView merged(ptrs);
+    const dispatch::MemberDecision d = dispatch::split_by_member(
+        merged, dispatch::early_drop_decision(merged, now, l, target, kMaxBatch));
+    const std::size_t take = d.total_take();
+    Duration run = prefix ? mean(pre, static_cast<int>(take)) : l(static_cast<int>(take));
+    for (int m = first; m < last; ++m) {
+      auto& q = queue[static_cast<std::size_t>(m)];
+      q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(d.drop[static_cast<std::size_t>(m - first)]));
+      if (prefix) run += mean(suf, static_cast<int>(d.take[static_cast<std::size_t>(m - first)]));
+    }
+    if (take == 0) continue;
+    idle_turns = 0;
     now += run;
-    for (std::size_t i = 0; i < d.take; ++i)
-      if (now <= q[i].deadline) ++good;
-    q.erase(q.begin(), q.begin() + static_cast<std::ptrdiff_t>(d.take));
+    for (int m = first; m < last; ++m) {
+      auto& q = queue[static_cast<std::size_t>(m)];
+      const auto n = static_cast<std::ptrdiff_t>(d.take[static_cast<std::size_t>(m - first)]);
+      for (std::ptrdiff_t i = 0; i < n; ++i)
+        if (now <= q[static_cast<std::size_t>(i)].deadline) ++good;
+      q.erase(q.begin(), q.begin() + n);
+    }
     ++batches;
-    batched += d.take;
+    batched += take;
   }
   Served s;
   s.good_rate = reqs.empty() ? 1.0 : double(good) / double(reqs.size());
