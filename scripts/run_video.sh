@@ -24,7 +24,7 @@ tty=0; [ -t 2 ] && tty=1
 step "1/4 Debian packages (scripts/setup.sh; installs only what is missing)"
 "$root/scripts/setup.sh"
 
-step "2/4 models, photos and videos (scripts/fetch_data.sh; ~20 MB on the first run)"
+step "2/4 models, photos and videos (scripts/fetch_data.sh; downloads ~110 MB on the first run: face-api 13 MB, opencv-doc 96 MB)"
 "$root/scripts/fetch_data.sh"
 
 # -- 3/4 build ----------------------------------------------------------------------------------

@@ -615,8 +615,8 @@ std::vector<std::string> Collector::write_plots(const fs::path& dir) const {
          "set grid\nset key bottom right\n";
     // The curves sit at the right (tens of ms to seconds): the key goes top left, off them.
     g << "set output 'latency_cdf.png'\nset key top left box opaque\n"
-         "set title 'Latency CDF of completed work: per stage (queued -> done per item) and end "
-         "to end (submit -> result; dropped frames are not in it)'\n"
+         "set title \"Latency CDF of completed work: per stage (queued -> done per item) and end "
+         "to end (submit -> result)\\nDropped frames are not in it (the timeline counts them)\"\n"
          "set xlabel 'latency (ms, log scale)'\nset ylabel 'fraction of requests'\n"
          "set logscale x\nset yrange [0:1.02]\n";
     double max_ms = 0;
@@ -624,9 +624,10 @@ std::vector<std::string> Collector::write_plots(const fs::path& dir) const {
       for (double x : v) max_ms = std::max(max_ms, x);
     for (double x : latency_ms_) max_ms = std::max(max_ms, x);
     if (slo_ms <= 30 * std::max(max_ms, 1.0)) {  // draw the SLO when it is near the curves
-      g << fmt::format("set xrange [*:{}]\n", std::max(max_ms, slo_ms) * 1.5);
+      // Room right of the SLO line for its label, off the curves (which end at or left of it).
+      g << fmt::format("set xrange [*:{}]\n", std::max(max_ms * 1.5, slo_ms * 5));
       g << fmt::format("set arrow from {0},0 to {0},1.02 nohead dt 2 lw 2 lc rgb 'red'\n"
-                       "set label 'SLO {0:.0f} ms' at {0},0.5 right offset -0.5,0 tc rgb 'red'\n",
+                       "set label 'SLO {0:.0f} ms' at {0},0.5 left offset 0.5,0 tc rgb 'red'\n",
                        slo_ms);
     } else {
       g << fmt::format("set label 'SLO {:.0f} ms: far right of every latency' at graph 0.02,0.95 "
@@ -643,7 +644,7 @@ std::vector<std::string> Collector::write_plots(const fs::path& dir) const {
          "set xlabel 'time since start (s)'\nset ylabel 'frames per second'\n"
          "set y2label 'good rate: completed within SLO / finished (%)'\n"
          "set y2range [0:105]\nset y2tics\nset yrange [0:*]\nset offsets 0, 0, graph 0.25, 0\n"
-         "set key outside bottom center horizontal\n"
+         "set key outside bottom center horizontal nobox noopaque\n"
          "plot 'timeline.dat' using 1:2 with lines lw 6 lc rgb '#b0a0e0' title 'offered (submitted)', \\\n"
          "     'timeline.dat' using 1:3 with lines lw 2 lc rgb '#008060' title 'served (completed)', \\\n"
          "     'timeline.dat' using 1:5 with impulses lw 4 lc rgb '#e04040' title 'dropped/rejected/failed', \\\n"
