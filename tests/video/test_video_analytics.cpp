@@ -345,8 +345,8 @@ std::size_t count_of(const std::string& text, const std::string& what) {
 
 }  // namespace
 
-TEST_CASE("video_analytics: inputs are checked before anything slow, with exit codes", "[video]") {
-  if (!have_data()) return;
+TEST_CASE("video_analytics: inputs are checked before anything slow, with exit codes", "[video][data]") {
+  REQUIRE_VIDEO_DATA();
   fs::create_directories(kWork);
   const std::string out = " --out '" + (kWork / "checked").string() + "'";
   SECTION("--out that cannot be created: exit 2 at once, before the profiles") {
@@ -395,8 +395,8 @@ TEST_CASE("video_analytics: inputs are checked before anything slow, with exit c
   }
 }
 
-TEST_CASE("video_analytics: a partial start and a mostly dropped stream are reported", "[video]") {
-  if (!have_data()) return;
+TEST_CASE("video_analytics: a partial start and a mostly dropped stream are reported", "[video][data]") {
+  REQUIRE_VIDEO_DATA();
   const fs::path out = kWork / "partial";
   fs::remove_all(out);
   // The smallest SLO accepted for vtest (tiled) alone, then 4 frames/s of it: 16 detector runs a
