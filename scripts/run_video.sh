@@ -4,7 +4,7 @@
 # videos and the demo photos through the Nexus engine under a latency SLO — and writes the report,
 # plots and annotated frames to out/ (docs/video_analytics.md explains them).
 #
-#   scripts/run_video.sh                 # first run ~6 min on a 2-core CPU box, then ~1 min
+#   scripts/run_video.sh                 # first run 3-10 min on a 2-core CPU box, then ~1.5 min
 #   scripts/run_video.sh --duration 120 --tenants 2 --policy lazy   # any video_analytics option
 #   VIDEO_OUT=/tmp/x scripts/run_video.sh
 #   NEXUS_WITH_CUDA=ON scripts/run_video.sh   # build the CUDA backend (default: only with a GPU)
@@ -44,16 +44,19 @@ clog="$build/run_video_configure.log"
 # shellcheck disable=SC2086
 cmake -S "$root" -B "$build" "${cmake_args[@]}" ${NEXUS_CMAKE_ARGS:-} >"$clog" 2>&1 || {
   tail -30 "$clog" >&2; echo "run_video: cmake configure failed (log: $clog)" >&2; exit 1; }
-# Files left to compile (a dry run of the build tool), and an estimate from what one file took on
-# the 2-core box the README's figures come from (measured: docs/first_run.md).
+# Files left to compile (a dry run of the build tool), and an estimate: one file takes ~3.8 s of
+# CPU time (measured: 42 files, 159 s of CPU, docs/first_run.md), run on min(jobs, cores) cores
+# of which we get cores / max(cores, load average) when other work is running.
 todo=$(
   if [ -f "$build/build.ninja" ]; then ninja -C "$build" -n video_analytics 2>/dev/null
   else make -C "$build" -n video_analytics 2>/dev/null; fi | grep -c 'Building CXX object' || true)
-secs_per_file=11   # 2 cores, -j2, Release, no ccache hit
 if [ "$todo" -gt 0 ]; then
-  est=$(( todo * secs_per_file * 2 / jobs ))
-  printf '   %d file(s) to compile with %d jobs: about %d min %02d s on a 2-core CPU (less with more cores or a ccache hit)\n' \
-    "$todo" "$jobs" $((est / 60)) $((est % 60)) >&2
+  cores=$(nproc 2>/dev/null || echo 2)
+  load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
+  est=$(awk -v n="$todo" -v j="$jobs" -v c="$cores" -v l="$load" 'BEGIN {
+    p = j < c ? j : c; share = c / (l > c ? l : c); printf "%d", n * 3.8 / (p * share) + 5 }')
+  printf '   %d file(s) to compile with %d jobs on %d cores at load average %s: about %d min %02d s\n' \
+    "$todo" "$jobs" "$cores" "$load" $((est / 60)) $((est % 60)) >&2
 else
   echo "   up to date" >&2
 fi
