@@ -80,6 +80,7 @@ struct Config {
   fs::path face_models = "data/face-api/model";
   std::chrono::microseconds slo{0};
   std::vector<double> rates;
+  std::vector<std::int64_t> input_shape;  ///< --input-shape for ONNX inputs with symbolic dims
   double duration_s = 5, target = 0.99;
   int bisect = 3, max_batch = 16, repeats = 10, threads = 0, cpu_workers = 1;
   std::chrono::microseconds batch_timeout{0};
@@ -167,7 +168,9 @@ std::shared_ptr<const nexus::model::Graph> load_graph(const Config& cfg) {
   using G = nexus::model::Graph;
   if (!cfg.onnx.empty()) {
 #ifdef NEXUS_WITH_ONNX
-    return std::make_shared<G>(nexus::model::load_onnx(cfg.onnx));
+    nexus::model::OnnxOptions o;
+    o.input_shape = cfg.input_shape;
+    return std::make_shared<G>(nexus::model::load_onnx(cfg.onnx, o));
 #else
     throw nexus::Error("--onnx: this build has no ONNX import (install libonnx-dev libprotobuf-dev, rebuild)");
 #endif
@@ -414,6 +417,7 @@ int main(int argc, char** argv) {
   options.add_options()
     ("model", "zoo or face-api model name", cxxopts::value<std::string>())
     ("onnx", "an .onnx model file instead of --model", cxxopts::value<std::string>())
+    ("input-shape", "--onnx: per-item input shape C,H,W (for symbolic dimensions)", cxxopts::value<std::string>())
     ("device", "cpu | cuda | sim (sim needs --profile)", cxxopts::value<std::string>()->default_value("cpu"))
     ("slo", "latency SLO in ms", cxxopts::value<std::string>())
     ("rates", "rate ramp in req/s: start:stop:step or a,b,c", cxxopts::value<std::string>())
@@ -449,6 +453,9 @@ int main(int argc, char** argv) {
       throw BadFlag(fmt::format("--device '{}': expected cpu, cuda or sim", cfg.device));
     if (a.count("model")) cfg.model = a["model"].as<std::string>();
     if (a.count("onnx")) cfg.onnx = a["onnx"].as<std::string>();
+    if (a.count("input-shape"))
+      for (const auto& d : split(a["input-shape"].as<std::string>()))
+        cfg.input_shape.push_back(std::llround(parse_number(d, "input-shape")));
     if (a.count("profile")) cfg.profile_path = a["profile"].as<std::string>();
     if (cfg.device == "sim" && cfg.profile_path.empty())
       throw BadFlag("--device sim: needs --profile (the simulated device takes l(b) from it)");
@@ -510,11 +517,17 @@ int main(int argc, char** argv) {
     result["target_good_rate"] = cfg.target;
     result["criterion"] = "max offered rate with good rate >= target (good = completed within the SLO)";
     result["profile"] = p.to_json();
-    std::vector<std::pair<std::string, std::pair<double, double>>> summary;
-    for (const auto& policy : cfg.policies) {
+    struct Row {
+      std::string policy;
       double best = 0, goodput = 0;
-      result["policies"][policy] = find_max(cfg, target, trace, policy, best, goodput);
-      summary.push_back({policy, {best, goodput}});
+      bool saturated = false;  ///< some rate fell below the target
+    };
+    std::vector<Row> summary;
+    for (const auto& policy : cfg.policies) {
+      Row r{policy};
+      result["policies"][policy] = find_max(cfg, target, trace, policy, r.best, r.goodput);
+      r.saturated = !result["policies"][policy]["first_bad_rate_rps"].is_null();
+      summary.push_back(r);
     }
     const double load_after = load_average();
     result["machine"] = {{"hardware_threads", std::thread::hardware_concurrency()},
@@ -522,8 +535,10 @@ int main(int argc, char** argv) {
                          {"load_average_1min_after", load_after}};
     std::cout << fmt::format("\nmax throughput at >= {:.0f}% good ({} on {}, SLO {:.1f} ms):\n", 100 * cfg.target,
                              target.name, cfg.device, cfg.slo.count() / 1e3);
-    for (const auto& [policy, v] : summary)
-      std::cout << fmt::format("  {:<10} {:8.1f} req/s offered, {:8.1f} req/s good\n", policy, v.first, v.second);
+    for (const auto& r : summary)
+      std::cout << fmt::format("  {:<10} {}{:8.1f} req/s offered, {:8.1f} req/s good{}\n", r.policy,
+                               r.saturated ? "  " : ">=", r.best, r.goodput,
+                               r.saturated ? "" : "  (every rate passed: raise --rates)");
     if (!cfg.json_path.empty()) {
       std::ofstream out(cfg.json_path);
       out << result.dump(2) << "\n";

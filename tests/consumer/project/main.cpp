@@ -1,10 +1,13 @@
 // A tiny outside project: links the installed nexus, serves a few requests on a simulated device
 // in virtual time, takes over the library's log records, and (with the observe component)
-// renders the metrics.
+// renders the metrics; with the onnx component it lists the ONNX ops.
 #include <nexus/core/log.hpp>
 #include <nexus/runtime/engine.hpp>
 #ifdef NEXUS_HAVE_OBSERVE
 #include <nexus/observe/http_exporter.hpp>
+#endif
+#ifdef NEXUS_WITH_ONNX
+#include <nexus/model/onnx.hpp>
 #endif
 
 #include <cstdio>
@@ -30,6 +33,10 @@ int main() {
   const std::string text = nexus::observe::metrics_text(engine);
   std::printf("metrics_text: %zu bytes\n", text.size());
   ok = ok && text.find("nexus_query_arrivals_total{query=\"q\"} 10") != std::string::npos;
+#endif
+#ifdef NEXUS_WITH_ONNX
+  std::printf("onnx ops: %zu\n", nexus::model::onnx_supported_ops().size());
+  ok = ok && !nexus::model::onnx_supported_ops().empty();
 #endif
   return ok ? 0 : 1;
 }
