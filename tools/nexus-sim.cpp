@@ -38,6 +38,8 @@ json result_json(const sim::SimResult& r, bool with_samples) {
          {"lower_bound_gpus", r.lower_bound_gpus},
          {"lower_bound_gpus_at_mean_latency", r.lower_bound_gpus_mean_latency},
          {"ablate", r.ablations},
+         {"noise", r.noise},
+         {"executor", r.executor},
          {"load_scale", r.load_scale},
          {"duration_s", r.duration_s},
          {"warmup_s", r.warmup_s},
@@ -63,6 +65,7 @@ void table(const sim::Scenario& sc, const sim::SimResult& r, const sim::MaxThrou
   std::fprintf(stderr, "\n  %-22s %s (%s)\n", "scenario", sc.name.c_str(), sc.profile_dir.filename().c_str());
   std::fprintf(stderr, "  %-22s %s%s on %d simulated GPUs\n", "system", r.system.c_str(),
                r.ablations == "none" ? "" : (" without " + r.ablations).c_str(), r.gpus);
+  std::fprintf(stderr, "  %-22s %s; executor %s\n", "batch times", r.noise.c_str(), r.executor.c_str());
   if (m) std::fprintf(stderr, "  %-22s %.1f req/s at >= 99%% good (load x%.3f, %zu runs)\n",
                       "MAX THROUGHPUT", m->max_throughput_rps, m->scale, m->runs.size());
   std::fprintf(stderr, "  %-22s %.1f req/s over %.0f s (after %.0f s warm-up)\n", "offered", r.offered_rps,
@@ -95,6 +98,8 @@ int main(int argc, char** argv) {
     ("scale", "load scale: multiplies every query's rate", cxxopts::value<double>()->default_value("1"))
     ("find-max-throughput", "bisect the load for the highest rate with >= 99% good")
     ("sample", "record a time series every S virtual seconds", cxxopts::value<double>()->default_value("0"))
+    ("noise", "batch times: mean, lognormal or gamma (default: the scenario's)",
+     cxxopts::value<std::string>()->default_value(""))
     ("quiet", "no table or progress on stderr")
     ("h,help", "show this help");
   cxxopts::ParseResult args;
@@ -115,6 +120,9 @@ int main(int argc, char** argv) {
     so.ablate = sim::parse_ablations(args["ablate"].as<std::string>());
     if (so.ablate.any() && so.system != sim::System::kNexus)
       throw nexus::Error("--ablate applies to --system nexus only");
+    if (so.ablate.prefix)
+      throw nexus::Error("--ablate prefix: prefix batching does not exist in the Engine yet, so there is "
+                         "nothing to switch off");
     const double d = args["duration"].as<double>();
     if (d < 0) throw nexus::Error(fmt::format("--duration {}: expected seconds > 0", d));
     so.duration = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(d));
@@ -124,6 +132,9 @@ int main(int argc, char** argv) {
     const double sample = args["sample"].as<double>();
     if (sample < 0) throw nexus::Error(fmt::format("--sample {}: expected seconds >= 0", sample));
     so.sample_every = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(sample));
+    so.noise = args["noise"].as<std::string>();
+    if (!so.noise.empty() && so.noise != "mean" && so.noise != "lognormal" && so.noise != "gamma")
+      throw nexus::Error(fmt::format("--noise {}: expected mean, lognormal or gamma", so.noise));
     find_max = args.count("find-max-throughput") > 0;
     quiet = args.count("quiet") > 0;
   } catch (const std::exception& e) {

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <ctime>
 #include <random>
+#include <type_traits>
 
 #include "nexus/core/error.hpp"
 #include "nexus/runtime/planner.hpp"
@@ -130,6 +131,46 @@ struct LatencyHist {
   }
 };
 
+// The runtime-fidelity options (EngineOptions::sim_latency, EngineOptions::executor) are applied
+// when this build's Engine has them; without them batches take the profile's mean and the
+// executor is work-conserving, and the result says so.
+template <typename Options>
+std::string apply_noise(Options& eo, const ScenarioNoise& n, std::uint64_t seed) {
+  if constexpr (requires { eo.sim_latency.distribution; }) {
+    using L = std::remove_reference_t<decltype(eo.sim_latency)>;
+    eo.sim_latency.distribution = n.distribution == "lognormal" ? L::Distribution::kLognormal
+                                  : n.distribution == "gamma"   ? L::Distribution::kGamma
+                                                                : L::Distribution::kMean;
+    eo.sim_latency.min_cv = n.min_cv;
+    eo.sim_latency.slow_probability = n.slow_probability;
+    eo.sim_latency.slow_factor = n.slow_factor;
+    eo.sim_latency.seed = seed;
+    if (n.distribution == "mean") return "mean";
+    return fmt::format("{}, cv >= {}, {}% slow batches at {}x", n.distribution, n.min_cv,
+                       100 * n.slow_probability, n.slow_factor);
+  } else {
+    (void)eo;
+    (void)seed;
+    return n.distribution == "mean" ? "mean" : "mean (this build's SimBackend has no noise)";
+  }
+}
+
+template <typename Options>
+std::string apply_executor(Options& eo, bool work_conserving) {
+  if constexpr (requires { eo.executor.work_conserving; }) {
+    eo.executor.work_conserving = work_conserving;
+    return work_conserving ? "work_conserving" : "duty_cycle";
+  } else {
+    (void)eo;
+    return "work_conserving (this build's executor has no duty-cycle pacing)";
+  }
+}
+
+template <typename Options>
+constexpr bool has_duty_cycle() {
+  return requires(Options o) { o.executor.work_conserving; };
+}
+
 }  // namespace
 
 SimResult simulate(const Scenario& sc, const SimOptions& o) {
@@ -155,6 +196,11 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
   eo.rate_ewma_alpha = sc.rate_ewma_alpha;
   eo.packer.max_gpus = o.gpus;
   const auto even = even_budgets(sc);
+  ScenarioNoise noise = sc.noise;
+  if (!o.noise.empty()) noise.distribution = o.noise;
+  const std::string noise_desc = apply_noise(eo, noise, o.seed);
+  // The baselines run what is queued whenever the device is free.
+  std::string executor_mode = apply_executor(eo, true);
   switch (o.system) {
     case System::kNexus: {
       const bool squishy = !o.ablate.squishy, dp = !o.ablate.query_dp;
@@ -163,8 +209,9 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
       if (!squishy) eo.planner = make_batch_oblivious_planner({.budgets = dp ? decltype(even){} : even});
       eo.batch_policy.kind = o.ablate.early_drop ? dispatch::BatchPolicyKind::kLazyDrop
                                                  : dispatch::BatchPolicyKind::kEarlyDrop;
-      NEXUS_CHECK(!o.ablate.duty_cycle,
+      NEXUS_CHECK(!o.ablate.duty_cycle || has_duty_cycle<runtime::EngineOptions>(),
                   "--ablate duty_cycle: this build's executor has no duty-cycle pacing to switch off");
+      executor_mode = apply_executor(eo, o.ablate.duty_cycle);
       break;
     }
     case System::kClipper:
@@ -191,7 +238,12 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
     }
   }
   runtime::Engine engine(eo);
-  for (const auto& m : sc.models) engine.load_model({.name = m.name, .profile = m.profile});
+  for (const auto& m : sc.models) {
+    runtime::ModelSpec spec;
+    spec.name = m.name;
+    spec.profile = m.profile;
+    engine.load_model(std::move(spec));
+  }
 
   // One generator for every fan-out draw: completions happen in a deterministic order.
   auto fan_rng = std::make_shared<std::mt19937_64>(seed_of(o.seed, 0xfa, 0, 0));
@@ -233,6 +285,8 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
   res.ablations = o.ablate.to_string();
   res.gpus = o.gpus;
   res.load_scale = o.load_scale;
+  res.noise = noise_desc;
+  res.executor = executor_mode;
   res.duration_s = to_s(duration);
   res.warmup_s = to_s(warmup);
 

@@ -257,6 +257,16 @@ Scenario load_scenario(const std::filesystem::path& file) {
     sc.queries.push_back(std::move(sq));
   }
 
+  if (const json* nz = r.find("noise")) {
+    const Reader n = r.child("noise", *nz);
+    sc.noise.distribution = n.str("distribution", "mean");
+    if (sc.noise.distribution != "mean" && sc.noise.distribution != "lognormal" && sc.noise.distribution != "gamma")
+      n.fail("distribution", fmt::format("\"mean\", \"lognormal\" or \"gamma\" (got \"{}\")", sc.noise.distribution));
+    sc.noise.min_cv = n.non_negative("min_cv", 0.0);
+    sc.noise.slow_probability = n.non_negative("slow_probability", 0.0);
+    if (sc.noise.slow_probability > 1) n.fail("slow_probability", "a probability in [0, 1]");
+    sc.noise.slow_factor = n.positive("slow_factor", 3.0);
+  }
   if (const json* sys = r.find("systems")) {
     const Reader s = r.child("systems", *sys);
     if (const json* tf = s.find("tfserving")) {

@@ -126,6 +126,10 @@ TEST_CASE("a bad scenario names the file, the field and what was expected", "[si
   CHECK_THAT(e, Catch::Contains("queries[0].slo_ms") && Catch::Contains("> 0"));
   e = error_of(write_temp("rate.json", scenario(ok_models, R"([{"name": "q", "slo_ms": 50, "stages": [{"name": "s", "model": "r"}], "rate_rps": "fast"}])")));
   CHECK_THAT(e, Catch::Contains("queries[0].rate_rps") && Catch::Contains("number"));
+  e = error_of(write_temp("noise.json", "{\"name\": \"x\", \"profiles\": \"" + prof +
+                                            "\", \"noise\": {\"distribution\": \"cauchy\"}, \"models\": " + ok_models +
+                                            ", \"queries\": " + ok_query + "}"));
+  CHECK_THAT(e, Catch::Contains("noise.distribution") && Catch::Contains("lognormal"));
   // An SLO no plan meets: ResNet-50 takes 3.1 ms at batch 1 -> a 5 ms SLO is refused by name.
   auto sc = load_scenario(write_temp("tight.json", scenario(ok_models, R"([{"name": "q", "slo_ms": 5, "stages": [{"name": "s", "model": "r"}], "rate_rps": 10}])")));
   CHECK_THROWS_WITH(simulate(sc, {.gpus = 2, .duration = 1s}), Catch::Contains("tight.json") && Catch::Contains("SLO"));

@@ -38,6 +38,8 @@ struct SimOptions {
   std::uint64_t seed = 1;
   double load_scale = 1.0;     ///< multiplies every query's rate (trace included)
   Duration sample_every{0};    ///< > 0: record a SimSample every this long
+  /// Overrides the scenario's noise distribution ("mean", "lognormal", "gamma"); "" = keep.
+  std::string noise;
   /// Called every ~1% of virtual time with the fraction done (progress bars).
   std::function<void(double)> progress;
 };
@@ -54,6 +56,8 @@ struct SimSample {
 
 struct SimResult {
   std::string scenario, system, ablations;
+  std::string noise;        ///< how batch times were drawn
+  std::string executor;     ///< "duty_cycle" (paced) or "work_conserving"
   int gpus = 0;
   double load_scale = 1.0;
   double duration_s = 0, warmup_s = 0;

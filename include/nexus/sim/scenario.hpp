@@ -20,6 +20,8 @@
 //        "trace": [{"seconds": 60, "rate_rps": 300}, ...],          // optional, replaces rate_rps
 //        "diurnal": {"mean_rps": 900, "amplitude": 0.6, "period_s": 600, "segments": 60}  // optional
 //     }, ...],
+//     "noise": {"distribution": "lognormal", "min_cv": 0.05, "slow_probability": 0.001,
+//               "slow_factor": 3},                       // simulated batch times (default "mean")
 //     "systems": {"tfserving": {"max_batch": 32, "batch_timeout_ms": 5},
 //                 "triton": {"preferred_batch_sizes": [8, 16, 32], "max_queue_delay_ms": 2}}
 //   }
@@ -85,6 +87,16 @@ struct ScenarioQuery {
   int longest_path() const;
 };
 
+/// How simulated batch durations are drawn (the SimBackend's noise, runtime-fidelity issue):
+/// "mean" = exactly the profile's mean ℓ(b); "lognormal" / "gamma" with the profile's std, at
+/// least min_cv × mean; plus rare slow batches (slow_probability, × slow_factor).
+struct ScenarioNoise {
+  std::string distribution = "mean";
+  double min_cv = 0.0;
+  double slow_probability = 0.0;
+  double slow_factor = 3.0;
+};
+
 struct TfServingConfig {
   int max_batch = 32;
   Duration batch_timeout = std::chrono::milliseconds(5);
@@ -104,6 +116,7 @@ struct Scenario {
   Duration warmup = std::chrono::seconds(2);
   Duration epoch = std::chrono::seconds(10);
   double rate_ewma_alpha = 0.3;       ///< weight of the newest epoch's measured rate
+  ScenarioNoise noise;                ///< "noise": {...}; absent = the profile's mean
   std::vector<ScenarioModel> models;
   std::vector<ScenarioQuery> queries;
   TfServingConfig tfserving;
