@@ -15,6 +15,8 @@
 #                   (kernels_<model>_fp16_b32.txt)
 #     6. serving    benchmarks/gpu_serving: the Engine on every GPU, ResNet-50 FP16, SLO 50 ms,
 #                   Poisson at 50/80/95 % of planned capacity, from the first request (serving.jsonl)
+#     6b. prefix    benchmarks/prefix --device cuda: ResNet-50 variants with and without prefix
+#                   batching, if time is left (prefix.jsonl; issue 12)
 #     7. compile    torch.compile(reduce-overhead) ResNet-50 b1/b32, if time is left (pytorch_compile.json)
 #     8. report     summary.md + summary.json (scripts/gpu_report.py)
 #   Every step has its own timeout, so one hang costs only that step. Results go to
@@ -34,11 +36,11 @@ if [[ "${1:-}" == "--stage" ]]; then
   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DNEXUS_WITH_CUDA=ON \
     -DNEXUS_CUDA_ARCHITECTURES=90 -DNEXUS_BUILD_EXAMPLES=OFF -DCMAKE_DISABLE_FIND_PACKAGE_OpenCV=ON \
     "${launcher[@]}" > /dev/null
-  cmake --build build-gpu -j"${JOBS:-2}" --target nexus_tests_cuda gpu_backend gpu_serving
+  cmake --build build-gpu -j"${JOBS:-2}" --target nexus_tests_cuda gpu_backend gpu_serving prefix
   rm -rf .gpu
   mkdir -p .gpu/bin .gpu/lib .gpu/data/face-api/model
   cp build-gpu/tests/cuda/nexus_tests_cuda build-gpu/benchmarks/gpu_backend \
-     build-gpu/benchmarks/gpu_serving .gpu/bin/
+     build-gpu/benchmarks/gpu_serving build-gpu/benchmarks/prefix .gpu/bin/
   cp -L /usr/lib/x86_64-linux-gnu/libfmt.so.9 .gpu/lib/
   for m in ssd_mobilenetv1 face_recognition face_landmark_68 face_expression age_gender; do
     cp data/face-api/model/${m}_model* .gpu/data/face-api/model/ 2> /dev/null || true
@@ -123,6 +125,16 @@ done
 timeout "$(step_timeout 75)" .gpu/bin/gpu_serving --model resnet50 --slo-ms 50 \
   --loads 0.5,0.8,0.95 --seconds 5 --fused-budget 3 > "$RES/serving.jsonl" 2> "$RES/serving.log"
 log "gpu_serving rc=$?"
+
+# 6b. prefix batching (issue 12): ResNet-50 x K = 1, 2, 5, 10 seeded heads, with and without,
+#     ℓ(b) measured on the GPU (FP32), serving in virtual time, device memory; only with time left
+if (($(left) > 150)); then
+  timeout "$(step_timeout 75)" .gpu/bin/prefix --device cuda --model resnet50 --runs 5 \
+    --machine "${GPU:-unknown GPU}" > "$RES/prefix.jsonl" 2> "$RES/prefix.log"
+  log "prefix rc=$? ($(wc -l < "$RES/prefix.jsonl") rows)"
+else
+  log "prefix skipped: $(left) s left"
+fi
 
 # 7. torch.compile (the next bar), only with time left
 if (($(left) > 70)); then
