@@ -879,25 +879,29 @@ void CpuBackend::Impl::elementwise(const Step& s, int n) {
       const std::int64_t it = i / item, j0 = i % item, j1 = std::min(item, j0 + (e - i));
       const float* xp = in_ptr(x, stride_x ? it : 0);
       float* yp = out_ptr(node.id, it);
-      for (std::int64_t j = j0; j < j1; ++j) {
-        const float v = xp[j];
-        switch (op) {
-          case OpType::kRelu: yp[j] = std::max(v, 0.0f); break;
-          case OpType::kRelu6: yp[j] = std::min(std::max(v, 0.0f), 6.0f); break;
-          case OpType::kLeakyRelu: yp[j] = v < 0.0f ? v * alpha : v; break;
-          case OpType::kSigmoid: yp[j] = 1.0f / (1.0f + std::exp(-v)); break;
-          case OpType::kTanh: yp[j] = std::tanh(v); break;
-          case OpType::kClip: yp[j] = std::min(std::max(v, alpha), beta); break;
-          case OpType::kHardSigmoid:
-            yp[j] = std::max(0.0f, std::min(1.0f, alpha * v + beta));
-            break;
-          case OpType::kHardSwish:
-            yp[j] = v * std::max(0.0f, std::min(1.0f, v / 6.0f + 0.5f));
-            break;
-          case OpType::kSqrt: yp[j] = std::sqrt(v); break;
-          case OpType::kPow: yp[j] = alpha == 2.0f ? v * v : std::pow(v, alpha); break;
-          default: break;
-        }
+      // The op is chosen outside the loop so that each loop vectorizes.
+      auto apply = [&](auto f) {
+        for (std::int64_t j = j0; j < j1; ++j) yp[j] = f(xp[j]);
+      };
+      switch (op) {
+        case OpType::kRelu: apply([](float v) { return std::max(v, 0.0f); }); break;
+        case OpType::kRelu6: apply([](float v) { return std::min(std::max(v, 0.0f), 6.0f); }); break;
+        case OpType::kLeakyRelu: apply([=](float v) { return v < 0.0f ? v * alpha : v; }); break;
+        case OpType::kSigmoid: apply([](float v) { return 1.0f / (1.0f + std::exp(-v)); }); break;
+        case OpType::kTanh: apply([](float v) { return std::tanh(v); }); break;
+        case OpType::kClip: apply([=](float v) { return std::min(std::max(v, alpha), beta); }); break;
+        case OpType::kHardSigmoid:
+          apply([=](float v) { return std::max(0.0f, std::min(1.0f, alpha * v + beta)); });
+          break;
+        case OpType::kHardSwish:
+          apply([](float v) { return v * std::max(0.0f, std::min(1.0f, v * (1.0f / 6.0f) + 0.5f)); });
+          break;
+        case OpType::kSqrt: apply([](float v) { return std::sqrt(v); }); break;
+        case OpType::kPow:
+          if (alpha == 2.0f) apply([](float v) { return v * v; });
+          else apply([=](float v) { return std::pow(v, alpha); });
+          break;
+        default: break;
       }
       i += j1 - j0;
     }

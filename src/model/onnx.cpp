@@ -1019,6 +1019,37 @@ void Loader::binary(OpType op) {
     }
   }
   if (a.is_const && b.full.size() < a.dims.size()) fail("constant A has a higher rank than B");
+  // A per-channel or scalar constant on an [N, C, ...] value becomes a ScaleOffset (one pass,
+  // folded into a preceding Conv by GraphBuilder::build), as BatchNormalization.
+  const Value& c = a.is_const ? a : b;
+  const bool const_right = b.is_const;
+  if (a.is_const != b.is_const && like.batch_axis == 0 && like.full.size() >= 2 &&
+      (const_right || op == OpType::kAdd || op == OpType::kMul) && !c.is_int &&
+      c.dims.size() <= like.full.size()) {
+    const std::int64_t ch = like.full[1];
+    std::vector<std::int64_t> d(like.full.size() - c.dims.size(), 1);
+    d.insert(d.end(), c.dims.begin(), c.dims.end());
+    bool ok = d[0] == 1 && (d[1] == 1 || d[1] == ch);
+    for (std::size_t k = 2; k < d.size(); ++k) ok = ok && d[k] == 1;
+    if (ok && !c.f.empty()) {
+      std::vector<float> scale(static_cast<std::size_t>(ch), 1.0f), offset(static_cast<std::size_t>(ch), 0.0f);
+      for (std::int64_t k = 0; k < ch; ++k) {
+        const float v = c.f[d[1] == 1 ? 0 : static_cast<std::size_t>(k)];
+        auto& sc = scale[static_cast<std::size_t>(k)];
+        auto& of = offset[static_cast<std::size_t>(k)];
+        switch (op) {
+          case OpType::kAdd: of = v; break;
+          case OpType::kSub: of = -v; break;
+          case OpType::kMul: sc = v; break;
+          default: sc = 1.0f / v; break;
+        }
+      }
+      const NodeId id = builder_.scale_offset(name_for(), like.id, Tensor::from(Shape{ch}, scale),
+                                              Tensor::from(Shape{ch}, offset));
+      set_output(0, node_value(id, like.full, 0));
+      return;
+    }
+  }
   const NodeId na = as_node(a, like, "A");
   const NodeId nb = as_node(b, like, "B");
   NodeId id;
@@ -1135,7 +1166,7 @@ void Loader::resize(bool upsample) {
   const std::int64_t h = x.full[2], w = x.full[3];
   ResizeAttrs a;
   if (!sizes.empty()) {
-    if (sizes.size() != 4 || sizes[0] != kBatch && sizes[0] != declared_batch_ && sizes[0] != 1)
+    if (sizes.size() != 4 || (sizes[0] != kBatch && sizes[0] != declared_batch_ && sizes[0] != 1))
       fail("sizes must have 4 values [N, C, H, W], got {}", dims_str(sizes));
     if (sizes[1] != x.full[1]) fail("sizes may not change the channels");
     a.out_h = static_cast<int>(sizes[2]);
