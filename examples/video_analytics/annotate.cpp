@@ -95,11 +95,13 @@ void write_annotated(const Image& image, const std::vector<FaceResult>& faces,
       lines.push_back("for identity, age, expression");
     } else {
       if (f.has_descriptor) {
-        if (f.identity == "unknown")
-          lines.push_back(f.nearest.empty()
-                              ? std::string("unknown")
-                              : fmt::format("unknown (look-alike {}, d {})", f.nearest,
-                                            fmt_distance(f.distance)));
+        if (f.identity == "unknown") {
+          // Two short lines: a label no wider than the others is not hidden under a neighbour's.
+          lines.push_back(f.nearest.empty() ? std::string("unknown")
+                                            : std::string("unknown (look-alike"));
+          if (!f.nearest.empty())
+            lines.push_back(fmt::format("{}, d {})", f.nearest, fmt_distance(f.distance)));
+        }
         else
           lines.push_back(fmt::format("{} (d {})", f.identity, fmt_distance(f.distance)));
       }
