@@ -5,7 +5,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev
       libcxxopts-dev libopencv-dev gnuplot-nox glpk-utils libglpk-dev nodejs npm
       libspdlog-dev prometheus-cpp-dev
-      libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata)
+      libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata
+      clang libfuzzer-14-dev)  # clang + libFuzzer: scripts/test_asan.sh, scripts/fuzz.sh
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
