@@ -12,6 +12,7 @@ cd "$root"
 secs="${1:-60}"; shift || true
 build="${NEXUS_ASAN_BUILD_DIR:-$root/build-asan}"
 all=(fuzz_tfjs_weights fuzz_batch_profile fuzz_workload fuzz_image_decode fuzz_engine_sequence)
+[ -d /usr/share/libonnx-testdata/data/node ] && all+=(fuzz_onnx)
 targets=("$@"); [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
   -DNEXUS_BUILD_FUZZERS=ON -DNEXUS_WITH_CUDA=OFF \
@@ -27,8 +28,15 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts"
   log="$build/$t.log"
   dict=(); [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
+  seeds=("fuzz/corpus/$t")
+  if [ "$t" = fuzz_onnx ]; then  # seeds: ONNX's own node-test models (Debian libonnx-testdata)
+    seeds=("$build/seeds/$t"); mkdir -p "${seeds[0]}"
+    for m in /usr/share/libonnx-testdata/data/node/test_{conv,relu,add,maxpool,averagepool,gemm,softmax,concat,reshape,transpose,batchnorm,sigmoid,flatten,globalaveragepool,resize,matmul,mul,clip}*/model.onnx; do
+      [ -f "$m" ] && cp "$m" "${seeds[0]}/$(basename "$(dirname "$m")").onnx"
+    done
+  fi
   # -rss_limit_mb / -malloc_limit_mb: an allocation sized from the input beyond 2 GB is a bug.
-  if "$exe" "$corpus" "fuzz/corpus/$t" -max_total_time="$secs" -rss_limit_mb=2560 \
+  if "$exe" "$corpus" "${seeds[@]}" -max_total_time="$secs" -rss_limit_mb=2560 \
        -malloc_limit_mb=2048 -timeout=25 -max_len=65536 -print_final_stats=1 \
        -artifact_prefix="$artifacts/" "${dict[@]}" >"$log" 2>&1; then
     rc=0
