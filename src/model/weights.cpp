@@ -89,6 +89,15 @@ struct Spec {
   std::uint64_t bytes = 0;        // numel × bytes_per_element, <= kMaxWeightBytes
 };
 
+// obj[key] as a string, "" when absent; a present non-string is an error naming the weight.
+std::string string_field(const json& obj, const char* key, const fs::path& manifest,
+                         const std::string& weight) {
+  if (!obj.contains(key)) return {};
+  NEXUS_CHECK(obj[key].is_string(), "weights manifest {}: weight '{}' has a non-string '{}' ({})",
+              manifest.string(), weight, key, obj[key].dump());
+  return obj[key].get<std::string>();
+}
+
 Spec parse_spec(const json& w, const fs::path& manifest) {
   NEXUS_CHECK(w.is_object() && w.contains("name") && w["name"].is_string(),
               "weights manifest {}: a weight entry has no string 'name'", manifest.string());
@@ -105,7 +114,7 @@ Spec parse_spec(const json& w, const fs::path& manifest) {
     dims.push_back(d.get<std::int64_t>());
   }
   s.shape = Shape(std::move(dims));
-  const std::string dtype = w.value("dtype", std::string{});
+  const std::string dtype = string_field(w, "dtype", manifest, s.name);
   if (dtype == "float32") {
     s.dtype = DType::kFloat32;
   } else if (dtype == "int32") {
@@ -120,7 +129,7 @@ Spec parse_spec(const json& w, const fs::path& manifest) {
     const json& q = w["quantization"];
     NEXUS_CHECK(q.is_object(), "weights manifest {}: weight '{}' has a non-object quantization",
                 manifest.string(), s.name);
-    const std::string qd = q.value("dtype", std::string{});
+    const std::string qd = string_field(q, "dtype", manifest, s.name);
     if (qd == "uint8" || qd == "uint16") {
       NEXUS_CHECK(q.contains("scale") && q["scale"].is_number() && q.contains("min") &&
                       q["min"].is_number(),

@@ -14,6 +14,13 @@ namespace nexus {
 
 namespace {
 
+// Bounds on values that come from profile files (checked before any conversion): a latency of
+// more than 10^12 µs (11.6 days) or a batch above 65,536 is an error, not an overflow or a loop
+// over 2^31 batch sizes.
+constexpr double kMaxLatencyUs = 1e12;
+constexpr int kMaxBatch = 1 << 16;
+constexpr double kMaxMemoryBytes = 1125899906842624.0;  // 2^50 (1 PiB)
+
 std::chrono::microseconds ceil_us(double us) {
   // Planning values round up so that a plan never under-estimates; 1e-6 absorbs float noise.
   return std::chrono::microseconds(static_cast<std::int64_t>(std::ceil(us - 1e-6)));
@@ -48,21 +55,25 @@ BatchProfile::BatchProfile(std::string model, std::string device, std::vector<in
               "batching profile of '{}': {} batch sizes but {} memory values", model_, n,
               memory_bytes_.size());
   for (std::size_t i = 0; i < n; ++i) {
-    NEXUS_CHECK(batches_[i] >= 1, "batching profile of '{}': batch size {} must be >= 1", model_,
-                batches_[i]);
+    NEXUS_CHECK(batches_[i] >= 1 && batches_[i] <= kMaxBatch,
+                "batching profile of '{}': batch size {} must be in 1..{}", model_, batches_[i],
+                kMaxBatch);
     NEXUS_CHECK(i == 0 || batches_[i] > batches_[i - 1],
                 "batching profile of '{}': batch sizes must increase ({} after {})", model_,
                 batches_[i], batches_[i - 1]);
-    NEXUS_CHECK(std::isfinite(latency_us_[i]) && latency_us_[i] > 0,
-                "batching profile of '{}': latency at batch {} must be > 0 us (got {})", model_,
-                batches_[i], latency_us_[i]);
-    NEXUS_CHECK(std::isfinite(latency_std_us_[i]) && latency_std_us_[i] >= 0,
-                "batching profile of '{}': latency std at batch {} must be >= 0 (got {})", model_,
-                batches_[i], latency_std_us_[i]);
+    NEXUS_CHECK(std::isfinite(latency_us_[i]) && latency_us_[i] > 0 && latency_us_[i] <= kMaxLatencyUs,
+                "batching profile of '{}': latency at batch {} must be > 0 and <= {} us (got {})",
+                model_, batches_[i], kMaxLatencyUs, latency_us_[i]);
+    NEXUS_CHECK(std::isfinite(latency_std_us_[i]) && latency_std_us_[i] >= 0 &&
+                    latency_std_us_[i] <= kMaxLatencyUs,
+                "batching profile of '{}': latency std at batch {} must be in 0..{} us (got {})",
+                model_, batches_[i], kMaxLatencyUs, latency_std_us_[i]);
   }
-  NEXUS_CHECK(std::isfinite(preprocess_us_) && preprocess_us_ >= 0 &&
-                  std::isfinite(postprocess_us_) && postprocess_us_ >= 0,
-              "batching profile of '{}': pre/post-processing time must be >= 0", model_);
+  NEXUS_CHECK(std::isfinite(preprocess_us_) && preprocess_us_ >= 0 && preprocess_us_ <= kMaxLatencyUs &&
+                  std::isfinite(postprocess_us_) && postprocess_us_ >= 0 &&
+                  postprocess_us_ <= kMaxLatencyUs,
+              "batching profile of '{}': pre/post-processing time must be in 0..{} us", model_,
+              kMaxLatencyUs);
   NEXUS_CHECK(latency_model_.std_k >= 0 && latency_model_.factor > 0,
               "batching profile of '{}': latency model needs std_k >= 0 and factor > 0", model_);
 }
@@ -128,15 +139,24 @@ BatchProfile BatchProfile::from_json(const nlohmann::json& j, const std::string&
   try {
     const auto model = field("model").get<std::string>();
     const auto device = j.contains("device") ? j.at("device").get<std::string>() : std::string("unknown");
-    auto batches = field("batch").get<std::vector<int>>();
+    std::vector<int> batches;
+    NEXUS_CHECK(field("batch").is_array(), "batching profile {}: 'batch' must be an array", source);
+    for (const auto& v : field("batch")) {
+      // Checked as a JSON number first: converting 1e300 to int is undefined behaviour.
+      NEXUS_CHECK(v.is_number_integer() && v.get<double>() >= 1 && v.get<double>() <= kMaxBatch,
+                  "batching profile {}: batch size {} must be an integer in 1..{}", source,
+                  v.dump(), kMaxBatch);
+      batches.push_back(v.get<int>());
+    }
     auto lat = field("latency_us").get<std::vector<double>>();
     std::vector<double> sd;
     if (j.contains("latency_std_us")) sd = j.at("latency_std_us").get<std::vector<double>>();
     std::vector<std::size_t> mem;
     if (j.contains("memory_bytes")) {
       for (const auto& v : j.at("memory_bytes")) {
-        NEXUS_CHECK(v.is_number() && v.get<double>() >= 0,
-                    "batching profile {}: memory_bytes must be non-negative numbers", source);
+        NEXUS_CHECK(v.is_number() && v.get<double>() >= 0 && v.get<double>() <= kMaxMemoryBytes,
+                    "batching profile {}: memory_bytes must be numbers in 0..2^50 (got {})", source,
+                    v.dump());
         mem.push_back(static_cast<std::size_t>(v.get<double>()));
       }
     }

@@ -102,7 +102,24 @@ TEST_CASE("malformed profiles: the error names the file and the field", "[profil
   CHECK_THAT(error_of(j), Catch::Contains("must increase"));
   j = lecture_a();
   j["batch"] = {0, 4, 16};
-  CHECK_THAT(error_of(j), Catch::Contains(">= 1"));
+  CHECK_THAT(error_of(j), Catch::Contains("batch size 0") && Catch::Contains("1..65536"));
+  // Regressions (fuzz_batch_profile): numbers out of range were converted with undefined
+  // behaviour (memory 2.5e203 to size_t, 1e300 to int) or made the engine loop over 2^31 batches.
+  j = lecture_a();
+  j["memory_bytes"] = {1e9, 2.5e203, 3e9};
+  CHECK_THAT(error_of(j), Catch::Contains("memory_bytes") && Catch::Contains("2.5e+203"));
+  j = lecture_a();
+  j["batch"] = {4, 8, 1e300};
+  CHECK_THAT(error_of(j), Catch::Contains("batch size") && Catch::Contains("1..65536"));
+  j = lecture_a();
+  j["batch"] = {4, 8, 2147483647};
+  CHECK_THAT(error_of(j), Catch::Contains("2147483647"));
+  j = lecture_a();
+  j["latency_us"] = {50000, 75000, 1e200};
+  CHECK_THAT(error_of(j), Catch::Contains("latency at batch 16"));
+  j = lecture_a();
+  j["preprocess_us"] = 1e300;
+  CHECK_THAT(error_of(j), Catch::Contains("pre/post-processing"));
   j = lecture_a();
   j["latency_us"] = {50000, -1, 100000};
   CHECK_THAT(error_of(j), Catch::Contains("latency at batch 8"));

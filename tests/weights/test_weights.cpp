@@ -152,6 +152,20 @@ TEST_CASE("sizes from a manifest are bounded: 100 GB or an overflowing shape is 
   CHECK_THROWS_WITH(load_tfjs_weights(d / "m.json"), Catch::Contains("not a regular file"));
 }
 
+TEST_CASE("a non-string dtype is an error naming the weight, not a JSON type_error", "[weights]") {
+  // Regression (fuzz_tfjs_weights): w.value("dtype", "") threw nlohmann's type_error.
+  fs::path d = temp_dir("dtype_object");
+  write_bytes(d / "s.bin", std::vector<std::uint8_t>(16, 0));
+  write_text(d / "m.json", R"([{"paths": ["s.bin"], "weights": [
+    {"name": "a", "shape": [2, 2], "dtype": {"scale": 1.25, "dtype": "uint16"}}]}])");
+  CHECK_THROWS_WITH(load_tfjs_weights(d / "m.json"),
+                    Catch::Contains("'a'") && Catch::Contains("non-string 'dtype'"));
+  write_text(d / "m.json", R"([{"paths": ["s.bin"], "weights": [
+    {"name": "b", "shape": [4], "dtype": "float32", "quantization": {"dtype": 8}}]}])");
+  CHECK_THROWS_WITH(load_tfjs_weights(d / "m.json"),
+                    Catch::Contains("'b'") && Catch::Contains("non-string 'dtype'"));
+}
+
 TEST_CASE("shards larger than the shapes need is an error", "[weights]") {
   Fixture f = make_fixture("size");
   std::vector<std::uint8_t> s2(f.all.begin() + 13, f.all.end());
