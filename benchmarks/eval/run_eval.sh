@@ -28,10 +28,11 @@ if has maxtput; then
 fi
 if has ablation; then
   for sc in traffic game; do
-    for ab in squishy query_dp early_drop all; do
+    for ab in squishy query_dp early_drop duty_cycle all; do
       say "ablation: $sc without $ab"
       "$SIM" --workload sim/scenarios/$sc.json --gpus 16 --system nexus --ablate $ab --duration "$DUR" \
-        --find-max-throughput --quiet > "$OUT/ablation-$sc-$ab.json" || say "  (not available: see the message above)"
+        --find-max-throughput --quiet > "$OUT/ablation-$sc-$ab.json" ||
+        { rm -f "$OUT/ablation-$sc-$ab.json"; say "  (not available: see the message above)"; }
     done
   done
 fi
@@ -105,7 +106,7 @@ GP
   for sc in traffic game; do
     [ -f "$OUT/maxtput-$sc-nexus.json" ] || continue
     { echo "nexus $(jq .max_throughput_rps "$OUT/maxtput-$sc-nexus.json")"
-      for ab in squishy query_dp early_drop all; do
+      for ab in squishy query_dp early_drop duty_cycle all; do
         f="$OUT/ablation-$sc-$ab.json"; [ -s "$f" ] && echo "no_$ab $(jq .max_throughput_rps "$f")"
       done; } > "$OUT/.ablation-$sc.dat"
     gnuplot <<GP
