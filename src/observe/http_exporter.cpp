@@ -169,6 +169,14 @@ std::vector<MetricFamily> collect(const runtime::Engine& engine) {
               MetricType::Gauge,
               [&](const std::string& id, const S&) { return st.plan.planned_rate(id); });
   {
+    auto& f = fs.family("nexus_session_admission",
+                        "Admission control's decision for the session: 1 on its state (served, partial "
+                        "or rejected), with the planner's reason.",
+                        MetricType::Gauge);
+    for (const auto& [id, s] : st.sessions)
+      Families::sample(f, {{"session", id}, {"state", s.admission}, {"reason", s.admission_reason}}, 1.0);
+  }
+  {
     auto& f = fs.family("nexus_device_busy_seconds_total", "Time the device spent running batches.",
                         MetricType::Counter);
     for (const auto& d : st.devices) Families::sample(f, {{"device", d.name}}, d.busy_seconds);

@@ -132,7 +132,14 @@ Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
           epoch_cv_.wait_for(lock, options_.epoch, [&] { return stopping_; });
           if (stopping_) break;
           lock.unlock();
-          epoch_tick(clock_->now());
+          try {
+            epoch_tick(clock_->now());
+          } catch (const std::exception& e) {
+            // A custom planner or rate source that fails keeps the running plan; the error is
+            // in stats().plan_error.
+            std::lock_guard cl(control_mu_);
+            plan_error_ = e.what();
+          }
           lock.lock();
         }
       });
@@ -168,6 +175,10 @@ void Engine::Impl::load_model(ModelSpec spec) {
       sim::SimBackendOptions so;
       so.input_shape = spec.input_shape;
       so.device = d.name;
+      so.latency = options_.sim_latency;
+      // One stream per (model, device), fixed by the engine's seed.
+      so.latency.seed = options_.sim_latency.seed * 0x9E3779B97F4A7C15ULL + options_.seed * 1000003ULL +
+                        static_cast<std::uint64_t>(m->index) * 4099ULL + static_cast<std::uint64_t>(d.index);
       be = std::make_unique<sim::SimBackend>(spec.profile, clock_, so);
     } else if (d.kind == DeviceKind::kCuda) {
       NEXUS_CHECK(spec.graph, "load_model('{}'): no graph and no make_backend for {}", spec.name, d.name);
@@ -223,7 +234,11 @@ int Engine::Impl::add_query(QuerySpec spec) {
     q->handle = static_cast<int>(query_store_.size());
     q->name = spec.name;
     q->slo = std::chrono::duration_cast<Duration>(spec.slo);
+    NEXUS_CHECK(std::isfinite(spec.expected_rate_rps) && spec.expected_rate_rps >= 0,
+                "add_query('{}'): expected_rate_rps must be a finite rate >= 0 req/s (got {})", spec.name,
+                spec.expected_rate_rps);
     q->expected_rate = spec.expected_rate_rps > 0 ? spec.expected_rate_rps : 1.0;
+    q->priority = spec.priority;
     std::map<std::string, int> idx;
     for (std::size_t i = 0; i < spec.stages.size(); ++i) {
       const auto& s = spec.stages[i];
@@ -552,11 +567,15 @@ void Engine::Impl::replan() {
     x.model = model(s->model).spec.name;
     x.slo = std::chrono::duration_cast<std::chrono::microseconds>(Duration(s->budget_ns.load()));
     x.rate_rps = std::max(1e-3, s->rate_rps);
+    x.priority = query_store_[static_cast<std::size_t>(s->query)]->priority;
     req.sessions.push_back(x);
   }
+  for (const auto& [id, table] : plan_.routes)
+    if (!table.empty()) req.running.insert(id);
   Plan p;
   if (options_.planner) {
     p = options_.planner(req);
+    check_external_plan(p, req);
   } else if (options_.planner_kind == PlannerKind::kReplicate) {
     p = make_replicate_planner()(req);
   } else {
@@ -570,20 +589,55 @@ void Engine::Impl::replan() {
   plan_ = std::move(p);
 }
 
+// A custom planner's plan must name only known sessions and existing devices: it is refused
+// (nexus::Error naming the entry) instead of being folded onto the devices.
+void Engine::Impl::check_external_plan(const Plan& p, const PlanRequest& req) const {
+  std::set<std::string> known;
+  for (const auto& s : req.sessions) known.insert(s.id);
+  NEXUS_CHECK(p.num_gpus() <= req.num_devices,
+              "planner: the plan has {} GPU slots but the engine has {} device(s)", p.num_gpus(), req.num_devices);
+  std::set<int> slots;
+  for (std::size_t i = 0; i < p.gpus.size(); ++i) {
+    const GpuPlan& g = p.gpus[i];
+    NEXUS_CHECK(g.gpu >= 0 && g.gpu < req.num_devices,
+                "planner: gpus[{}] names slot {}; the engine has devices 0..{}", i, g.gpu, req.num_devices - 1);
+    NEXUS_CHECK(slots.insert(g.gpu).second, "planner: gpus[{}] names slot {} a second time", i, g.gpu);
+    for (const auto& a : g.sessions) {
+      NEXUS_CHECK(known.count(a.session), "planner: gpus[{}] (slot {}) names unknown session '{}'", i, g.gpu,
+                  a.session);
+      NEXUS_CHECK(a.batch >= 1, "planner: gpus[{}] (slot {}) gives session '{}' batch {} (expected >= 1)", i,
+                  g.gpu, a.session, a.batch);
+    }
+  }
+  for (const auto& [id, table] : p.routes) {
+    NEXUS_CHECK(known.count(id), "planner: routes name unknown session '{}'", id);
+    for (const auto& r : table)
+      NEXUS_CHECK(r.gpu >= 0 && r.gpu < req.num_devices,
+                  "planner: route of session '{}' names slot {}; the engine has devices 0..{}", id, r.gpu,
+                  req.num_devices - 1);
+  }
+}
+
 void Engine::Impl::apply_plan(const Plan& plan) {
   const int ndev = static_cast<int>(devices_.size());
   const int ns = num_sessions_.load();
   std::map<std::string, int> by_id;
   for (int i = 0; i < ns; ++i) by_id[session(i)->id] = i;
-  // A plan may name more GPU slots than we have devices: fold them onto the devices.
+  // Slot g runs on device g: a plan never has more slots than devices (the squishy planner's
+  // admission control, check_external_plan for custom planners).
   std::vector<std::map<int, int>> targets(static_cast<std::size_t>(ndev));
-  for (const auto& g : plan.gpus)
+  std::vector<Executor::Schedule> schedules(static_cast<std::size_t>(ndev));
+  for (const auto& g : plan.gpus) {
+    if (g.gpu < 0 || g.gpu >= ndev) continue;
+    auto& sched = schedules[static_cast<std::size_t>(g.gpu)];
+    sched.duty_cycle = std::chrono::duration_cast<Duration>(g.duty_cycle);
     for (const auto& a : g.sessions) {
       auto it = by_id.find(a.session);
       if (it == by_id.end()) continue;
-      auto& t = targets[static_cast<std::size_t>(g.gpu % ndev)][it->second];
-      t = std::max(t, a.batch);
+      auto [t, fresh] = targets[static_cast<std::size_t>(g.gpu)].try_emplace(it->second, a.batch);
+      if (fresh) sched.sessions.emplace_back(it->second, a.batch);
     }
+  }
   // Stage budgets chosen by an external planner override ours; the downstream budgets (which
   // set each stage's deadline) follow.
   bool budgets_changed = false;
@@ -600,9 +654,7 @@ void Engine::Impl::apply_plan(const Plan& plan) {
   // New executor schedules first, then routes: an item routed by the new table finds its slot
   // active (or is re-routed once more by the executor — never lost).
   for (int d = 0; d < ndev; ++d) {
-    std::vector<std::pair<int, int>> t(targets[static_cast<std::size_t>(d)].begin(),
-                                       targets[static_cast<std::size_t>(d)].end());
-    executors_[static_cast<std::size_t>(d)]->set_plan(std::move(t));
+    executors_[static_cast<std::size_t>(d)]->set_plan(std::move(schedules[static_cast<std::size_t>(d)]));
     if (virtual_) sim_mark(d);
   }
   std::map<std::string, std::string> why;
@@ -611,7 +663,8 @@ void Engine::Impl::apply_plan(const Plan& plan) {
     SessionState* s = session(i);
     std::map<int, double> w;
     if (auto it = plan.routes.find(s->id); it != plan.routes.end())
-      for (const auto& r : it->second) w[r.gpu % ndev] += r.weight;
+      for (const auto& r : it->second)
+        if (r.gpu >= 0 && r.gpu < ndev) w[r.gpu] += r.weight;
     std::vector<int> devs;
     std::vector<double> ws;
     for (auto [d, x] : w)
@@ -724,6 +777,11 @@ RequestId Engine::Impl::submit(const QueryDef& q, Tensor input) {
 void Engine::Impl::dispatch(Item&& it) {
   const QueryDef& q = *it.q->query;
   SessionState& s = *session(q.stages[static_cast<std::size_t>(it.stage)].session);
+  const bool first = it.deadline == TimePoint{};  // not a re-route after a plan swap
+  // Every arrival counts toward the session's measured rate, whatever its fate (routed,
+  // rejected for no route or a full queue): a session the plan rejects is still measured at its
+  // real load, so the next epoch does not re-admit it at ~0 req/s (issue #10).
+  if (first) s.arrivals.fetch_add(1, std::memory_order_relaxed);
   const int dev = dispatcher_.route(s.index);
   if (dev < 0) {
     std::vector<QueryResult> done;
@@ -738,10 +796,9 @@ void Engine::Impl::dispatch(Item&& it) {
     flush(done);
     return;
   }
-  if (it.deadline == TimePoint{}) {  // first routing (not a re-route after a plan swap)
+  if (first) {
     if (it.enqueued == TimePoint{}) it.enqueued = clock_->now();
     it.deadline = it.q->deadline - Duration(s.downstream_ns.load(std::memory_order_relaxed));
-    s.arrivals.fetch_add(1, std::memory_order_relaxed);
   }
   Executor& ex = *executors_[static_cast<std::size_t>(dev)];
   Slot* slot = ex.slot(s.index);
@@ -1128,6 +1185,16 @@ EngineStats Engine::Impl::stats() const {
       if (auto v = s->batch_hist[static_cast<std::size_t>(b)].load()) m.batch_sizes[b] = v;
     m.latency = s->latency.summary();
     m.rate_rps = s->rate_published.load();
+    m.planned_rate_rps = plan_.planned_rate(s->id);
+    for (const auto& r : plan_.rejected)
+      if (r.session == s->id) {
+        m.admission = plan_.route(s->id).empty() ? "rejected" : "partial";
+        m.admission_reason = r.reason;
+      }
+    if (m.admission == "served" && plan_.route(s->id).empty()) {
+      m.admission = "rejected";
+      m.admission_reason = "the plan gives it no device";
+    }
     st.sessions[s->id] = m;
   }
   for (const auto& q : query_store_) {
@@ -1157,6 +1224,7 @@ EngineStats Engine::Impl::stats() const {
     st.devices.push_back(d);
   }
   st.plan = plan_;
+  st.plan_error = plan_error_;
   return st;
 }
 

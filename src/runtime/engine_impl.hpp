@@ -75,6 +75,7 @@ struct QueryDef {
   std::string name;
   Duration slo{};
   double expected_rate = 0;
+  int priority = 0;
   std::vector<StageDef> stages;
   // metrics
   std::atomic<std::uint64_t> arrivals{0}, completions{0}, good{0}, dropped{0}, rejected{0},
@@ -187,6 +188,7 @@ class Engine::Impl {
   // control plane
   mutable std::mutex control_mu_;
   Plan plan_;
+  std::string plan_error_;  // the last failed re-plan of the epoch loop (empty: none)
   dispatch::Dispatcher dispatcher_;  // routing tables per session
   TimePoint last_epoch_{};
   std::thread epoch_thread_;
@@ -217,6 +219,7 @@ class Engine::Impl {
   void recompute_downstream(QueryDef& q);
   void epoch_tick(TimePoint now);
   void apply_plan(const Plan& plan);
+  void check_external_plan(const Plan& plan, const PlanRequest& req) const;
   // Virtual time: an event queue over the executors. Each executor's next_event() changes only
   // when it steps, an item is pushed to it (dispatch) or a plan is set (apply_plan); those mark
   // it dirty and its next event is recomputed before the queue is read, so an event costs

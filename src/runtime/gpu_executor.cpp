@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "nexus/sim/sim_backend.hpp"
+
 namespace nexus::runtime {
 
 namespace {
@@ -33,10 +35,10 @@ void Executor::add_session(int session_index) {
   num_slots_.store(std::max(num_slots_.load(), session_index + 1), std::memory_order_release);
 }
 
-void Executor::set_plan(std::vector<std::pair<int, int>> targets) {
+void Executor::set_plan(Schedule schedule) {
   {
     std::lock_guard lock(plan_mu_);
-    pending_plan_ = std::move(targets);
+    pending_plan_ = std::move(schedule);
     plan_pending_.store(true, std::memory_order_release);
   }
   notify();
@@ -74,11 +76,11 @@ std::size_t Executor::queued() const {
 
 void Executor::apply_pending_plan() {
   if (!plan_pending_.load(std::memory_order_acquire)) return;
-  std::vector<std::pair<int, int>> targets;
+  Schedule sched;
   {
     std::lock_guard lock(plan_mu_);
     if (!pending_plan_) return;
-    targets = std::move(*pending_plan_);
+    sched = std::move(*pending_plan_);
     pending_plan_.reset();
     plan_pending_.store(false, std::memory_order_release);
   }
@@ -88,12 +90,19 @@ void Executor::apply_pending_plan() {
     if (!s) continue;
     s->active = false;
   }
-  for (auto [session, batch] : targets) {
-    if (Slot* s = slot(session)) {
+  order_.clear();
+  for (auto [session, batch] : sched.sessions) {
+    if (Slot* s = slot(session); s && !s->active) {
       s->active = true;
       s->target_batch = std::max(1, batch);
+      order_.push_back(session);
     }
   }
+  // The new cycle starts with the first session of the new order; the pacing of the cycle that
+  // is running carries over (its start stays).
+  duty_cycle_ = sched.duty_cycle;
+  cycle_pos_ = 0;
+  in_cycle_ = false;
   // Items queued for sessions this device no longer serves move to their new route: each
   // leaves this queue exactly when it enters another (or ends), so none is lost or doubled.
   for (int i = 0; i < ns; ++i) {
@@ -131,21 +140,30 @@ void Executor::merge_inbox(Slot& s) {
   scratch_.clear();
 }
 
+std::optional<TimePoint> Executor::next_cycle(TimePoint now) const {
+  if (in_cycle_ || !started_ || eng_.options_.executor.work_conserving || duty_cycle_ <= Duration::zero())
+    return std::nullopt;
+  const TimePoint t = cycle_start_ + duty_cycle_;
+  if (t <= now) return std::nullopt;
+  return t;
+}
+
 bool Executor::step(TimePoint now) {
   apply_pending_plan();
   const int ns = num_slots_.load(std::memory_order_acquire);
   if (ns == 0) return false;
   std::vector<QueryResult> done;
-  for (int k = 0; k < ns; ++k) {
-    const auto idx = static_cast<int>((rr_ + static_cast<std::size_t>(k)) % static_cast<std::size_t>(ns));
-    Slot* s = slot(idx);
+  // Take in what producers pushed; items of sessions not served here (the plan changed under a
+  // producer) are re-routed.
+  bool work = false;
+  for (int i = 0; i < ns; ++i) {
+    Slot* s = slot(i);
     if (!s) continue;
     merge_inbox(*s);
     if (s->queue.empty()) continue;
     if (!s->active) {
       apply_pending_plan();
       if (!s->active) {
-        // Not served here (the plan changed under a producer): re-route.
         while (!s->queue.empty()) {
           Item it = std::move(s->queue.front());
           s->queue.pop_front();
@@ -155,6 +173,22 @@ bool Executor::step(TimePoint now) {
         continue;
       }
     }
+    work = true;
+  }
+  if (!in_cycle_) {
+    // A new duty cycle starts when there is work and the previous cycle's d has passed (paced),
+    // or at once (work-conserving).
+    if (!work || order_.empty() || next_cycle(now)) return false;
+    in_cycle_ = true;
+    started_ = true;
+    cycle_start_ = now;
+    cycle_pos_ = 0;
+  }
+  // One batch per session per cycle, in plan order.
+  while (cycle_pos_ < order_.size()) {
+    const int idx = order_[cycle_pos_++];
+    Slot* s = slot(idx);
+    if (!s || !s->active || s->queue.empty()) continue;
     const SessionState* ss = eng_.sessions_[static_cast<std::size_t>(idx)].load();
     const ModelState& m = eng_.model(ss->model);
     s->wait_until.reset();
@@ -168,12 +202,13 @@ bool Executor::step(TimePoint now) {
     }
     if (d.take > 0) {
       eng_.flush(done);
-      rr_ = static_cast<std::size_t>(idx) + 1;
+      if (cycle_pos_ >= order_.size()) in_cycle_ = false;
       run_batch(*s, d.take, now);
       return true;
     }
     s->wait_until = d.wait_until;
   }
+  in_cycle_ = false;
   eng_.flush(done);
   return false;
 }
@@ -249,7 +284,11 @@ void Executor::run_batch(Slot& s, std::size_t take, TimePoint now) {
   const auto n = static_cast<int>(take);
   Duration busy;
   if (eng_.virtual_) {
-    busy = m.sim_latency[static_cast<std::size_t>(std::clamp(n, 1, m.max_batch) - 1)];
+    // What the simulated device took (SimLatency's draw), else the profile's mean.
+    if (const auto* sim = dynamic_cast<const sim::SimBackend*>(&backend); sim && !b.failed)
+      busy = sim->last_batch_time();
+    else
+      busy = m.sim_latency[static_cast<std::size_t>(std::clamp(n, 1, m.max_batch) - 1)];
     b.finished = now + busy;
   } else {
     b.finished = eng_.clock_->now();
@@ -302,8 +341,15 @@ void Executor::loop() {
     // Sleep until a push, a plan, a policy timeout or a 2 ms backstop.
     TimePoint wake = eng_.clock_->now() + std::chrono::milliseconds(2);
     const int ns = num_slots_.load(std::memory_order_acquire);
+    bool queued_work = false;
     for (int i = 0; i < ns; ++i)
-      if (Slot* s = slot(i); s && s->wait_until && !s->queue.empty()) wake = std::min(wake, *s->wait_until);
+      if (Slot* s = slot(i); s && !s->queue.empty()) {
+        queued_work = true;
+        if (s->wait_until) wake = std::min(wake, *s->wait_until);
+      }
+    // Paced: queued work waits for the next duty cycle.
+    if (queued_work)
+      if (auto c = next_cycle(eng_.clock_->now())) wake = std::min(wake, *c);
     std::unique_lock lock(wake_mu_);
     sleeping_.store(true, std::memory_order_seq_cst);
     bool pending = plan_pending_.load();
@@ -327,10 +373,13 @@ std::optional<TimePoint> Executor::next_event(TimePoint now) const {
     if (!s) continue;
     if (!s->inbox.empty()) return now;
     if (!s->queue.empty()) {
+      if (!s->active) return now;  // to re-route
       const TimePoint w = s->wait_until ? std::max(now, *s->wait_until) : now;
       if (!t || w < *t) t = w;
     }
   }
+  if (t && !in_cycle_)
+    if (auto c = next_cycle(now)) t = std::max(*t, *c);
   return t;
 }
 

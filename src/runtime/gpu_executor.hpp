@@ -1,9 +1,14 @@
 #pragma once
-// GpuExecutor: one per device (paper §6.3; notes §6). Runs the sessions the plan gives its device
-// round robin, one batch per session per turn (no two models contending on the device); each
-// batch is formed by the BatchPolicy over the session's deadline-ordered queue and staged into a
-// pre-allocated input buffer; post-processing and fan-out go to the CPU pool so the device can
-// start the next batch at once.
+// GpuExecutor: one per device (paper §6.1, §6.3; notes §6). Runs the plan's duty cycle d: each
+// cycle visits the sessions the plan gives its device in plan order, round robin, and runs one
+// batch of each (no two models contending on the device), of at most the planned size, formed
+// by the BatchPolicy (early drop by default) over the session's deadline-ordered queue; a session
+// with nothing queued at its turn is skipped until the next cycle. The next cycle starts d after
+// this one started (or at once when the cycle ran over d): the packer's guarantee d + ℓ(b) <= SLO
+// holds for every co-located session. With ExecutorOptions::work_conserving the next cycle starts
+// at once whenever the device would otherwise idle. Each batch is staged into a pre-allocated
+// input buffer; post-processing and fan-out go to the CPU pool so the device can start the next
+// batch at once.
 //
 // Real time: a thread loops step(); it sleeps on a condition variable when there is nothing to do.
 // Virtual time: no thread; the engine's discrete-event driver calls sim_step(now) at the times
@@ -47,8 +52,14 @@ class Executor {
   Slot* slot(int session_index) const {
     return slots_[static_cast<std::size_t>(session_index)].load(std::memory_order_acquire);
   }
-  /// Hands a new schedule to the executor: session → target batch (absent = not served here).
-  void set_plan(std::vector<std::pair<int, int>> targets);
+  /// One device's schedule: its duty cycle d and, in the order a cycle visits them, its sessions
+  /// with their planned batch sizes (a session absent is not served here).
+  struct Schedule {
+    Duration duty_cycle{0};                       ///< 0: no pacing (work-conserving)
+    std::vector<std::pair<int, int>> sessions;    ///< (session index, planned batch)
+  };
+  /// Hands a new schedule to the executor (applied before its next batch).
+  void set_plan(Schedule schedule);
   /// Wakes the thread if it sleeps (after a push).
   void notify();
 
@@ -83,12 +94,20 @@ class Executor {
   std::vector<std::unique_ptr<Slot>> slot_store_;
   std::mutex slot_mu_;
   std::atomic<int> num_slots_{0};
-  std::size_t rr_ = 0;
   std::vector<Item> scratch_;
+  // Duty cycle (executor thread only).
+  Duration duty_cycle_{0};
+  std::vector<int> order_;        // sessions in the order a cycle visits them
+  std::size_t cycle_pos_ = 0;     // next session of the current cycle
+  bool in_cycle_ = false;
+  bool started_ = false;          // a cycle has started since the plan was applied
+  TimePoint cycle_start_{};
+  /// When the next cycle may start (paced mode), or nullopt when it may start now.
+  std::optional<TimePoint> next_cycle(TimePoint now) const;
   std::vector<Tensor> staging_;  // per model: [max_batch, ...item_shape]
 
   std::mutex plan_mu_;
-  std::optional<std::vector<std::pair<int, int>>> pending_plan_;
+  std::optional<Schedule> pending_plan_;
   std::atomic<bool> plan_pending_{false};
 
   std::mutex wake_mu_;

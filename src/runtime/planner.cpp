@@ -4,8 +4,11 @@ namespace nexus::runtime {
 
 PlannerFn make_squishy_planner(PackerOptions options) {
   return [options](const PlanRequest& req) {
-    SquishyBinPacker packer(options);
-    return packer.pack(req.sessions, *req.profiles);
+    // A plan never needs more GPUs than the engine has devices: when the load does not fit,
+    // admission control decides openly who is served at what rate (Plan::rejected says so).
+    PackerOptions o = options;
+    if (req.num_devices > 0 && (o.max_gpus <= 0 || o.max_gpus > req.num_devices)) o.max_gpus = req.num_devices;
+    return admit_and_pack(req.sessions, *req.profiles, o, req.running);
   };
 }
 

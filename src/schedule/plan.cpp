@@ -65,6 +65,10 @@ nlohmann::json Plan::to_json() const {
     nlohmann::json jr{{"session", r.session}, {"reason", r.reason}};
     if (r.required_slo.count() > 0)
       jr["required_slo_ms"] = static_cast<double>(r.required_slo.count()) / 1000.0;
+    if (r.demanded_rps > 0) {
+      jr["served_rps"] = r.served_rps;
+      jr["demanded_rps"] = r.demanded_rps;
+    }
     rej.push_back(std::move(jr));
   }
   j["rejected"] = std::move(rej);

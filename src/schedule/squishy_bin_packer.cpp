@@ -84,6 +84,10 @@ int residual_batch(const BatchProfile& p, us slo, double rate_rps) {
 }
 
 Plan SquishyBinPacker::pack(const std::vector<Session>& sessions, const ProfileMap& profiles) const {
+  return admit_and_pack(sessions, profiles, options_, {});
+}
+
+Plan SquishyBinPacker::pack_all(const std::vector<Session>& sessions, const ProfileMap& profiles) const {
   const auto& o = options_;
   const std::size_t cap = o.gpu_memory_bytes == 0 ? std::numeric_limits<std::size_t>::max()
                                                   : o.gpu_memory_bytes;
@@ -366,32 +370,77 @@ Plan SquishyBinPacker::pack(const std::vector<Session>& sessions, const ProfileM
     plan.gpus.push_back(std::move(g));
   }
 
-  // --- cluster limit ------------------------------------------------------------------------
-  if (o.max_gpus > 0 && plan.num_gpus() > o.max_gpus) {
-    // Keep the busiest GPUs: they serve the most work per GPU.
-    std::stable_sort(plan.gpus.begin(), plan.gpus.end(), [](const GpuPlan& a, const GpuPlan& b) {
-      return a.occupancy > b.occupancy;
-    });
-    std::map<std::string, double> lost;
-    for (std::size_t g = static_cast<std::size_t>(o.max_gpus); g < plan.gpus.size(); ++g)
-      for (const auto& a : plan.gpus[g].sessions) lost[a.session] += a.rate_rps;
-    const int needed = plan.num_gpus();
-    plan.gpus.resize(static_cast<std::size_t>(o.max_gpus));
-    for (const auto& [id, rate] : lost) {
-      double total = 0.0;
-      for (const auto& s : sessions)
-        if (s.id == id) total = s.rate_rps;
-      const double kept = std::max(0.0, total - rate);
-      plan.rejected.push_back(
-          {id,
-           fmt::format("cluster limit of {} GPUs (plan needs {}): only {:.2f} of {:.2f} req/s "
-                       "are served",
-                       o.max_gpus, needed, kept, total),
-           us(0)});
-    }
-  }
   for (int g = 0; g < plan.num_gpus(); ++g) plan.gpus[g].gpu = g;
   plan.rebuild_routes();
+  return plan;
+}
+
+Plan admit_and_pack(const std::vector<Session>& sessions, const ProfileMap& profiles,
+                    const PackerOptions& options, const std::set<std::string>& incumbents) {
+  PackerOptions unlimited = options;
+  unlimited.max_gpus = 0;
+  const SquishyBinPacker packer(unlimited);
+  Plan full = packer.pack_all(sessions, profiles);
+  if (options.max_gpus <= 0 || full.num_gpus() <= options.max_gpus) return full;
+
+  // Admission order: priority (higher first); then the sessions the running plan serves (a
+  // decision stands while the load does not fit: no flapping); then the original code's order
+  // for unassigned load (rate, descending); then id.
+  std::vector<const Session*> order;
+  for (const auto& s : sessions) order.push_back(&s);
+  std::stable_sort(order.begin(), order.end(), [&](const Session* a, const Session* b) {
+    if (a->priority != b->priority) return a->priority > b->priority;
+    const bool ia = incumbents.count(a->id) > 0, ib = incumbents.count(b->id) > 0;
+    if (ia != ib) return ia;
+    if (a->rate_rps != b->rate_rps) return a->rate_rps > b->rate_rps;
+    return a->id < b->id;
+  });
+  const int limit = options.max_gpus;
+  auto fits = [&](const std::vector<Session>& v) { return packer.pack_all(v, profiles).num_gpus() <= limit; };
+  std::vector<Session> admitted;
+  std::vector<Rejection> decisions;
+  for (const Session* s : order) {
+    admitted.push_back(*s);
+    if (fits(admitted)) continue;
+    // Not at its full rate: the largest share that still fits (bisection on the rate).
+    Session part = *s;
+    double lo = 0.0, hi = 1.0;
+    part.rate_rps = s->rate_rps * options.admission_min_share;
+    admitted.back() = part;
+    if (options.admission_min_share > 0 && fits(admitted)) {
+      lo = options.admission_min_share;
+      for (int i = 0; i < 12; ++i) {
+        const double mid = 0.5 * (lo + hi);
+        admitted.back().rate_rps = s->rate_rps * mid;
+        (fits(admitted) ? lo : hi) = mid;
+      }
+      admitted.back().rate_rps = s->rate_rps * lo;
+      Rejection r;
+      r.session = s->id;
+      r.served_rps = s->rate_rps * lo;
+      r.demanded_rps = s->rate_rps;
+      r.reason = fmt::format(
+          "cluster limit of {} GPUs (all sessions need {}): admitted in part, {:.2f} of {:.2f} req/s "
+          "are served (admission order: priority {}, then running sessions, then rate)",
+          limit, full.num_gpus(), r.served_rps, r.demanded_rps, s->priority);
+      decisions.push_back(std::move(r));
+    } else {
+      admitted.pop_back();
+      Rejection r;
+      r.session = s->id;
+      r.demanded_rps = s->rate_rps;
+      r.reason = fmt::format(
+          "cluster limit of {} GPUs (all sessions need {}): rejected, no capacity is left for its "
+          "{:.2f} req/s after the sessions admitted before it (admission order: priority {}, then "
+          "running sessions, then rate)",
+          limit, full.num_gpus(), s->rate_rps, s->priority);
+      decisions.push_back(std::move(r));
+    }
+  }
+  Plan plan = packer.pack_all(admitted, profiles);
+  plan.rejected.insert(plan.rejected.end(), decisions.begin(), decisions.end());
+  // The fractional bound of the whole demand, so the plan shows what was asked for.
+  plan.lower_bound_gpus = full.lower_bound_gpus;
   return plan;
 }
 

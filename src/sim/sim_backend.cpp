@@ -1,6 +1,7 @@
 #include "nexus/sim/sim_backend.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "nexus/core/error.hpp"
 
@@ -8,8 +9,52 @@ namespace nexus::sim {
 
 SimBackend::SimBackend(BatchProfile profile, std::shared_ptr<Clock> clock, SimBackendOptions options)
     : profile_(std::move(profile)), clock_(std::move(clock)), options_(std::move(options)),
-      max_batch_(profile_.max_batch()) {
+      max_batch_(profile_.max_batch()), rng_(options_.latency.seed) {
   NEXUS_CHECK(!profile_.empty(), "SimBackend: empty profile for model '{}'", profile_.model());
+  const SimLatency& l = options_.latency;
+  NEXUS_CHECK(l.min_cv >= 0 && std::isfinite(l.min_cv), "SimLatency::min_cv must be >= 0 (got {})", l.min_cv);
+  NEXUS_CHECK(l.slow_probability >= 0 && l.slow_probability <= 1, "SimLatency::slow_probability must be in [0, 1] (got {})",
+              l.slow_probability);
+  NEXUS_CHECK(l.slow_factor > 0 && std::isfinite(l.slow_factor), "SimLatency::slow_factor must be > 0 (got {})",
+              l.slow_factor);
+  NEXUS_CHECK(l.distribution != SimLatency::Distribution::kTrace || !l.trace.empty(),
+              "SimLatency: kTrace without a trace");
+  for (std::size_t i = 0; i < l.trace.size(); ++i)
+    NEXUS_CHECK(l.trace[i] > 0 && std::isfinite(l.trace[i]), "SimLatency::trace[{}] = {} (expected a ratio > 0)", i,
+                l.trace[i]);
+}
+
+Duration SimBackend::draw(int b) {
+  b = std::clamp(b, 1, profile_.max_batch());
+  const SimLatency& l = options_.latency;
+  const double mean = double(std::chrono::duration_cast<std::chrono::nanoseconds>(profile_.mean_latency(b)).count());
+  const double sd = std::max(double(std::chrono::duration_cast<std::chrono::nanoseconds>(profile_.latency_std(b)).count()),
+                             l.min_cv * mean);
+  double x = mean;
+  switch (l.distribution) {
+    case SimLatency::Distribution::kMean: break;
+    case SimLatency::Distribution::kLognormal:
+      if (sd > 0 && mean > 0) {
+        // ln X ~ N(mu, s²) with E[X] = mean, Var[X] = sd².
+        const double s2 = std::log1p((sd * sd) / (mean * mean));
+        std::lognormal_distribution<double> d(std::log(mean) - 0.5 * s2, std::sqrt(s2));
+        x = d(rng_);
+      }
+      break;
+    case SimLatency::Distribution::kGamma:
+      if (sd > 0 && mean > 0) {
+        // shape k = mean²/sd², scale θ = sd²/mean.
+        std::gamma_distribution<double> d((mean * mean) / (sd * sd), (sd * sd) / mean);
+        x = d(rng_);
+      }
+      break;
+    case SimLatency::Distribution::kTrace:
+      x = mean * l.trace[trace_pos_++ % l.trace.size()];
+      break;
+  }
+  if (l.slow_probability > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < l.slow_probability)
+    x *= l.slow_factor;
+  return std::chrono::duration_cast<Duration>(std::chrono::nanoseconds(static_cast<std::int64_t>(std::max(0.0, x))));
 }
 
 void SimBackend::load(const model::Graph&, int max_batch) {
@@ -41,7 +86,8 @@ std::vector<Tensor> SimBackend::run(const std::vector<Tensor>& inputs) {
               profile_.model(), n, max_batch_);
   if (options_.fail_every > 0 && runs_ % static_cast<std::uint64_t>(options_.fail_every) == 0)
     throw_error("SimBackend '{}': injected fault on run {}", profile_.model(), runs_);
-  if (clock_ && !clock_->is_virtual()) clock_->sleep_until(clock_->now() + batch_time(static_cast<int>(n)));
+  last_ = draw(static_cast<int>(n));
+  if (clock_ && !clock_->is_virtual()) clock_->sleep_until(clock_->now() + last_);
   std::vector<std::int64_t> dims{n};
   for (auto d : options_.output_shape.dims()) dims.push_back(d);
   Tensor out{Shape(dims)};

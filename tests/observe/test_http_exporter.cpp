@@ -168,6 +168,30 @@ TEST_CASE("observe: metrics_text is Prometheus exposition with exact bucket boun
   CHECK(last_bucket == double(st.queries.at("q").completions));
 }
 
+TEST_CASE("observe: admission control's decisions and reasons are in the exposition", "[observe]") {
+  // Two sessions at 500 req/s that need a device each; one device: one is served, the other
+  // rejected (admission_min_share 0), each with its state and the planner's reason.
+  SimRig rig({.devices = "sim:1", .epoch = 0us, .packer = {.admission_min_share = 0.0}});
+  rig.engine->load_model({.name = "a", .profile = linear_profile("a", 1500, 5000, 32)});
+  rig.engine->load_model({.name = "b", .profile = linear_profile("b", 1500, 5000, 32)});
+  rig.engine->add_query({.name = "qa", .slo = 100ms, .expected_rate_rps = 500, .stages = {{.name = "s", .model = "a"}}});
+  rig.engine->add_query({.name = "qb", .slo = 100ms, .expected_rate_rps = 500, .stages = {{.name = "s", .model = "b"}}});
+  const auto st = rig.engine->stats();
+  const std::string text = observe::metrics_text(*rig.engine);
+  int served = 0, rejected = 0;
+  for (const auto& [id, s] : st.sessions) {
+    const std::string head = "nexus_session_admission{session=\"" + id + "\",state=\"" + s.admission + "\"";
+    CHECK(text.find(head) != std::string::npos);
+    if (s.admission == "served") ++served;
+    if (s.admission == "rejected") {
+      ++rejected;
+      CHECK(text.find(head + ",reason=\"cluster limit of 1 GPUs") != std::string::npos);
+    }
+  }
+  CHECK(served == 1);
+  CHECK(rejected == 1);
+}
+
 TEST_CASE("observe: a bad or busy address is a nexus::Error naming it", "[observe]") {
   Engine e({.devices = "sim:1", .epoch = 0us});
   CHECK_THROWS_WITH(observe::HttpExporter(e, "no-port"), Catch::Contains("'no-port' is not host:port"));

@@ -210,8 +210,9 @@ TEST_CASE("nexus: stage budgets are the QueryPlanner's DP split", "[runtime][nex
 TEST_CASE("nexus: an SLO too tight for any split is refused naming stages and a working SLO",
           "[runtime][nexus]") {
   // det needs 2ℓ(1) = 20 ms, rec 2ℓ(1) = 5 ms: the path needs 25 ms (at ε = 25/200 ms the DP's
-  // whole steps fit exactly: 160 + 40 steps).
-  SimRig rig({.devices = "sim:1", .epoch = kNoEpoch});
+  // whole steps fit exactly: 160 + 40 steps). Two devices: at those budgets det's duty cycle
+  // (<= 10 ms) cannot hold rec and vice versa, so the plan needs one device per stage.
+  SimRig rig({.devices = "sim:2", .epoch = kNoEpoch});
   rig.engine->load_model({.name = "det", .profile = linear_profile("det", 2000, 8000, 16)});
   rig.engine->load_model({.name = "rec", .profile = linear_profile("rec", 500, 2000, 64)});
   try {
@@ -268,7 +269,7 @@ TEST_CASE("nexus: sessions the planner rejects are answered kRejected with the r
     // occupancy 45.5/54 ms) and max_gpus = 1 leaves one out: its requests are rejected with the
     // packer's reason, the other's still complete; nothing crashes or is lost.
     SimRig rig({.devices = "sim:1", .epoch = std::chrono::seconds(1), .rate_ewma_alpha = 1.0,
-                .packer = {.max_gpus = 1}});
+                .packer = {.max_gpus = 1, .admission_min_share = 0.0}});
     rig.engine->load_model({.name = "a", .profile = linear_profile("a", 1500, 5000, 32)});
     rig.engine->load_model({.name = "b", .profile = linear_profile("b", 1500, 5000, 32)});
     rig.engine->add_query(single("qa", "a", 100ms, 100));

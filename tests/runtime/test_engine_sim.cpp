@@ -2,6 +2,7 @@
 // checked against hand-computed outcomes and invariants.
 #include <catch2/catch.hpp>
 
+#include <nlohmann/json.hpp>
 #include <algorithm>
 #include <map>
 #include <set>
@@ -437,8 +438,9 @@ TEST_CASE("sim: a leaf stage may use the slack its parent left", "[runtime][sim]
   // 20 ms of slack over those minimal budgets: det ⌊20 · 100 / 80⌋ = 25 ms, rec (the leaf) the
   // 100 − 25 = 75 ms left. Three faces per frame run as one batch of 3 (90 ms > the 75 ms
   // budget) right after the detector (10 ms): the leaf's deadline is the query deadline,
-  // so 10 + 90 = 100 ms <= 100 ms completes.
-  SimRig rig({.devices = "sim:1", .epoch = kNoEpoch});
+  // so 10 + 90 = 100 ms <= 100 ms completes. Two devices: det's duty cycle (<= 15 ms) cannot
+  // hold rec's 30 ms batch, so the plan needs one device per stage.
+  SimRig rig({.devices = "sim:2", .epoch = kNoEpoch});
   rig.engine->load_model({.name = "det", .profile = linear_profile("det", 0, 10000, 4)});
   rig.engine->load_model({.name = "rec", .profile = linear_profile("rec", 30000, 0, 4)});
   rig.engine->add_query({.name = "q", .slo = 100ms,
@@ -451,6 +453,7 @@ TEST_CASE("sim: a leaf stage may use the slack its parent left", "[runtime][sim]
   CHECK(rig.engine->plan().stage_budgets.at("q/r") == 75ms);
   auto rs = rig.run("q", {at(1ms)}, Tensor());
   REQUIRE(rs.size() == 1);
+  INFO(rs[0].message << " plan " << rig.engine->plan().to_json().dump());
   REQUIRE(rs[0].ok());
   CHECK(rs[0].met_slo);
   CHECK(rs[0].latency() == 100ms);

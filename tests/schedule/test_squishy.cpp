@@ -190,7 +190,7 @@ TEST_CASE("bad sessions throw naming the session", "[schedule][errors]") {
                     Catch::Contains("duplicate"));
 }
 
-TEST_CASE("max_gpus: the least occupied GPUs are cut and their sessions reported",
+TEST_CASE("max_gpus: admission control serves what fits, in order, and reports the rest",
           "[schedule][errors]") {
   const auto profiles = lecture_profiles();
   const std::vector<Session> sessions{session("A", "A", 200, 64), session("B", "B", 250, 32),
@@ -202,6 +202,47 @@ TEST_CASE("max_gpus: the least occupied GPUs are cut and their sessions reported
   REQUIRE(plan.rejected.size() == 1);
   CHECK(plan.rejected[0].session == "C");  // {A,B} has occupancy 1.0, {C} 0.44
   CHECK_THAT(plan.rejected[0].reason, Catch::Contains("limit of 1 GPUs"));
+}
+
+TEST_CASE("admission order: priority, then running sessions, then rate; in part when a share fits",
+          "[schedule]") {
+  const auto profiles = lecture_profiles();
+  PackerOptions o;
+  o.max_gpus = 1;
+  // A (64) + B (32) fill one GPU exactly (occupancy 1.0); C (32) alone has occupancy 0.44.
+  std::vector<Session> s{session("A", "A", 200, 64), session("B", "B", 250, 32), session("C", "C", 250, 32)};
+  SECTION("priority wins over rate") {
+    s[2].priority = 1;
+    const Plan plan = admit_and_pack(s, profiles, o, {});
+    CHECK(plan.num_gpus() == 1);
+    CHECK_FALSE(plan.route("C").empty());
+    CHECK(plan.planned_rate("C") >= 32 - 1e-9);
+    for (const auto& r : plan.rejected) CHECK(r.session != "C");
+  }
+  SECTION("a running session keeps its place against a newcomer of the same priority") {
+    const Plan plan = admit_and_pack(s, profiles, o, {"C"});
+    CHECK(plan.planned_rate("C") >= 32 - 1e-9);
+    CHECK(plan.num_gpus() == 1);
+    // A is admitted next (higher rate) in part: the share of its rate that fits beside C.
+    bool a_partial = false;
+    for (const auto& r : plan.rejected)
+      if (r.session == "A") {
+        a_partial = r.served_rps > 0;
+        CHECK(r.served_rps == Approx(plan.planned_rate("A")).epsilon(1e-6));
+        CHECK(r.demanded_rps == 64);
+        CHECK_THAT(r.reason, Catch::Contains("in part"));
+      }
+    CHECK(a_partial);
+    Session a = s[0];
+    a.rate_rps = plan.planned_rate("A");
+    CHECK(validate_plan(plan, {s[2], a}, profiles, o).empty());
+  }
+  SECTION("without a limit nothing changes") {
+    o.max_gpus = 0;
+    const Plan plan = admit_and_pack(s, profiles, o, {"C"});
+    CHECK(plan.rejected.empty());
+    CHECK(plan.num_gpus() == 2);
+  }
 }
 
 TEST_CASE("empty input gives an empty plan", "[schedule]") {

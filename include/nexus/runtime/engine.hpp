@@ -24,7 +24,7 @@
 //
 // Virtual time: with EngineOptions::clock a VirtualClock, the Engine starts no threads; it is a
 // discrete-event simulation driven by run_until()/run_until_idle(): the same Dispatcher,
-// BatchPolicy and executor code runs, batches take ℓ(b) from each model's profile (its mean),
+// BatchPolicy and executor code runs, batches take what the SimBackend draws (EngineOptions::sim_latency: the profile's mean, or noise),
 // and a run is deterministic for a given seed and call sequence.
 //
 // Thread-safety: submit(), poll(), stats() may be called from any number of
@@ -38,6 +38,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,7 @@
 #include "nexus/schedule/plan.hpp"
 #include "nexus/schedule/session.hpp"
 #include "nexus/schedule/squishy_bin_packer.hpp"
+#include "nexus/sim/sim_backend.hpp"
 
 namespace nexus::model {
 class Graph;
@@ -100,6 +102,8 @@ struct PlanRequest {
   int num_devices = 0;
   std::vector<Session> sessions;
   const std::map<std::string, BatchProfile>* profiles = nullptr;
+  /// Sessions the running plan serves (routed), for admission control's order.
+  std::set<std::string> running;
 };
 using PlannerFn = std::function<Plan(const PlanRequest&)>;
 
@@ -121,6 +125,15 @@ enum class SloSplit {
   kProportional,
 };
 
+/// How each device's executor runs its plan (paper §6.1: one batch of each session per duty
+/// cycle d, round robin, batches of at most the planned size formed by early drop).
+struct ExecutorOptions {
+  /// Work conservation (an option, not the paper's schedule): start the next duty cycle at once
+  /// whenever the device would otherwise idle until d has passed. Off (paced, the paper's duty
+  /// cycle) by default: see docs/architecture.md for the measurement behind the default.
+  bool work_conserving = true;
+};
+
 struct EngineOptions {
   /// "auto" (all CUDA GPUs, else "cpu"), "cpu", "cpu:N" (N CPU executors), "sim:N" (N simulated
   /// devices). Throws nexus::Error on anything else.
@@ -128,7 +141,10 @@ struct EngineOptions {
   /// The clock; null = SteadyClock. A VirtualClock selects discrete-event (virtual time) mode.
   std::shared_ptr<Clock> clock;
   /// Batch formation (early drop by default; lazy drop, AIMD, max-batch-timeout to compare).
+  /// Batch growth beyond the planned size is BatchPolicyOptions::grow_batch (off by default).
   dispatch::BatchPolicyOptions batch_policy{};
+  /// Duty-cycle pacing of the executors.
+  ExecutorOptions executor{};
   /// Admission control: items queued per session and device before submit() rejects.
   std::size_t max_queue_per_session = 4096;
   /// CPU threads for pre/post-processing and fan-out (0 = on the executor thread).
@@ -149,6 +165,9 @@ struct EngineOptions {
   /// DP time steps ε = SLO / slo_split_segments (QueryPlannerOptions::segments), >= 1.
   int slo_split_segments = 200;
   std::uint64_t seed = 1;         ///< for anything random inside (sim backends' outputs)
+  /// How sim devices' batch durations are drawn (default: the profile's mean; tests and
+  /// benchmarks add noise and slow batches). Each (model, device) gets its own seeded stream.
+  sim::SimLatency sim_latency{};
 };
 
 /// What load_model() cost for one model: it loads the backend on every device and prepares
@@ -171,6 +190,9 @@ struct EngineStats {
   /// The current plan (as plan()): GPU slots with their sessions and batches, routes, the stage
   /// budgets ("<query>/<stage>" -> budget) and the sessions the planner rejected.
   Plan plan;
+  /// The last error of a re-plan the epoch loop ran (a custom planner's invalid plan, a bad
+  /// rate); the running plan was kept. Empty when none.
+  std::string plan_error;
   double good_rate() const { return submitted ? double(good) / double(submitted) : 0.0; }
 };
 

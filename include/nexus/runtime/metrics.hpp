@@ -127,6 +127,11 @@ struct SessionMetricsSnapshot {
   std::map<int, std::uint64_t> batch_sizes;   ///< batch size → count
   LatencySummary latency;            ///< enqueue → post-processed, per item
   double rate_rps = 0.0;             ///< EWMA arrival rate from the epoch loop
+  /// Admission: "served" (in full), "partial" (admitted at planned_rate_rps < its rate) or
+  /// "rejected" (no route), with the planner's reason for the last two.
+  std::string admission = "served";
+  std::string admission_reason;
+  double planned_rate_rps = 0.0;     ///< rate the current plan serves for it, req/s
 };
 
 /// A query, end to end.

@@ -86,6 +86,9 @@ struct QuerySpec {
   std::chrono::microseconds slo{0};  ///< end-to-end latency bound, submit() to last leaf
   double expected_rate_rps = 10.0;   ///< initial rate for planning; the epoch loop measures it
   std::vector<StageSpec> stages;
+  /// Admission order when the load does not fit the devices: a query of higher priority is
+  /// served first; equal priorities follow the packer's rule (admit_and_pack).
+  int priority = 0;
 };
 
 /// One finished stage item of a request.

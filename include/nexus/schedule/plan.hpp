@@ -57,11 +57,14 @@ struct Route {
   double rate_rps = 0.0;   ///< planned rate on that GPU
 };
 
-/// A session no GPU can serve, and why (e.g. "needs SLO ≥ 62 ms").
+/// A session no GPU can serve, or serve in full, and why (e.g. "needs SLO ≥ 62 ms", or the
+/// admission control's decision under a cluster limit).
 struct Rejection {
   std::string session;
   std::string reason;
   std::chrono::microseconds required_slo{0};  ///< smallest SLO that would work, 0 if unknown
+  double served_rps = 0.0;     ///< rate still planned for it (> 0: admitted in part), req/s
+  double demanded_rps = 0.0;   ///< its rate as planned for, req/s (0 if not a capacity decision)
 };
 
 struct Plan {

@@ -14,6 +14,9 @@ struct Session {
   std::string model;              ///< a model name with a BatchProfile in the ProfileMap
   std::chrono::microseconds slo{0};  ///< end-to-end latency bound of one request (> 0)
   double rate_rps = 0.0;          ///< request rate, req/s (> 0)
+  /// Admission order when the load does not fit the devices (higher is admitted first;
+  /// admit_and_pack in squishy_bin_packer.hpp).
+  int priority = 0;
 };
 
 }  // namespace nexus

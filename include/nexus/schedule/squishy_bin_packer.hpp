@@ -26,6 +26,8 @@
 
 #include <chrono>
 #include <cstddef>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "nexus/profile/model_store.hpp"
@@ -37,6 +39,9 @@ namespace nexus {
 struct PackerOptions {
   std::size_t gpu_memory_bytes = 0;            ///< per-GPU capacity; 0 = unlimited
   int max_gpus = 0;                            ///< cluster size; 0 = unlimited (see pack())
+  /// Admission control under max_gpus: a session that does not fit at its full rate is admitted
+  /// in part when at least this share of its rate fits, else rejected (0 = never in part).
+  double admission_min_share = 0.05;
   std::chrono::microseconds fixed_overhead{0}; ///< subtracted from every SLO (network, copies)
   bool subtract_pre_post = true;               ///< subtract profile pre/post time from the SLO
   /// After Algorithm 1, try to empty shared GPUs with occupancy ≤ consolidate_below by moving
@@ -53,10 +58,12 @@ class SquishyBinPacker {
   /// Plans `sessions` on identical GPUs whose profiles are in `profiles`.
   /// Throws nexus::Error for a session with a non-positive rate or SLO, an empty or duplicate id,
   /// or a model without a profile (naming the session and model). Sessions whose SLO cannot be
-  /// met are listed in Plan::rejected. If max_gpus > 0 and more GPUs are needed, the GPUs with
-  /// the lowest occupancy are left out and the sessions losing capacity get a Rejection entry
-  /// saying how much of their rate is still served.
+  /// met are listed in Plan::rejected. If max_gpus > 0 and more GPUs are needed, admission
+  /// control decides (admit_and_pack with no running sessions): the plan never has more than
+  /// max_gpus GPUs.
   Plan pack(const std::vector<Session>& sessions, const ProfileMap& profiles) const;
+  /// Algorithm 1 alone, ignoring max_gpus: as many GPUs as the sessions need.
+  Plan pack_all(const std::vector<Session>& sessions, const ProfileMap& profiles) const;
 
   const PackerOptions& options() const { return options_; }
 
@@ -71,6 +78,18 @@ std::chrono::microseconds effective_slo(const Session& s, const BatchProfile& p,
 int saturated_batch(const BatchProfile& p, std::chrono::microseconds slo);
 /// Largest batch b with ℓ(b) + b/rate ≤ slo (0 if none): Algorithm 1 line 13.
 int residual_batch(const BatchProfile& p, std::chrono::microseconds slo, double rate_rps);
+
+/// Admission control (an addition: the paper grows the cluster instead). Packs every session;
+/// when that needs more than options.max_gpus GPUs, sessions are admitted one at a time in the
+/// admission order — Session::priority (higher first), then the sessions named in `incumbents`
+/// (those the running plan serves: a decision stands while the load does not fit, so rejected
+/// sessions do not flap), then rate (descending: the original code's order for unassigned load),
+/// then id — each at its full rate when the admitted set still packs into max_gpus GPUs, else at
+/// the largest share of its rate that does (bisection; at least admission_min_share), else not
+/// at all. Every session not served in full gets a Plan::rejected entry with served_rps,
+/// demanded_rps and a reason naming the limit. The plan has at most max_gpus GPUs.
+Plan admit_and_pack(const std::vector<Session>& sessions, const ProfileMap& profiles,
+                    const PackerOptions& options, const std::set<std::string>& incumbents);
 
 /// Checks a plan's invariants against its sessions (coverage, occupancy, memory, latency).
 /// Returns a list of violations, empty when the plan is valid. Used by tests and benchmarks.
