@@ -159,16 +159,16 @@ std::vector<fs::path> demo_photos(const fs::path& data) {
   return v;
 }
 
+// The engine plans with its own Scheduler parts: the QueryPlanner's DP split of each query's SLO
+// and squishy bin packing, with admission control when the load does not fit this machine.
 nexus::runtime::EngineOptions engine_options(const Config& cfg, const Env& env,
-                                             const std::string& policy,
-                                             std::map<std::string, nexus::QuerySpec> sched) {
+                                             const std::string& policy) {
   nexus::runtime::EngineOptions o;
   o.devices = env.engine_devices;
   o.batch_policy.kind = policy_kind(policy);
   o.batch_policy.batch_timeout = std::chrono::milliseconds(env.device == "cpu" ? 20 : 5);
   o.cpu_workers = cfg.cpu_workers > 0 ? cfg.cpu_workers : (env.device == "cpu" ? 1 : 4);
   o.epoch = std::chrono::seconds(10);
-  o.planner = make_planner(std::move(sched), env.profiles);
   return o;
 }
 
@@ -246,9 +246,7 @@ Gallery enroll(const Config& cfg, Env& env) {
   const auto t0 = Clock::now();
   FrameStore store;
   const auto slo = std::chrono::microseconds(std::chrono::seconds(30));
-  std::map<std::string, nexus::QuerySpec> sched{
-      {"enroll", make_schedule_query("enroll", PipelineKind::kWhole, slo, 1.0, 3.7)}};
-  auto opts = engine_options(cfg, env, "nexus", sched);
+  auto opts = engine_options(cfg, env, "nexus");
   nexus::runtime::Engine engine(opts);
   load_models_into(engine, env);
   engine.add_query(make_query("enroll", PipelineKind::kWhole, slo, 1.0, env.models, store,
@@ -364,7 +362,7 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
   }
   Collector col(recs, &env.gallery, &store, frames_dir, cfg.annotate, slo, cfg.match_threshold);
 
-  nexus::runtime::Engine engine(engine_options(cfg, env, policy, sched));
+  nexus::runtime::Engine engine(engine_options(cfg, env, policy));
 #ifdef NEXUS_HAVE_OBSERVE
   std::unique_ptr<nexus::observe::HttpExporter> exporter;  // /readyz turns 200 once planned
   if (live && cfg.metrics_port >= 0) {

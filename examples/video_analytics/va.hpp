@@ -157,10 +157,6 @@ bool slo_accepted(const nexus::QuerySpec& q, const nexus::ProfileMap& profiles, 
 std::int64_t smallest_accepted_slo_ms(nexus::QuerySpec q, const nexus::ProfileMap& profiles,
                                       int devices);
 
-/// Planner passed to the Engine: QueryPlanner (SLO split, §6.2) for each query, then the
-/// SquishyBinPacker (§6.1) over all sessions. The engine folds extra GPU slots onto its devices.
-nexus::runtime::PlannerFn make_planner(std::map<std::string, nexus::QuerySpec> queries,
-                                       nexus::ProfileMap profiles);
 
 // ---------------------------------------------------------------------------------------------
 // What a finished request found

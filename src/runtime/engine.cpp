@@ -349,11 +349,12 @@ const QueryDef* Engine::Impl::find_query(std::string_view name) const {
 
 // Splits the query SLO over its stages in proportion to ℓ(1) on the heaviest path through each
 // stage, so every root-to-leaf path's budgets sum to at most the SLO.
-void Engine::Impl::compute_budgets(QueryDef& q) {
+// With `uniform`, every stage weighs the same: each gets SLO / (stages on its longest path).
+std::vector<Duration> Engine::Impl::proportional_budgets(const QueryDef& q, bool uniform) const {
   const std::size_t n = q.stages.size();
   std::vector<double> w(n), up(n, 0), down(n, 0);
   for (std::size_t i = 0; i < n; ++i)
-    w[i] = std::max(1.0, double(model(q.stages[i].model).plan_latency(1).count()));
+    w[i] = uniform ? 1.0 : std::max(1.0, double(model(q.stages[i].model).plan_latency(1).count()));
   std::function<double(int)> down_of = [&](int v) -> double {
     auto& d = down[static_cast<std::size_t>(v)];
     if (d > 0) return d;
@@ -373,6 +374,12 @@ void Engine::Impl::compute_budgets(QueryDef& q) {
     const double total = up_of(static_cast<int>(i)) + down_of(static_cast<int>(i)) - w[i];
     budget[i] = Duration(static_cast<Duration::rep>(double(q.slo.count()) * w[i] / total));
   }
+  return budget;
+}
+
+void Engine::Impl::compute_budgets(QueryDef& q) {
+  const std::size_t n = q.stages.size();
+  const std::vector<Duration> budget = proportional_budgets(q);
   std::vector<Duration> downstream(n, Duration::zero());
   std::vector<bool> done(n, false);
   std::function<Duration(int)> ds = [&](int v) -> Duration {
@@ -560,14 +567,17 @@ void Engine::Impl::replan() {
   for (auto& m : model_store_) profiles.emplace(m->spec.name, m->spec.profile);
   req.profiles = &profiles;
   const int ns = num_sessions_.load();
+  std::map<std::string, int> by_index;
   for (int i = 0; i < ns; ++i) {
     SessionState* s = session(i);
+    by_index[s->id] = i;
     Session x;
     x.id = s->id;
     x.model = model(s->model).spec.name;
     x.slo = std::chrono::duration_cast<std::chrono::microseconds>(Duration(s->budget_ns.load()));
     x.rate_rps = std::max(1e-3, s->rate_rps);
     x.priority = query_store_[static_cast<std::size_t>(s->query)]->priority;
+    x.group = query_store_[static_cast<std::size_t>(s->query)]->name;  // a query is admitted whole
     req.sessions.push_back(x);
   }
   for (const auto& [id, table] : plan_.routes)
@@ -580,6 +590,43 @@ void Engine::Impl::replan() {
     p = make_replicate_planner()(req);
   } else {
     p = make_squishy_planner(options_.packer)(req);
+    // The DP's split minimises fractional GPUs assuming as many GPUs as it likes (§6.2); on a box
+    // too small for that plan, stages with small budgets (short duty cycles) cannot share a
+    // device with slow ones. When admission control had to cut load, also try the split ∝ ℓ(1)
+    // (SloSplit::kProportional) and the even split (each stage SLO / stages on its longest path:
+    // the largest smallest budget, so the longest common duty cycle), and run whichever plan
+    // serves most of the demand.
+    const auto served = [](const Plan& x) {
+      double r = 0;
+      for (const auto& g : x.gpus)
+        for (const auto& a : g.sessions) r += a.rate_rps;
+      return r;
+    };
+    const bool cut = std::any_of(p.rejected.begin(), p.rejected.end(),
+                                 [](const Rejection& r) { return r.demanded_rps > 0; });
+    if (cut && options_.slo_split == SloSplit::kDynamicProgram) {
+      bool switched = false;
+      for (const bool uniform : {false, true}) {
+        PlanRequest alt = req;
+        for (auto& x : alt.sessions) {
+          const SessionState* s = session(by_index.at(x.id));
+          const QueryDef& q = *query_store_[static_cast<std::size_t>(s->query)];
+          x.slo = std::chrono::duration_cast<std::chrono::microseconds>(
+              proportional_budgets(q, uniform)[static_cast<std::size_t>(s->stage)]);
+        }
+        Plan p2 = make_squishy_planner(options_.packer)(alt);
+        if (served(p2) > served(p) * (1 + 1e-9)) {
+          p = std::move(p2);
+          req = std::move(alt);
+          switched = true;
+        }
+      }
+      if (switched) {
+        for (const auto& x : req.sessions)
+          session(by_index.at(x.id))->budget_ns.store(std::chrono::duration_cast<Duration>(x.slo).count());
+        for (auto& q : query_store_) recompute_downstream(*q);
+      }
+    }
     // Keep sessions on the slots they had, so a re-plan moves few queued items.
     if (!plan_.gpus.empty()) stabilize_gpu_numbering(plan_, p);
   }

@@ -215,6 +215,7 @@ class Engine::Impl {
   void finalize(QueryState* q, std::vector<QueryResult>* done);
   void release(QueryState* q, std::vector<QueryResult>* done);
   void compute_budgets(QueryDef& q);
+  std::vector<Duration> proportional_budgets(const QueryDef& q, bool uniform = false) const;
   std::vector<Duration> split_slo(const QueryDef& q, const std::vector<double>& rate, bool explain) const;
   void recompute_downstream(QueryDef& q);
   void epoch_tick(TimePoint now);

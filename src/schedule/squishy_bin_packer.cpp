@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <set>
 #include <unordered_map>
 
@@ -383,57 +384,84 @@ Plan admit_and_pack(const std::vector<Session>& sessions, const ProfileMap& prof
   Plan full = packer.pack_all(sessions, profiles);
   if (options.max_gpus <= 0 || full.num_gpus() <= options.max_gpus) return full;
 
-  // Admission order: priority (higher first); then the sessions the running plan serves (a
+  // The unit of admission: a group (Session::group, e.g. a query's stages) or a lone session.
+  struct Unit {
+    std::string name;
+    std::vector<const Session*> members;
+    int priority = std::numeric_limits<int>::min();
+    bool incumbent = false;
+    double rate = 0.0;
+  };
+  std::vector<Unit> units;
+  std::map<std::string, std::size_t> unit_of;
+  for (const auto& s : sessions) {
+    const std::string key = s.group.empty() ? "session:" + s.id : "group:" + s.group;
+    auto [it, fresh] = unit_of.try_emplace(key, units.size());
+    if (fresh) units.push_back({s.group.empty() ? s.id : s.group, {}, s.priority, false, 0.0});
+    Unit& u = units[it->second];
+    u.members.push_back(&s);
+    u.priority = std::max(u.priority, s.priority);
+    u.incumbent = u.incumbent || incumbents.count(s.id) > 0;
+    u.rate += s.rate_rps;
+  }
+  // Admission order: priority (higher first); then the units the running plan serves (a
   // decision stands while the load does not fit: no flapping); then the original code's order
-  // for unassigned load (rate, descending); then id.
-  std::vector<const Session*> order;
-  for (const auto& s : sessions) order.push_back(&s);
-  std::stable_sort(order.begin(), order.end(), [&](const Session* a, const Session* b) {
+  // for unassigned load (rate, descending); then name.
+  std::vector<const Unit*> order;
+  for (const auto& u : units) order.push_back(&u);
+  std::stable_sort(order.begin(), order.end(), [](const Unit* a, const Unit* b) {
     if (a->priority != b->priority) return a->priority > b->priority;
-    const bool ia = incumbents.count(a->id) > 0, ib = incumbents.count(b->id) > 0;
-    if (ia != ib) return ia;
-    if (a->rate_rps != b->rate_rps) return a->rate_rps > b->rate_rps;
-    return a->id < b->id;
+    if (a->incumbent != b->incumbent) return a->incumbent;
+    if (a->rate != b->rate) return a->rate > b->rate;
+    return a->name < b->name;
   });
   const int limit = options.max_gpus;
-  auto fits = [&](const std::vector<Session>& v) { return packer.pack_all(v, profiles).num_gpus() <= limit; };
   std::vector<Session> admitted;
+  auto fits_with = [&](const Unit& u, double share) {
+    std::vector<Session> trial = admitted;
+    for (const Session* m : u.members) {
+      trial.push_back(*m);
+      trial.back().rate_rps = m->rate_rps * share;
+    }
+    return packer.pack_all(trial, profiles).num_gpus() <= limit;
+  };
   std::vector<Rejection> decisions;
-  for (const Session* s : order) {
-    admitted.push_back(*s);
-    if (fits(admitted)) continue;
-    // Not at its full rate: the largest share that still fits (bisection on the rate).
-    Session part = *s;
-    double lo = 0.0, hi = 1.0;
-    part.rate_rps = s->rate_rps * options.admission_min_share;
-    admitted.back() = part;
-    if (options.admission_min_share > 0 && fits(admitted)) {
-      lo = options.admission_min_share;
-      for (int i = 0; i < 12; ++i) {
-        const double mid = 0.5 * (lo + hi);
-        admitted.back().rate_rps = s->rate_rps * mid;
-        (fits(admitted) ? lo : hi) = mid;
+  for (const Unit* u : order) {
+    double share = 1.0;
+    if (!fits_with(*u, 1.0)) {
+      // Not at its full rate: the largest share that still fits (bisection on the rate).
+      share = 0.0;
+      if (options.admission_min_share > 0 && fits_with(*u, options.admission_min_share)) {
+        double lo = options.admission_min_share, hi = 1.0;
+        for (int i = 0; i < 12; ++i) {
+          const double mid = 0.5 * (lo + hi);
+          (fits_with(*u, mid) ? lo : hi) = mid;
+        }
+        share = lo;
       }
-      admitted.back().rate_rps = s->rate_rps * lo;
+    }
+    if (share > 0)
+      for (const Session* m : u->members) {
+        admitted.push_back(*m);
+        admitted.back().rate_rps = m->rate_rps * share;
+      }
+    if (share >= 1.0) continue;
+    for (const Session* m : u->members) {
       Rejection r;
-      r.session = s->id;
-      r.served_rps = s->rate_rps * lo;
-      r.demanded_rps = s->rate_rps;
-      r.reason = fmt::format(
-          "cluster limit of {} GPUs (all sessions need {}): admitted in part, {:.2f} of {:.2f} req/s "
-          "are served (admission order: priority {}, then running sessions, then rate)",
-          limit, full.num_gpus(), r.served_rps, r.demanded_rps, s->priority);
-      decisions.push_back(std::move(r));
-    } else {
-      admitted.pop_back();
-      Rejection r;
-      r.session = s->id;
-      r.demanded_rps = s->rate_rps;
-      r.reason = fmt::format(
-          "cluster limit of {} GPUs (all sessions need {}): rejected, no capacity is left for its "
-          "{:.2f} req/s after the sessions admitted before it (admission order: priority {}, then "
-          "running sessions, then rate)",
-          limit, full.num_gpus(), s->rate_rps, s->priority);
+      r.session = m->id;
+      r.served_rps = m->rate_rps * share;
+      r.demanded_rps = m->rate_rps;
+      const std::string who = m->group.empty() ? "" : fmt::format(" with its group '{}'", m->group);
+      r.reason = share > 0
+                     ? fmt::format("cluster limit of {} GPUs (all sessions need {}): admitted in part{}, "
+                                   "{:.2f} of {:.2f} req/s are served (admission order: priority {}, "
+                                   "then running sessions, then rate)",
+                                   limit, full.num_gpus(), who, r.served_rps, r.demanded_rps, u->priority)
+                     : fmt::format("cluster limit of {} GPUs (all sessions need {}): rejected{}, no "
+                                   "capacity is left for its {:.2f} req/s after the sessions admitted "
+                                   "before it (admission order: priority {}, then running sessions, "
+                                   "then rate)",
+                                   limit, full.num_gpus(), who, m->rate_rps, u->priority);
       decisions.push_back(std::move(r));
     }
   }

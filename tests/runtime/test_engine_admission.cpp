@@ -151,3 +151,31 @@ TEST_CASE("admission: a plan never needs more devices than exist", "[runtime][ad
   CHECK(served + partial + rejected == 6);
   CHECK(rejected >= 2);
 }
+
+TEST_CASE("admission: a custom planner's plan naming unknown sessions or missing devices is refused",
+          "[runtime][admission][errors]") {
+  auto plan_with = [](int slot, std::string session) {
+    return [slot, session](const runtime::PlanRequest& req) {
+      Plan p;
+      GpuPlan g;
+      g.gpu = slot;
+      g.duty_cycle = 10ms;
+      g.sessions.push_back({session.empty() ? req.sessions.at(0).id : session, "a", 1, 1ms, 1.0, 100ms});
+      p.gpus.push_back(g);
+      p.rebuild_routes();
+      return p;
+    };
+  };
+  SECTION("more GPU slots than devices") {
+    SimRig rig({.devices = "sim:1", .planner = plan_with(1, "")});
+    rig.engine->load_model({.name = "a", .profile = linear_profile("a", 1500, 5000, 32)});
+    CHECK_THROWS_WITH(rig.engine->add_query(single("qa", "a", 100ms, 10)),
+                      Catch::Contains("gpus[0] names slot 1") && Catch::Contains("devices 0..0"));
+  }
+  SECTION("an unknown session") {
+    SimRig rig({.devices = "sim:1", .planner = plan_with(0, "ghost/s")});
+    rig.engine->load_model({.name = "a", .profile = linear_profile("a", 1500, 5000, 32)});
+    CHECK_THROWS_WITH(rig.engine->add_query(single("qa", "a", 100ms, 10)),
+                      Catch::Contains("unknown session 'ghost/s'"));
+  }
+}

@@ -17,6 +17,9 @@ struct Session {
   /// Admission order when the load does not fit the devices (higher is admitted first;
   /// admit_and_pack in squishy_bin_packer.hpp).
   int priority = 0;
+  /// Sessions of one group (e.g. the stages of one query) are admitted together, at one share
+  /// of their rates; empty = the session alone.
+  std::string group;
 };
 
 }  // namespace nexus

@@ -80,13 +80,13 @@ int saturated_batch(const BatchProfile& p, std::chrono::microseconds slo);
 int residual_batch(const BatchProfile& p, std::chrono::microseconds slo, double rate_rps);
 
 /// Admission control (an addition: the paper grows the cluster instead). Packs every session;
-/// when that needs more than options.max_gpus GPUs, sessions are admitted one at a time in the
-/// admission order — Session::priority (higher first), then the sessions named in `incumbents`
-/// (those the running plan serves: a decision stands while the load does not fit, so rejected
-/// sessions do not flap), then rate (descending: the original code's order for unassigned load),
-/// then id — each at its full rate when the admitted set still packs into max_gpus GPUs, else at
-/// the largest share of its rate that does (bisection; at least admission_min_share), else not
-/// at all. Every session not served in full gets a Plan::rejected entry with served_rps,
+/// when that needs more than options.max_gpus GPUs, units — a Session::group (the stages of a
+/// query) or a lone session — are admitted one at a time in the admission order: priority
+/// (higher first), then the units with a session named in `incumbents` (those the running plan
+/// serves: a decision stands while the load does not fit, so rejected sessions do not flap), then
+/// rate (descending: the original code's order for unassigned load), then name. Each is admitted
+/// at its full rate when the admitted set still packs into max_gpus GPUs, else at the largest
+/// share of its rates that does (bisection; at least admission_min_share), else not at all. Every session not served in full gets a Plan::rejected entry with served_rps,
 /// demanded_rps and a reason naming the limit. The plan has at most max_gpus GPUs.
 Plan admit_and_pack(const std::vector<Session>& sessions, const ProfileMap& profiles,
                     const PackerOptions& options, const std::set<std::string>& incumbents);
