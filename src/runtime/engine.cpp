@@ -103,6 +103,27 @@ Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
   NEXUS_CHECK(options_.max_queue_per_session >= 1, "EngineOptions::max_queue_per_session must be >= 1");
   NEXUS_CHECK(options_.slo_split_segments >= 1, "EngineOptions::slo_split_segments must be >= 1 (got {})",
               options_.slo_split_segments);
+  NEXUS_CHECK(options_.epoch.count() >= 0, "EngineOptions::epoch must be >= 0 (got {} us)", options_.epoch.count());
+  NEXUS_CHECK(options_.epoch.count() == 0 || options_.min_epoch.count() > 0,
+              "EngineOptions::min_epoch must be > 0 (got {} us)", options_.min_epoch.count());
+  {
+    SchedulerOptions so;
+    so.packer = options_.packer;
+    so.epoch = options_.epoch.count() > 0 ? options_.epoch : std::chrono::hours(24 * 365 * 100);
+    so.min_epoch = options_.epoch.count() > 0 ? std::min(options_.min_epoch, options_.epoch) : so.epoch;
+    so.ewma_alpha = options_.rate_ewma_alpha;
+    so.low_watermark = options_.low_watermark;
+    so.high_watermark = options_.high_watermark;
+    so.min_rate_rps = 1e-3;
+    so.stabilize = !options_.planner && options_.planner_kind == PlannerKind::kSquishy;
+    so.planner = [this](const std::vector<Session>& s, const Plan* running) { return plan_sessions(s, running); };
+    try {
+      scheduler_ = std::make_unique<Scheduler>(ProfileMap{}, so);
+    } catch (const nexus::Error& e) {
+      throw_error("EngineOptions (epoch, min_epoch, rate_ewma_alpha, watermarks): {}", e.what());
+    }
+    if (options_.epoch.count() > 0) tick_ = std::chrono::duration_cast<Duration>(so.min_epoch);
+  }
   started_at_ = clock_->now();
   last_epoch_ = started_at_;
   for (const auto& d : devices_) executors_.push_back(std::make_unique<Executor>(*this, d.index));
@@ -125,11 +146,11 @@ Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
         }
       });
     for (auto& e : executors_) e->start();
-    if (options_.epoch.count() > 0)
+    if (tick_.count() > 0)
       epoch_thread_ = std::thread([this] {
         std::unique_lock lock(epoch_mu_);
         while (!stopping_) {
-          epoch_cv_.wait_for(lock, options_.epoch, [&] { return stopping_; });
+          epoch_cv_.wait_for(lock, tick_, [&] { return stopping_; });
           if (stopping_) break;
           lock.unlock();
           try {
@@ -214,6 +235,7 @@ void Engine::Impl::load_model(ModelSpec spec) {
     }
   }
   m->spec = std::move(spec);
+  scheduler_->add_profile(m->spec.name, m->spec.profile);
   model_index_[m->spec.name] = m->index;
   models_[static_cast<std::size_t>(m->index)].store(m.get(), std::memory_order_release);
   model_store_.push_back(std::move(m));
@@ -326,8 +348,18 @@ int Engine::Impl::add_query(QuerySpec spec) {
     } else {
       compute_budgets(*q);
     }
-    for (std::size_t i = 0; i < q->stages.size(); ++i)
-      session(q->stages[i].session)->rate_rps = rate[i];
+    for (std::size_t i = 0; i < q->stages.size(); ++i) {
+      SessionState* s = session(q->stages[i].session);
+      s->rate_rps = std::max(rate[i], 1e-3);
+      Session x;
+      x.id = s->id;
+      x.model = model(s->model).spec.name;
+      x.slo = std::chrono::duration_cast<std::chrono::microseconds>(Duration(s->budget_ns.load()));
+      x.rate_rps = s->rate_rps;
+      x.priority = q->priority;
+      x.group = q->name;  // a query is admitted whole
+      scheduler_->add_session(x);
+    }
     auto index = std::make_unique<QueryIndex>(query_index_.load() ? *query_index_.load() : QueryIndex{});
     (*index)[q->name] = q.get();
     handle = q->handle;
@@ -539,6 +571,12 @@ std::vector<Duration> Engine::Impl::split_slo(const QueryDef& q, const std::vect
 
 void Engine::Impl::replan() {
   std::lock_guard lock(control_mu_);
+  plan_now(clock_->now(), true);
+}
+
+void Engine::Impl::plan_now(TimePoint now, bool force) {
+  const auto t = std::chrono::duration_cast<std::chrono::microseconds>(now - started_at_);
+  if (!force && !scheduler_->replan_due(t)) return;
   // Re-split every query's SLO at the measured stage rates (the DP's budgets depend on them).
   if (options_.slo_split == SloSplit::kDynamicProgram) {
     for (auto& q : query_store_) {
@@ -561,27 +599,37 @@ void Engine::Impl::replan() {
       if (changed) recompute_downstream(*q);
     }
   }
+  const int ns = num_sessions_.load();
+  for (int i = 0; i < ns; ++i) {
+    const SessionState* s = session(i);
+    scheduler_->set_slo(s->id, std::chrono::duration_cast<std::chrono::microseconds>(Duration(s->budget_ns.load())));
+  }
+  Plan p = scheduler_->replan(t);  // the planner below, or the running plan kept
+  // The budgets in use are those the running plan was made for (a fallback split, or the
+  // budgets of a plan kept); planner entries in stage_budgets win (apply_plan).
+  for (const auto& g : p.gpus)
+    for (const auto& a : g.sessions)
+      if (a.slo.count() > 0) p.stage_budgets.emplace(a.session, a.slo);
+  for (int i = 0; i < ns; ++i) {
+    const SessionState* s = session(i);
+    p.stage_budgets.emplace(s->id, std::chrono::duration_cast<std::chrono::microseconds>(Duration(s->budget_ns.load())));
+  }
+  apply_plan(p);
+  plan_ = std::move(p);
+}
+
+Plan Engine::Impl::plan_sessions(const std::vector<Session>& sessions, const Plan* running) {
   PlanRequest req;
   req.num_devices = static_cast<int>(devices_.size());
   std::map<std::string, BatchProfile> profiles;
   for (auto& m : model_store_) profiles.emplace(m->spec.name, m->spec.profile);
   req.profiles = &profiles;
-  const int ns = num_sessions_.load();
+  req.sessions = sessions;
+  if (running)
+    for (const auto& [id, table] : running->routes)
+      if (!table.empty()) req.running.insert(id);
   std::map<std::string, int> by_index;
-  for (int i = 0; i < ns; ++i) {
-    SessionState* s = session(i);
-    by_index[s->id] = i;
-    Session x;
-    x.id = s->id;
-    x.model = model(s->model).spec.name;
-    x.slo = std::chrono::duration_cast<std::chrono::microseconds>(Duration(s->budget_ns.load()));
-    x.rate_rps = std::max(1e-3, s->rate_rps);
-    x.priority = query_store_[static_cast<std::size_t>(s->query)]->priority;
-    x.group = query_store_[static_cast<std::size_t>(s->query)]->name;  // a query is admitted whole
-    req.sessions.push_back(x);
-  }
-  for (const auto& [id, table] : plan_.routes)
-    if (!table.empty()) req.running.insert(id);
+  for (int i = 0; i < num_sessions_.load(); ++i) by_index[session(i)->id] = i;
   Plan p;
   if (options_.planner) {
     p = options_.planner(req);
@@ -621,19 +669,10 @@ void Engine::Impl::replan() {
           switched = true;
         }
       }
-      if (switched) {
-        for (const auto& x : req.sessions)
-          session(by_index.at(x.id))->budget_ns.store(std::chrono::duration_cast<Duration>(x.slo).count());
-        for (auto& q : query_store_) recompute_downstream(*q);
-      }
+      (void)switched;  // plan_now takes the budgets the running plan was made for
     }
-    // Keep sessions on the slots they had, so a re-plan moves few queued items.
-    if (!plan_.gpus.empty()) stabilize_gpu_numbering(plan_, p);
   }
-  // The plan shows the budgets in use (planner entries win, see apply_plan).
-  for (const auto& x : req.sessions) p.stage_budgets.emplace(x.id, x.slo);
-  apply_plan(p);
-  plan_ = std::move(p);
+  return p;
 }
 
 // A custom planner's plan must name only known sessions and existing devices: it is refused
@@ -741,21 +780,19 @@ Plan Engine::Impl::plan() const {
 void Engine::Impl::epoch_tick(TimePoint now) {
   const double secs = std::chrono::duration<double>(now - last_epoch_).count();
   if (secs <= 0) return;
-  {
-    std::lock_guard lock(control_mu_);
-    const int ns = num_sessions_.load();
-    const double a = options_.rate_ewma_alpha;
-    for (int i = 0; i < ns; ++i) {
-      SessionState* s = session(i);
-      const auto arr = s->arrivals.load(std::memory_order_relaxed);
-      const double r = double(arr - s->last_arrivals) / secs;
-      s->last_arrivals = arr;
-      s->rate_rps = a * r + (1 - a) * s->rate_rps;
-      s->rate_published.store(s->rate_rps, std::memory_order_relaxed);
-    }
-    last_epoch_ = now;
+  std::lock_guard lock(control_mu_);
+  const int ns = num_sessions_.load();
+  for (int i = 0; i < ns; ++i) {
+    SessionState* s = session(i);
+    const auto arr = s->arrivals.load(std::memory_order_relaxed);
+    const double r = double(arr - s->last_arrivals) / secs;
+    s->last_arrivals = arr;
+    scheduler_->observe(s->id, r);
+    s->rate_rps = scheduler_->estimated_rate(s->id);
+    s->rate_published.store(s->rate_rps, std::memory_order_relaxed);
   }
-  replan();
+  last_epoch_ = now;
+  plan_now(now, false);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1134,7 +1171,7 @@ void Engine::Impl::run_until(TimePoint t) {
   while (true) {
     auto next = sim_next_event();
     std::optional<TimePoint> epoch;
-    if (options_.epoch.count() > 0 && accepting_.load()) epoch = last_epoch_ + options_.epoch;
+    if (tick_.count() > 0 && accepting_.load()) epoch = last_epoch_ + tick_;
     TimePoint when;
     if (next && (!epoch || *next <= *epoch))
       when = *next;
@@ -1272,6 +1309,8 @@ EngineStats Engine::Impl::stats() const {
   }
   st.plan = plan_;
   st.plan_error = plan_error_;
+  st.replans = scheduler_->replans();
+  st.plans_kept = scheduler_->plans_kept();
   return st;
 }
 

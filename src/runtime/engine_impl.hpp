@@ -20,6 +20,7 @@
 #include "nexus/dispatch/batch_policy.hpp"
 #include "nexus/dispatch/dispatcher.hpp"
 #include "nexus/runtime/engine.hpp"
+#include "nexus/schedule/scheduler.hpp"
 
 namespace nexus::runtime {
 
@@ -188,6 +189,8 @@ class Engine::Impl {
   // control plane
   mutable std::mutex control_mu_;
   Plan plan_;
+  std::unique_ptr<Scheduler> scheduler_;  // the epoch mechanism: EWMA, when to re-plan, keep
+  Duration tick_{0};                      // rate sampling period (min_epoch), 0 = no epochs
   std::string plan_error_;  // the last failed re-plan of the epoch loop (empty: none)
   dispatch::Dispatcher dispatcher_;  // routing tables per session
   TimePoint last_epoch_{};
@@ -219,6 +222,10 @@ class Engine::Impl {
   std::vector<Duration> split_slo(const QueryDef& q, const std::vector<double>& rate, bool explain) const;
   void recompute_downstream(QueryDef& q);
   void epoch_tick(TimePoint now);
+  /// Re-plans through the Scheduler when due (or always with `force`); control_mu_ held.
+  void plan_now(TimePoint now, bool force);
+  /// The Scheduler's planner: the custom / replicate / squishy planner over `sessions`.
+  Plan plan_sessions(const std::vector<Session>& sessions, const Plan* running);
   void apply_plan(const Plan& plan);
   void check_external_plan(const Plan& plan, const PlanRequest& req) const;
   // Virtual time: an event queue over the executors. Each executor's next_event() changes only

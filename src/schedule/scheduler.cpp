@@ -13,7 +13,8 @@ namespace nexus {
 
 Scheduler::Scheduler(ProfileMap profiles, SchedulerOptions options)
     : profiles_(std::move(profiles)), options_(options) {
-  if (options_.min_epoch < std::chrono::seconds(10)) options_.min_epoch = std::chrono::seconds(10);
+  NEXUS_CHECK(options_.min_epoch.count() > 0, "scheduler: the minimum epoch must be > 0 (got {} us)",
+              options_.min_epoch.count());
   NEXUS_CHECK(options_.epoch >= options_.min_epoch,
               "scheduler: epoch {} us is shorter than the minimum epoch {} us",
               options_.epoch.count(), options_.min_epoch.count());
@@ -54,6 +55,17 @@ void Scheduler::remove(const std::string& id) {
   NEXUS_CHECK(sessions_.erase(id) + queries_.erase(id) == 1, "scheduler: unknown id '{}'", id);
   rate_.erase(id);
   dirty_ = true;
+}
+
+void Scheduler::add_profile(const std::string& model, BatchProfile profile) {
+  profiles_.insert_or_assign(model, std::move(profile));
+}
+
+void Scheduler::set_slo(const std::string& id, std::chrono::microseconds slo) {
+  auto it = sessions_.find(id);
+  NEXUS_CHECK(it != sessions_.end(), "scheduler: set_slo for unknown session '{}'", id);
+  NEXUS_CHECK(slo.count() > 0, "session '{}': SLO must be > 0 (got {} us)", id, slo.count());
+  it->second.slo = slo;
 }
 
 void Scheduler::observe(const std::string& id, double rate_rps) {
@@ -112,15 +124,25 @@ const Plan& Scheduler::replan(std::chrono::microseconds now) {
   const std::vector<Session> sessions = current_sessions(next);
   auto budgets = std::move(next.stage_budgets);
   auto rejected = std::move(next.rejected);
-  next = SquishyBinPacker(options_.packer).pack(sessions, profiles_);
-  next.stage_budgets = std::move(budgets);
+  if (options_.planner) {
+    next = options_.planner(sessions, has_plan_ ? &plan_ : nullptr);
+  } else {
+    std::set<std::string> running;
+    if (has_plan_)
+      for (const auto& [id, table] : plan_.routes)
+        if (!table.empty()) running.insert(id);
+    next = admit_and_pack(sessions, profiles_, options_.packer, running);
+  }
+  for (auto& [k, v] : budgets) next.stage_budgets.emplace(k, v);
   next.rejected.insert(next.rejected.begin(), rejected.begin(), rejected.end());
   std::optional<Plan> kept = has_plan_ ? keep_previous(sessions, next) : std::nullopt;
+  ++replans_;
   if (kept) {
     moved_ = 0;
+    ++kept_count_;
     plan_ = std::move(*kept);
   } else {
-    moved_ = has_plan_ ? stabilize_gpu_numbering(plan_, next) : 0;
+    moved_ = has_plan_ && options_.stabilize ? stabilize_gpu_numbering(plan_, next) : 0;
     plan_ = std::move(next);
   }
   planned_rate_.clear();

@@ -149,9 +149,17 @@ struct EngineOptions {
   std::size_t max_queue_per_session = 4096;
   /// CPU threads for pre/post-processing and fan-out (0 = on the executor thread).
   int cpu_workers = 1;
-  /// Epoch loop: re-plan from measured rates every `epoch` (0 = never; plan only on changes).
+  /// Epoch scheduling (nexus::Scheduler, paper §6.1, §7): every `min_epoch` the engine samples
+  /// each session's arrival rate (every arrival counts, whatever its fate) into an EWMA (weight
+  /// rate_ewma_alpha); it re-plans every `epoch`, or early — after min_epoch — when a rate leaves
+  /// [low_watermark, high_watermark] × its planned rate; a re-plan that would save no device keeps
+  /// the running plan (only its rates and routing weights change). epoch 0 = never (plan only on
+  /// changes and replan()). min_epoch is clamped to at most epoch.
   std::chrono::microseconds epoch{std::chrono::seconds(30)};
-  double rate_ewma_alpha = 0.3;   ///< weight of the newest epoch's rate
+  std::chrono::microseconds min_epoch{std::chrono::seconds(10)};
+  double rate_ewma_alpha = 0.3;   ///< weight of the newest rate sample, in (0, 1]
+  double low_watermark = 0.8;     ///< early re-plan when a rate < low × planned
+  double high_watermark = 1.1;    ///< early re-plan when a rate > high × planned
   /// The built-in planner used when `planner` is empty (default: Nexus squishy bin packing).
   PlannerKind planner_kind = PlannerKind::kSquishy;
   /// A custom planner; when set it replaces planner_kind.
@@ -193,6 +201,8 @@ struct EngineStats {
   /// The last error of a re-plan the epoch loop ran (a custom planner's invalid plan, a bad
   /// rate); the running plan was kept. Empty when none.
   std::string plan_error;
+  /// Re-plans the Scheduler ran (add_query, replan(), epochs) and how many kept the running plan.
+  std::uint64_t replans = 0, plans_kept = 0;
   double good_rate() const { return submitted ? double(good) / double(submitted) : 0.0; }
 };
 

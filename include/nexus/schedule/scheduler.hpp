@@ -1,9 +1,11 @@
 #pragma once
-// Scheduler: the control plane's epoch loop (paper §6.1, §7; notes §7). It holds the sessions
-// and queries, an EWMA of each one's observed rate, and the current Plan. Every epoch (default
-// 30 s, minimum 10 s) — or early, once the minimum epoch has passed, when some session's rate
-// leaves [0.8, 1.1] × its planned rate — it re-plans: QueryPlanner splits each query's SLO,
-// SquishyBinPacker packs all sessions, then the new GPUs are matched to the old slots by session
+// Scheduler: the control plane's epoch loop (paper §6.1, §7; notes §7), the one epoch mechanism
+// of Nexus: the Engine runs it (EngineOptions::epoch / min_epoch). It holds the sessions and
+// queries, an EWMA of each one's observed rate, and the current Plan. Every epoch (default 30 s)
+// — or early, once the minimum epoch (default 10 s) has passed, when some session's rate leaves
+// [0.8, 1.1] × its planned rate — it re-plans: QueryPlanner splits each query's SLO, the planner
+// (default: SquishyBinPacker with admission control, admit_and_pack, the running plan's sessions
+// first) packs all sessions, then the new GPUs are matched to the old slots by session
 // overlap (greedy on the overlap in served rate) so that few sessions move between GPUs. If
 // the new packing would save no GPU and the running plan still has the capacity (Σ b/d) for
 // every session's new rate with unchanged SLOs, the running plan is kept (only its rate shares
@@ -17,6 +19,8 @@
 // and publishes the Plan to the data plane.
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -39,11 +43,17 @@ struct SchedulerOptions {
   double low_watermark = 0.8;  ///< early re-plan when rate < low × planned
   double high_watermark = 1.1; ///< early re-plan when rate > high × planned
   double min_rate_rps = 1.0;   ///< floor on a session's planned rate, so it stays routable
+  /// Plans the sessions (SLO = stage budget, rate = estimate) given the running plan (null
+  /// before the first). Empty: admit_and_pack(sessions, profiles, packer, the running plan's
+  /// routed sessions). Its Plan::stage_budgets entries win over the query splits'.
+  std::function<Plan(const std::vector<Session>& sessions, const Plan* running)> planner;
+  /// Renumber a new plan's GPUs to keep sessions on their slots (stabilize_gpu_numbering).
+  bool stabilize = true;
 };
 
 class Scheduler {
  public:
-  /// Throws nexus::Error if epoch < min_epoch or a watermark is out of order.
+  /// Throws nexus::Error if min_epoch <= 0, epoch < min_epoch or a watermark is out of order.
   explicit Scheduler(ProfileMap profiles, SchedulerOptions options = {});
 
   /// Declares a session with its initial (expected) rate. Throws nexus::Error on a duplicate id,
@@ -53,6 +63,11 @@ class Scheduler {
   void add_query(const QuerySpec& query);
   /// Forgets a session or query. Throws nexus::Error if unknown.
   void remove(const std::string& id);
+  /// Adds (or replaces) a model's batching profile.
+  void add_profile(const std::string& model, BatchProfile profile);
+  /// Changes a session's SLO (e.g. its stage budget after a re-split); the next re-plan uses it.
+  /// Does not by itself make a re-plan due. Throws nexus::Error if unknown or slo <= 0.
+  void set_slo(const std::string& id, std::chrono::microseconds slo);
 
   /// Feeds one rate sample (req/s) for a session or query id (queries: the root rate);
   /// folded into the EWMA. Throws nexus::Error if unknown or negative.
@@ -71,6 +86,9 @@ class Scheduler {
   const Plan& plan() const { return plan_; }
   /// Sessions whose GPU slots changed in the last re-plan (moved, added or removed).
   int moved_sessions() const { return moved_; }
+  /// Re-plans so far, and how many of them kept the running plan (nothing saved).
+  std::uint64_t replans() const { return replans_; }
+  std::uint64_t plans_kept() const { return kept_count_; }
 
  private:
   std::vector<Session> current_sessions(Plan& plan) const;
@@ -87,6 +105,7 @@ class Scheduler {
   std::map<std::string, double> planned_rate_;  // rate each session / query was planned for
   std::chrono::microseconds last_plan_{0};
   int moved_ = 0;
+  std::uint64_t replans_ = 0, kept_count_ = 0;
 };
 
 /// Renumbers `next`'s GPUs so that slot g holds, where possible, the sessions slot g held in
