@@ -2,6 +2,7 @@
 #include "nexus/exec/cpu_backend.hpp"
 
 #include <algorithm>
+#include <unistd.h>
 #include <atomic>
 #ifdef NEXUS_CPU_STEP_TIMING
 #include <chrono>
@@ -1429,7 +1430,13 @@ const char* exec::cpu_kernel_isa() {
 #endif
 }
 
-CpuBackend::CpuBackend(CpuBackendOptions options) {
+std::size_t CpuBackend::free_memory() const {
+  const long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return 0;
+  return static_cast<std::size_t>(std::clamp(memory_share_, 0.0, 1.0) * double(pages) * double(page));
+}
+
+CpuBackend::CpuBackend(CpuBackendOptions options) : memory_share_(options.memory_share) {
 #if defined(NEXUS_CPU_KERNELS_AVX2)
   NEXUS_CHECK(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"),
               "CpuBackend: this build's kernels need AVX2 and FMA, which this CPU lacks "

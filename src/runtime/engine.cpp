@@ -127,6 +127,7 @@ Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
   started_at_ = clock_->now();
   last_epoch_ = started_at_;
   for (const auto& d : devices_) executors_.push_back(std::make_unique<Executor>(*this, d.index));
+  device_memory_.resize(devices_.size());
   sim_next_.resize(devices_.size());
   sim_dirty_flag_.assign(devices_.size(), 0);
   if (!virtual_) {
@@ -224,6 +225,11 @@ void Engine::Impl::load_model(ModelSpec spec) {
     m->load.load_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     m->load.device_bytes += be->device_bytes();
     m->load.prepared_batches = m->max_batch;
+    // The device's memory as the planner sees it: what is free now plus what the models loaded
+    // on it hold (Backend::free_memory; 0 = unknown).
+    auto& dm = device_memory_[static_cast<std::size_t>(d.index)];
+    dm.used += be->device_bytes();
+    if (const std::size_t f = be->free_memory(); f > 0) dm.capacity = f + dm.used;
     m->backends.push_back(std::move(be));
   }
   m->item_shape = spec.input_shape;
@@ -618,6 +624,20 @@ void Engine::Impl::plan_now(TimePoint now, bool force) {
   plan_ = std::move(p);
 }
 
+// The packer options with the devices' memory: the smallest device capacity when every device
+// reports one and the application set none (PackerOptions::gpu_memory_bytes = 0).
+PackerOptions Engine::Impl::planner_packer() const {
+  PackerOptions o = options_.packer;
+  if (o.gpu_memory_bytes > 0 || device_memory_.empty()) return o;
+  std::size_t cap = std::numeric_limits<std::size_t>::max();
+  for (const auto& dm : device_memory_) {
+    if (dm.capacity == 0) return o;
+    cap = std::min(cap, dm.capacity);
+  }
+  o.gpu_memory_bytes = cap;
+  return o;
+}
+
 Plan Engine::Impl::plan_sessions(const std::vector<Session>& sessions, const Plan* running) {
   PlanRequest req;
   req.num_devices = static_cast<int>(devices_.size());
@@ -637,7 +657,7 @@ Plan Engine::Impl::plan_sessions(const std::vector<Session>& sessions, const Pla
   } else if (options_.planner_kind == PlannerKind::kReplicate) {
     p = make_replicate_planner()(req);
   } else {
-    p = make_squishy_planner(options_.packer)(req);
+    p = make_squishy_planner(planner_packer())(req);
     // The DP's split minimises fractional GPUs assuming as many GPUs as it likes (§6.2); on a box
     // too small for that plan, stages with small budgets (short duty cycles) cannot share a
     // device with slow ones. When admission control had to cut load, also try the split ∝ ℓ(1)
@@ -662,7 +682,7 @@ Plan Engine::Impl::plan_sessions(const std::vector<Session>& sessions, const Pla
           x.slo = std::chrono::duration_cast<std::chrono::microseconds>(
               proportional_budgets(q, uniform)[static_cast<std::size_t>(s->stage)]);
         }
-        Plan p2 = make_squishy_planner(options_.packer)(alt);
+        Plan p2 = make_squishy_planner(planner_packer())(alt);
         if (served(p2) > served(p) * (1 + 1e-9)) {
           p = std::move(p2);
           req = std::move(alt);

@@ -226,6 +226,12 @@ class Engine::Impl {
   void plan_now(TimePoint now, bool force);
   /// The Scheduler's planner: the custom / replicate / squishy planner over `sessions`.
   Plan plan_sessions(const std::vector<Session>& sessions, const Plan* running);
+  PackerOptions planner_packer() const;
+  struct DeviceMemory {
+    std::size_t used = 0;      // Σ device_bytes of the models loaded on the device
+    std::size_t capacity = 0;  // free_memory() + used, 0 = unknown
+  };
+  std::vector<DeviceMemory> device_memory_;  // control_mu_
   void apply_plan(const Plan& plan);
   void check_external_plan(const Plan& plan, const PlanRequest& req) const;
   // Virtual time: an event queue over the executors. Each executor's next_event() changes only

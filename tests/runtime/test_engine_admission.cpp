@@ -179,3 +179,54 @@ TEST_CASE("admission: a custom planner's plan naming unknown sessions or missing
                       Catch::Contains("unknown session 'ghost/s'"));
   }
 }
+
+namespace {
+// A SimBackend that reports what a real device would: its free memory, nothing held itself.
+class MemoryBackend final : public Backend {
+ public:
+  MemoryBackend(std::unique_ptr<Backend> inner, std::size_t free) : inner_(std::move(inner)), free_(free) {}
+  std::string device_name() const override { return inner_->device_name(); }
+  void load(const model::Graph& g, int b) override { inner_->load(g, b); }
+  std::vector<Tensor> run(const std::vector<Tensor>& in) override { return inner_->run(in); }
+  int max_batch() const override { return inner_->max_batch(); }
+  Shape input_shape(int i) const override { return inner_->input_shape(i); }
+  std::size_t weights_bytes() const override { return 0; }
+  std::size_t activation_bytes(int) const override { return 0; }
+  std::size_t free_memory() const override { return free_; }
+
+ private:
+  std::unique_ptr<Backend> inner_;
+  std::size_t free_;
+};
+}  // namespace
+
+TEST_CASE("admission: the planner sees the device's memory (Backend::free_memory)", "[runtime][admission]") {
+  // Two models of 1 GB each (profile m(b)); at 20 req/s both fit one device's time, but the
+  // device reports 1.5 GB free: the plan may not co-locate them, so on one device one query is
+  // served and the other rejected; with 4 GB both share it.
+  auto profile = [](const std::string& m) {
+    return BatchProfile(m, "sim", {1, 32}, {6500, 53000}, {}, {1000000000, 1100000000});
+  };
+  for (const std::size_t free : {std::size_t(1500) << 20, std::size_t(4000) << 20}) {
+    auto clock = std::make_shared<VirtualClock>();
+    runtime::Engine engine({.devices = "sim:1", .clock = clock, .epoch = 0us, .packer = {.admission_min_share = 0.0}});
+    for (const char* m : {"a", "b"})
+      engine.load_model({.name = m, .profile = profile(m), .make_backend = [&, m](const runtime::DeviceInfo&) {
+                           return std::make_unique<MemoryBackend>(
+                               std::make_unique<sim::SimBackend>(profile(m), clock), free);
+                         }});
+    engine.add_query(single("qa", "a", 100ms, 20));
+    engine.add_query(single("qb", "b", 100ms, 20));
+    const auto plan = engine.plan();
+    INFO("free " << free);
+    REQUIRE(plan.num_gpus() == 1);
+    CHECK(plan.gpus[0].memory_bytes <= free);
+    const auto st = engine.stats();
+    if (free < (std::size_t(2000) << 20)) {
+      CHECK(plan.gpus[0].sessions.size() == 1);
+      CHECK((st.sessions.at("qa/s").admission == "rejected") != (st.sessions.at("qb/s").admission == "rejected"));
+    } else {
+      CHECK(plan.gpus[0].sessions.size() == 2);
+    }
+  }
+}

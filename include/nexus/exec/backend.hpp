@@ -62,6 +62,12 @@ class Backend {
   virtual std::size_t device_bytes() const {
     return weights_bytes() + (max_batch() > 0 ? activation_bytes(max_batch()) : 0);
   }
+
+  /// Bytes still free on the device after this backend's load, for the planner: the Engine
+  /// plans each device's memory as free_memory() + the device_bytes() of the models loaded on
+  /// it (PackerOptions::gpu_memory_bytes, the smallest over the devices). 0 = unknown (no
+  /// limit), the default. CpuBackend: a configured share of the available RAM.
+  virtual std::size_t free_memory() const { return 0; }
 };
 
 }  // namespace nexus

@@ -35,6 +35,8 @@ namespace nexus {
 struct CpuBackendOptions {
   /// Worker threads including the caller's; 0 means std::thread::hardware_concurrency().
   int threads = 0;
+  /// Share of the available RAM (sysconf _SC_AVPHYS_PAGES) that free_memory() reports.
+  double memory_share = 0.5;
 };
 
 class CpuBackend final : public Backend {
@@ -58,6 +60,8 @@ class CpuBackend final : public Backend {
   std::size_t weights_bytes() const override;
   /// Arena bytes for `batch` items plus the im2col scratch of all threads.
   std::size_t activation_bytes(int batch) const override;
+  /// CpuBackendOptions::memory_share × the available RAM, 0 if unknown.
+  std::size_t free_memory() const override;
 
   /// The number of worker threads (including the caller's).
   int threads() const;
@@ -65,6 +69,7 @@ class CpuBackend final : public Backend {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  double memory_share_ = 0.5;
 };
 
 namespace exec {
