@@ -1779,6 +1779,13 @@ std::size_t CudaBackend::device_bytes() const {
   return m.weights_total + m.activation_bytes[static_cast<std::size_t>(m.max_batch)] +
          m.workspace_bytes + kCublasWorkspaceBytes + m.fp32_bytes;
 }
+std::size_t CudaBackend::free_memory() const {
+  std::size_t free_bytes = 0, total_bytes = 0;
+  if (cudaSetDevice(impl_->options.device_index) != cudaSuccess ||
+      cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess)
+    return 0;
+  return free_bytes;
+}
 std::string CudaBackend::device_label() const { return impl_->label; }
 std::vector<std::string> CudaBackend::conv_choices(int batch) const {
   const Impl& m = *impl_;

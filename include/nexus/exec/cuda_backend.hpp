@@ -121,6 +121,8 @@ class CudaBackend final : public Backend {
   void prepare(const std::vector<int>& batch_sizes) override;
   /// Device bytes this backend holds: weights + activation arena (max_batch) + workspaces.
   std::size_t device_bytes() const override;
+  /// Free bytes on its device (cudaMemGetInfo), 0 if the query fails (Backend::free_memory).
+  std::size_t free_memory() const override;
   /// How each convolution runs at `batch` (after prepare): "layer: chosen alternative, its
   /// measured ms", one line per conv, in model order.
   std::vector<std::string> conv_choices(int batch) const;
