@@ -47,9 +47,12 @@ TEST_CASE("admission: a rejected session stays rejected while its load does not 
   // batch 27, occupancy 45.5/54 ms), so only one fits. admission_min_share = 0: no service in
   // part, the other is rejected outright. Before the fix, the rejected session was measured at
   // ~0 req/s (its kNoRoute answers were not counted), re-admitted the next epoch, flooded the
-  // device and was rejected again: the decision alternated every epoch.
+  // device and was rejected again: the decision alternated every epoch. Batch times are noisy
+  // (lognormal, 5% std, 0.1% at 3x).
   SimRig rig({.devices = "sim:1", .epoch = std::chrono::seconds(1), .rate_ewma_alpha = 1.0,
-              .packer = {.max_gpus = 1, .admission_min_share = 0.0}});
+              .packer = {.max_gpus = 1, .admission_min_share = 0.0},
+              .sim_latency = {.distribution = sim::SimLatency::Distribution::kLognormal, .min_cv = 0.05,
+                              .slow_probability = 0.001, .slow_factor = 3.0, .seed = 5}});
   rig.engine->load_model({.name = "a", .profile = linear_profile("a", 1500, 5000, 32)});
   rig.engine->load_model({.name = "b", .profile = linear_profile("b", 1500, 5000, 32)});
   rig.engine->add_query(single("qa", "a", 100ms, 500));
