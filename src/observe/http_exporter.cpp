@@ -1,19 +1,25 @@
 // nexus_observe (nexus/observe/http_exporter.hpp): EngineStats -> Prometheus metric families at
-// each scrape (a prometheus::Collectable), served by prometheus-cpp's pull Exposer; /healthz and
-// /readyz answered by the same civetweb server through its begin_request callback.
+// each scrape, serialized by prometheus-cpp's TextSerializer and served with /healthz and /readyz
+// by a small socket server (see "HTTP" below for why not civetweb).
 #include "nexus/observe/http_exporter.hpp"
 
-#include <CivetServer.h>
-#include <civetweb.h>
-#include <prometheus/collectable.h>
-#include <prometheus/exposer.h>
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
-#include <map>
-#include <mutex>
-#include <shared_mutex>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <limits>
 #include <sstream>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 #include "nexus/core/error.hpp"
@@ -218,14 +224,6 @@ std::vector<MetricFamily> collect(const runtime::Engine& engine) {
   return fs.take();
 }
 
-class EngineCollectable final : public prometheus::Collectable {
- public:
-  explicit EngineCollectable(const runtime::Engine& engine) : engine_(engine) {}
-  std::vector<MetricFamily> Collect() const override { return collect(engine_); }
-
- private:
-  const runtime::Engine& engine_;
-};
 
 }  // namespace
 
@@ -253,7 +251,11 @@ Readiness readiness(const runtime::Engine& engine) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP
+// HTTP: a small blocking server on POSIX sockets. prometheus-cpp's pull Exposer (civetweb) was
+// used before, but civetweb creates its worker threads with ~100 KB stacks, and in a process that
+// links cuBLASLt (94 KB of static TLS) glibc refuses those threads (EINVAL): the exporter could not
+// start in any CUDA build. Scrapes are rare and small, so `threads` acceptors that each answer one
+// request per connection are enough.
 
 class HttpExporter::Impl {
  public:
@@ -261,89 +263,165 @@ class HttpExporter::Impl {
   ~Impl();
 
   const runtime::Engine& engine;
-  std::shared_ptr<EngineCollectable> collectable;
-  std::unique_ptr<prometheus::Exposer> exposer;
   std::string host;
   int port = 0;
 
-  /// civetweb calls begin_request (a plain function) for every request; it finds the exporter
-  /// by the port the request came in on. /metrics and everything else fall through to the
-  /// Exposer's handlers.
-  static int begin_request(mg_connection* conn);
-  static std::shared_mutex registry_mu;
-  static std::map<int, Impl*> registry;
-};
+ private:
+  void serve();
+  void answer(int fd);
 
-std::shared_mutex HttpExporter::Impl::registry_mu;
-std::map<int, HttpExporter::Impl*> HttpExporter::Impl::registry;
+  int listen_fd_ = -1;
+  int stop_pipe_[2] = {-1, -1};
+  std::vector<std::thread> threads_;
+};
 
 namespace {
 
-int reply(mg_connection* conn, int status, const char* status_text, const std::string& body) {
-  mg_printf(conn,
-            "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %zu\r\n"
-            "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-            status, status_text, body.size());
-  mg_write(conn, body.data(), body.size());
-  return status;
+/// The response to one request target; `head` answers HEAD requests without the body.
+std::string response(int status, std::string_view status_text, std::string_view content_type,
+                     const std::string& body, bool head) {
+  std::string out = fmt::format(
+      "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n"
+      "Connection: close\r\n\r\n",
+      status, status_text, content_type, body.size());
+  if (!head) out += body;
+  return out;
+}
+
+void send_all(int fd, const std::string& data) {
+  std::size_t sent = 0;
+  while (sent < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // the client went away: nothing to report to anyone
+    sent += static_cast<std::size_t>(n);
+  }
 }
 
 }  // namespace
 
-int HttpExporter::Impl::begin_request(mg_connection* conn) {
-  const mg_request_info* ri = mg_get_request_info(conn);
-  if (ri == nullptr || ri->local_uri == nullptr) return 0;
-  const std::string_view uri = ri->local_uri;
-  if (uri != "/healthz" && uri != "/readyz") return 0;
-  std::shared_lock lock(registry_mu);
-  const auto it = registry.find(ri->server_port);
-  if (it == registry.end()) return 0;
-  if (uri == "/healthz") return reply(conn, 200, "OK", "ok\n");
-  Readiness r;
-  try {
-    r = readiness(it->second->engine);
-  } catch (const std::exception& e) {
-    r = {false, e.what()};
+void HttpExporter::Impl::answer(int fd) {
+  // Read the request head (up to 8 KiB, 2 s): only its first line matters.
+  timeval tv{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string req;
+  char buf[1024];
+  while (req.find("\r\n\r\n") == std::string::npos && req.size() < 8192) {
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    req.append(buf, static_cast<std::size_t>(n));
   }
-  return r.ready ? reply(conn, 200, "OK", r.reason + "\n")
-                 : reply(conn, 503, "Service Unavailable", "not ready: " + r.reason + "\n");
+  const auto eol = req.find("\r\n");
+  const std::string line = req.substr(0, eol);
+  const auto sp1 = line.find(' ');
+  const auto sp2 = sp1 == std::string::npos ? std::string::npos : line.find(' ', sp1 + 1);
+  if (sp1 == std::string::npos || sp2 == std::string::npos) {
+    send_all(fd, response(400, "Bad Request", "text/plain; charset=utf-8", "bad request\n", false));
+    return;
+  }
+  const std::string method = line.substr(0, sp1);
+  std::string target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  target = target.substr(0, target.find('?'));
+  const bool head = method == "HEAD";
+  if (method != "GET" && !head) {
+    send_all(fd, response(405, "Method Not Allowed", "text/plain; charset=utf-8", "GET or HEAD only\n", false));
+    return;
+  }
+  constexpr std::string_view kText = "text/plain; charset=utf-8";
+  if (target == "/metrics") {
+    std::string body;
+    try {
+      body = metrics_text(engine);
+    } catch (const std::exception& e) {
+      send_all(fd, response(500, "Internal Server Error", kText, std::string(e.what()) + "\n", head));
+      return;
+    }
+    send_all(fd, response(200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, head));
+  } else if (target == "/healthz") {
+    send_all(fd, response(200, "OK", kText, "ok\n", head));
+  } else if (target == "/readyz") {
+    Readiness r;
+    try {
+      r = readiness(engine);
+    } catch (const std::exception& e) {
+      r = {false, e.what()};
+    }
+    send_all(fd, r.ready ? response(200, "OK", kText, r.reason + "\n", head)
+                         : response(503, "Service Unavailable", kText, "not ready: " + r.reason + "\n", head));
+  } else {
+    send_all(fd, response(404, "Not Found", kText, "not found: try /metrics, /healthz, /readyz\n", head));
+  }
+}
+
+void HttpExporter::Impl::serve() {
+  pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
+  for (;;) {
+    fds[0].revents = fds[1].revents = 0;
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (fds[1].revents != 0) return;  // stop: the pipe's write end was closed
+    if ((fds[0].revents & POLLIN) == 0) continue;
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;  // another acceptor took it (non-blocking listener), or a transient error
+    answer(fd);
+    ::close(fd);
+  }
 }
 
 HttpExporter::Impl::Impl(const runtime::Engine& e, const std::string& bind_address, int threads)
-    : engine(e), collectable(std::make_shared<EngineCollectable>(e)) {
+    : engine(e) {
   const auto colon = bind_address.rfind(':');
   NEXUS_CHECK(colon != std::string::npos && colon + 1 < bind_address.size(),
               "HttpExporter: bind address '{}' is not host:port (e.g. 127.0.0.1:9090)", bind_address);
   NEXUS_CHECK(threads >= 1, "HttpExporter: http_threads must be >= 1, got {}", threads);
   host = bind_address.substr(0, colon);
-  static const CivetCallbacks callbacks = [] {
-    CivetCallbacks cb{};
-    cb.begin_request = &Impl::begin_request;
-    return cb;
-  }();
-  try {
-    exposer = std::make_unique<prometheus::Exposer>(
-        std::vector<std::string>{"listening_ports", bind_address, "num_threads", std::to_string(threads)},
-        &callbacks);
-  } catch (const std::exception& ex) {
-    throw_error("HttpExporter: cannot listen on '{}': {}", bind_address, ex.what());
+  const std::string port_text = bind_address.substr(colon + 1);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  const std::string node = host.empty() ? "0.0.0.0" : host;
+  if (const int rc = ::getaddrinfo(node.c_str(), port_text.c_str(), &hints, &res); rc != 0)
+    throw_error("HttpExporter: cannot listen on '{}': {}", bind_address, ::gai_strerror(rc));
+  std::string why = "no address";
+  for (addrinfo* ai = res; ai != nullptr && listen_fd_ < 0; ai = ai->ai_next) {
+    const int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+    if (fd < 0) {
+      why = std::strerror(errno);
+      continue;
+    }
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || ::listen(fd, 64) != 0) {
+      why = std::strerror(errno);
+      ::close(fd);
+      continue;
+    }
+    listen_fd_ = fd;
   }
-  const auto ports = exposer->GetListeningPorts();
-  NEXUS_CHECK(!ports.empty(), "HttpExporter: no listening port for '{}'", bind_address);
-  port = ports.front();
-  {
-    std::unique_lock lock(registry_mu);
-    registry[port] = this;
+  ::freeaddrinfo(res);
+  if (listen_fd_ < 0) throw_error("HttpExporter: cannot listen on '{}': {}", bind_address, why);
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port = addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
+                                    : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  if (::pipe2(stop_pipe_, O_CLOEXEC) != 0) {
+    ::close(listen_fd_);
+    throw_error("HttpExporter: cannot create its stop pipe: {}", std::strerror(errno));
   }
-  exposer->RegisterCollectable(collectable);
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { serve(); });
 }
 
 HttpExporter::Impl::~Impl() {
-  {
-    std::unique_lock lock(registry_mu);  // waits for /readyz answers in progress
-    registry.erase(port);
-  }
-  exposer.reset();  // stops the server threads before the collectable goes
+  ::close(stop_pipe_[1]);  // wakes every acceptor; each finishes the request it is answering
+  for (auto& t : threads_) t.join();
+  ::close(stop_pipe_[0]);
+  ::close(listen_fd_);
 }
 
 HttpExporter::HttpExporter(const runtime::Engine& engine, const std::string& bind_address, int http_threads)

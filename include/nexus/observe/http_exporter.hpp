@@ -21,8 +21,9 @@
 //                device_occupancy (measured: busy / elapsed), device_occupancy_planned (the
 //                plan's Σ ℓ(b)/d of the slots folded onto the device)
 //   engine:      in_flight, plan_gpus (slots), plan_rejected_sessions, ready (0/1)
-// The HTTP server is prometheus-cpp's pull Exposer (civetweb); it also adds its own exposer_*
-// metrics.
+// The text is prometheus-cpp's TextSerializer; the HTTP server is a small socket server of ours
+// (civetweb, prometheus-cpp's pull Exposer, cannot start its threads in a process that links
+// cuBLASLt: see src/observe/http_exporter.cpp).
 //
 // Thread-safety: the exporter's threads call Engine::stats(), which is safe concurrently with
 // every other Engine call. The Engine must outlive the exporter. Not for virtual-time engines
@@ -35,8 +36,7 @@
 
 namespace nexus::observe {
 
-/// The engine's metrics in the Prometheus text exposition format (what /metrics serves, without
-/// the exposer_* metrics of the HTTP server).
+/// The engine's metrics in the Prometheus text exposition format 0.0.4 (what /metrics serves).
 std::string metrics_text(const runtime::Engine& engine);
 
 /// Readiness of an engine to serve (what /readyz answers).
@@ -48,7 +48,8 @@ Readiness readiness(const runtime::Engine& engine);
 
 class HttpExporter {
  public:
-  /// Starts serving on `bind_address` ("host:port"; port 0 picks a free port, see port()).
+  /// Starts serving on `bind_address` ("host:port"; port 0 picks a free port, see port()) with
+  /// `http_threads` threads, each answering one request per connection (HTTP/1.1, Connection: close).
   /// Throws nexus::Error naming the address when it cannot listen there.
   HttpExporter(const runtime::Engine& engine, const std::string& bind_address,
                int http_threads = 2);
