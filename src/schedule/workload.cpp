@@ -29,11 +29,18 @@ std::string need_string(const json& j, const char* key, const std::string& where
   return v.get<std::string>();
 }
 
-double need_positive(const json& j, const char* key, const std::string& where) {
+// Upper bounds on numbers from a workload file: beyond them the packer's GPU counts overflow or
+// it would allocate millions of GPU plans (found by fuzz/fuzz_workload: rate_rps 2.4e32).
+constexpr double kMaxRateRps = 1e6;      // per session or query
+constexpr double kMaxSloMs = 1e7;        // 2.8 hours
+constexpr double kMaxFanout = 1e3;
+
+double need_positive(const json& j, const char* key, const std::string& where, double max) {
   const json& v = need(j, key, where);
   NEXUS_CHECK(v.is_number(), "workload: {}.{} must be a number", where, key);
   const double x = v.get<double>();
   NEXUS_CHECK(std::isfinite(x) && x > 0, "workload: {}.{} must be > 0 (got {})", where, key, x);
+  NEXUS_CHECK(x <= max, "workload: {}.{} must be at most {} (got {})", where, key, max, x);
   return x;
 }
 
@@ -56,8 +63,8 @@ Workload parse_workload(const json& j) {
       s.id = need_string(ss[i], "id", where);
       where += " ('" + s.id + "')";
       s.model = need_string(ss[i], "model", where);
-      s.slo = ms_to_us(need_positive(ss[i], "slo_ms", where));
-      s.rate_rps = need_positive(ss[i], "rate_rps", where);
+      s.slo = ms_to_us(need_positive(ss[i], "slo_ms", where, kMaxSloMs));
+      s.rate_rps = need_positive(ss[i], "rate_rps", where, kMaxRateRps);
       NEXUS_CHECK(ids.insert(s.id).second, "workload: duplicate id '{}'", s.id);
       w.sessions.push_back(std::move(s));
     }
@@ -70,8 +77,8 @@ Workload parse_workload(const json& j) {
       QuerySpec q;
       q.id = need_string(qs[i], "id", where);
       where += " ('" + q.id + "')";
-      q.slo = ms_to_us(need_positive(qs[i], "slo_ms", where));
-      q.rate_rps = need_positive(qs[i], "rate_rps", where);
+      q.slo = ms_to_us(need_positive(qs[i], "slo_ms", where, kMaxSloMs));
+      q.rate_rps = need_positive(qs[i], "rate_rps", where, kMaxRateRps);
       const json& st = need(qs[i], "stages", where);
       NEXUS_CHECK(st.is_array() && !st.empty(), "workload: {}.stages must be a non-empty array", where);
       for (std::size_t k = 0; k < st.size(); ++k) {
@@ -86,7 +93,7 @@ Workload parse_workload(const json& j) {
             const std::string cw = fmt::format("{}.children[{}]", sw, c);
             QueryEdge e;
             e.stage = need_string(ch[c], "stage", cw);
-            if (ch[c].contains("fanout")) e.fanout = need_positive(ch[c], "fanout", cw);
+            if (ch[c].contains("fanout")) e.fanout = need_positive(ch[c], "fanout", cw, kMaxFanout);
             stage.children.push_back(std::move(e));
           }
         }

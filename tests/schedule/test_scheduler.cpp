@@ -175,6 +175,13 @@ TEST_CASE("workload JSON: parsing, planning and errors naming the item", "[workl
   CHECK_THAT(err(R"({"sessions": [{"id": "x", "model": "A", "slo_ms": 10, "rate_rps": "fast"}]})"),
              Catch::Contains("rate_rps must be a number"));
   CHECK_THAT(err(R"({"sessions": {}})"), Catch::Contains("'sessions' must be an array"));
+  // Regression (fuzz_workload): rate_rps 2.4e32 overflowed the packer's GPU count (UB).
+  CHECK_THAT(err(R"({"sessions": [{"id": "x", "model": "A", "slo_ms": 50, "rate_rps": 2.4e32}]})"),
+             Catch::Contains("'x'") && Catch::Contains("rate_rps must be at most"));
+  CHECK_THAT(err(R"({"queries": [{"id": "q", "slo_ms": 100, "rate_rps": 1, "stages": [
+                 {"id": "a", "model": "A", "children": [{"stage": "b", "fanout": 1e9}]},
+                 {"id": "b", "model": "B"}]}]})"),
+             Catch::Contains("fanout must be at most"));
   CHECK_THAT(err(R"({"queries": [{"id": "q", "slo_ms": 100, "rate_rps": 1, "stages": [
                  {"id": "a", "model": "A"}, {"id": "b", "model": "B"}]}]})"),
              Catch::Contains("exactly one root"));
