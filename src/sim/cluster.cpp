@@ -131,44 +131,26 @@ struct LatencyHist {
   }
 };
 
-// The runtime-fidelity options (EngineOptions::sim_latency, EngineOptions::executor) are applied
-// when this build's Engine has them; without them batches take the profile's mean and the
-// executor is work-conserving, and the result says so.
-template <typename Options>
-std::string apply_noise(Options& eo, const ScenarioNoise& n, std::uint64_t seed) {
-  if constexpr (requires { eo.sim_latency.distribution; }) {
-    using L = std::remove_reference_t<decltype(eo.sim_latency)>;
-    eo.sim_latency.distribution = n.distribution == "lognormal" ? L::Distribution::kLognormal
-                                  : n.distribution == "gamma"   ? L::Distribution::kGamma
-                                                                : L::Distribution::kMean;
-    eo.sim_latency.min_cv = n.min_cv;
-    eo.sim_latency.slow_probability = n.slow_probability;
-    eo.sim_latency.slow_factor = n.slow_factor;
-    eo.sim_latency.seed = seed;
-    if (n.distribution == "mean") return "mean";
-    return fmt::format("{}, cv >= {}, {}% slow batches at {}x", n.distribution, n.min_cv,
-                       100 * n.slow_probability, n.slow_factor);
-  } else {
-    (void)eo;
-    (void)seed;
-    return n.distribution == "mean" ? "mean" : "mean (this build's SimBackend has no noise)";
-  }
+/// Sets the SimBackend's batch-time distribution (EngineOptions::sim_latency) from the scenario's
+/// noise; returns its description for the result.
+std::string apply_noise(runtime::EngineOptions& eo, const ScenarioNoise& n, std::uint64_t seed) {
+  using L = sim::SimLatency;
+  eo.sim_latency.distribution = n.distribution == "lognormal" ? L::Distribution::kLognormal
+                                : n.distribution == "gamma"   ? L::Distribution::kGamma
+                                                              : L::Distribution::kMean;
+  eo.sim_latency.min_cv = n.min_cv;
+  eo.sim_latency.slow_probability = n.slow_probability;
+  eo.sim_latency.slow_factor = n.slow_factor;
+  eo.sim_latency.seed = seed;
+  if (n.distribution == "mean") return "mean";
+  return fmt::format("{}, cv >= {}, {}% slow batches at {}x", n.distribution, n.min_cv,
+                     100 * n.slow_probability, n.slow_factor);
 }
 
-template <typename Options>
-std::string apply_executor(Options& eo, bool work_conserving) {
-  if constexpr (requires { eo.executor.work_conserving; }) {
-    eo.executor.work_conserving = work_conserving;
-    return work_conserving ? "work_conserving" : "duty_cycle";
-  } else {
-    (void)eo;
-    return "work_conserving (this build's executor has no duty-cycle pacing)";
-  }
-}
-
-template <typename Options>
-constexpr bool has_duty_cycle() {
-  return requires(Options o) { o.executor.work_conserving; };
+/// Work-conserving or paced (the paper's duty cycle) executors; returns the mode's name.
+std::string apply_executor(runtime::EngineOptions& eo, bool work_conserving) {
+  eo.executor.work_conserving = work_conserving;
+  return work_conserving ? "work_conserving" : "duty_cycle";
 }
 
 }  // namespace
@@ -209,8 +191,6 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
       if (!squishy) eo.planner = make_batch_oblivious_planner({.budgets = dp ? decltype(even){} : even});
       eo.batch_policy.kind = o.ablate.early_drop ? dispatch::BatchPolicyKind::kLazyDrop
                                                  : dispatch::BatchPolicyKind::kEarlyDrop;
-      NEXUS_CHECK(!o.ablate.duty_cycle || has_duty_cycle<runtime::EngineOptions>(),
-                  "--ablate duty_cycle: this build's executor has no duty-cycle pacing to switch off");
       executor_mode = apply_executor(eo, o.ablate.duty_cycle);
       break;
     }
@@ -319,7 +299,7 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
         const std::string id = q.name + "/" + q.stages[i].name;
         auto bi = p.stage_budgets.find(id);
         if (bi == p.stage_budgets.end() || rate * mult[i] <= 0) continue;
-        sessions.push_back({id, q.stages[i].model, bi->second, rate * mult[i]});
+        sessions.push_back({.id = id, .model = q.stages[i].model, .slo = bi->second, .rate_rps = rate * mult[i]});
       }
     }
     PackerOptions po = eo.packer;

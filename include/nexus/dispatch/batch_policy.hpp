@@ -101,8 +101,9 @@ struct BatchPolicyOptions {
   /// kMaxBatchTimeout: how long the oldest request may wait for a fuller batch.
   Duration batch_timeout = std::chrono::milliseconds(5);
   /// kEarlyDrop, batch growth (an option, not the paper's schedule): grow the batch past the
-  /// plan's size, up to max_batch, while the earliest deadline allows. Off by default: a batch
-  /// larger than planned lengthens the duty cycle of every session sharing the device.
+  /// plan's size, up to max_batch, while the earliest deadline allows. On by default (measured:
+  /// docs/architecture.md "Defaults"), although a batch larger than planned lengthens the duty
+  /// cycle of every session sharing the device.
   bool grow_batch = true;
   /// kAimd: multiplicative decrease factor on an SLO miss (Clipper uses 0.9).
   double aimd_backoff = 0.9;

@@ -129,8 +129,9 @@ enum class SloSplit {
 /// cycle d, round robin, batches of at most the planned size formed by early drop).
 struct ExecutorOptions {
   /// Work conservation (an option, not the paper's schedule): start the next duty cycle at once
-  /// whenever the device would otherwise idle until d has passed. Off (paced, the paper's duty
-  /// cycle) by default: see docs/architecture.md for the measurement behind the default.
+  /// whenever the device would otherwise idle until d has passed. On by default: paced (the
+  /// paper's duty cycle, false) sustained less load at >= 99% good under noise in
+  /// benchmarks/results/fidelity-2026-11-30.json (docs/architecture.md, "Defaults").
   bool work_conserving = true;
 };
 
@@ -141,7 +142,8 @@ struct EngineOptions {
   /// The clock; null = SteadyClock. A VirtualClock selects discrete-event (virtual time) mode.
   std::shared_ptr<Clock> clock;
   /// Batch formation (early drop by default; lazy drop, AIMD, max-batch-timeout to compare).
-  /// Batch growth beyond the planned size is BatchPolicyOptions::grow_batch (off by default).
+  /// Batch growth beyond the planned size is BatchPolicyOptions::grow_batch (on by default, as
+  /// measured with the executor default above).
   dispatch::BatchPolicyOptions batch_policy{};
   /// Duty-cycle pacing of the executors.
   ExecutorOptions executor{};
