@@ -299,7 +299,7 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
         const std::string id = q.name + "/" + q.stages[i].name;
         auto bi = p.stage_budgets.find(id);
         if (bi == p.stage_budgets.end() || rate * mult[i] <= 0) continue;
-        sessions.push_back({.id = id, .model = q.stages[i].model, .slo = bi->second, .rate_rps = rate * mult[i]});
+        sessions.push_back({.id = id, .model = q.stages[i].model, .slo = bi->second, .rate_rps = rate * mult[i], .priority = 0, .group = {}});
       }
     }
     PackerOptions po = eo.packer;
