@@ -9,6 +9,7 @@
 #include <set>
 
 #include "gpu_executor.hpp"
+#include "nexus/core/log.hpp"
 #include "nexus/exec/cuda_backend.hpp"
 #include "nexus/runtime/planner.hpp"
 #include "nexus/schedule/query_planner.hpp"
@@ -621,6 +622,11 @@ void Engine::Impl::plan_now(TimePoint now, bool force) {
     p.stage_budgets.emplace(s->id, std::chrono::duration_cast<std::chrono::microseconds>(Duration(s->budget_ns.load())));
   }
   apply_plan(p);
+  const bool news = p.num_gpus() != plan_.num_gpus() || p.rejected.size() != plan_.rejected.size();
+  NEXUS_LOG_AT(news ? log::Level::kInfo : log::Level::kDebug, "plan_swap", {"gpus", p.num_gpus()},
+               {"sessions", ns}, {"rejected", p.rejected.size()}, {"lower_bound_gpus", fmt::format("{:.3f}", p.lower_bound_gpus)});
+  for (const auto& r : p.rejected)
+    NEXUS_LOG_AT(news ? log::Level::kWarn : log::Level::kDebug, "session_rejected", {"session", r.session}, {"reason", r.reason});
   plan_ = std::move(p);
 }
 
@@ -940,6 +946,9 @@ void Engine::Impl::complete_batch(Batch& b, std::vector<QueryResult>* done) {
   SessionState& ss = *session(b.session);
   const auto n = static_cast<std::int64_t>(b.items.size());
   TimePoint batch_now{};
+  if (b.failed)
+    NEXUS_LOG(kError, "backend_error", {"session", ss.id}, {"device", devices_[static_cast<std::size_t>(b.device)].name},
+              {"batch", n}, {"error", b.error});
   for (std::int64_t i = 0; i < n; ++i) {
     Item& it = b.items[static_cast<std::size_t>(i)];
     QueryState* q = it.q;
@@ -1053,7 +1062,10 @@ void Engine::Impl::end_item(Item& it, RequestStatus status, Reason reason, std::
   const QueryDef& qd = *q->query;
   const StageDef& st = qd.stages[static_cast<std::size_t>(it.stage)];
   SessionState* s = session(st.session);
-  s->drops[reason_index(reason)].fetch_add(1, std::memory_order_relaxed);
+  const auto nth = s->drops[reason_index(reason)].fetch_add(1, std::memory_order_relaxed) + 1;
+  if ((nth & (nth - 1)) == 0)  // the 1st, 2nd, 4th, ... of this session and reason
+    NEXUS_LOG(kWarn, "requests_not_completed", {"session", s->id}, {"reason", to_string(reason)},
+              {"status", to_string(status)}, {"total", nth}, {"message", message});
   {
     std::lock_guard lock(q->mu);
     if (q->reason == Reason::kNone) {  // the first outcome that ends the query wins

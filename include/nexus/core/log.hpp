@@ -6,12 +6,16 @@
 //   [2026-11-30 02:10:11.431] [nexus] [info] plan_swap gpus=2 sessions=3 rejected=0
 //
 // The application can take the records over (set_handler): forward them to its own logger, count
-// them, or write JSON. Events the engine emits (DESIGN.md "Planes"; docs/api.md):
-//   plan_swap         info   a new plan is in place (gpus, sessions, rejected, reason)
-//   session_rejected  warn   the planner gives a session no device (session, reason)
-//   admission_reject  debug  submit() refused a request (query, reason)
-//   drops             info   requests dropped in the last epoch, one field per reason
-//   backend_error     error  a backend threw while running a batch (model, device, error)
+// them, or write JSON. Events the Engine emits (src/runtime/engine.cpp):
+//   plan_swap               a plan is swapped in (gpus, sessions, rejected, lower_bound_gpus):
+//                           info when its slot or rejection count changed, else debug
+//   session_rejected        the plan gives a session no device (session, reason): warn with a
+//                           changed plan, else debug
+//   requests_not_completed  a stage item dropped, rejected or failed (session, reason, status,
+//                           total, message): warn at the 1st, 2nd, 4th, 8th, ... of each session
+//                           and reason, so an overload logs a few lines, not one per request
+//   backend_error           a backend threw while running a batch (session, device, batch,
+//                           error): error, once per failed batch
 //
 // Levels: the default comes from the environment variable NEXUS_LOG_LEVEL (trace, debug, info,
 // warn, error, off), else info. A disabled level costs one relaxed atomic load: NEXUS_LOG only
@@ -89,4 +93,12 @@ void emit(Level level, std::string_view event, std::initializer_list<Field> fiel
   do {                                                                              \
     if (::nexus::log::enabled(::nexus::log::Level::level))                          \
       ::nexus::log::emit(::nexus::log::Level::level, (event), {__VA_ARGS__});       \
+  } while (0)
+
+/// NEXUS_LOG_AT(level_expression, "event", fields...): the level chosen at run time.
+#define NEXUS_LOG_AT(level, event, ...)                                             \
+  do {                                                                              \
+    const ::nexus::log::Level nexus_log_level_ = (level);                           \
+    if (::nexus::log::enabled(nexus_log_level_))                                    \
+      ::nexus::log::emit(nexus_log_level_, (event), {__VA_ARGS__});                 \
   } while (0)
