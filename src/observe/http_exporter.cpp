@@ -219,6 +219,21 @@ std::vector<MetricFamily> collect(const runtime::Engine& engine) {
   Families::sample(fs.family("nexus_plan_rejected_sessions", "Sessions the current plan gives no device.",
                              MetricType::Gauge),
                    {}, double(st.plan.rejected.size()));
+  Families::sample(fs.family("nexus_plan_replans_total", "Re-plans the Scheduler ran (add_query, replan(), epochs).",
+                             MetricType::Counter),
+                   {}, double(st.replans));
+  Families::sample(fs.family("nexus_plan_kept_total", "Re-plans that kept the running plan (no device saved).",
+                             MetricType::Counter),
+                   {}, double(st.plans_kept));
+  {
+    // Admission control's verdict per session: 1 on the label of its state.
+    auto& f = fs.family("nexus_session_admission",
+                        "Admission of the session by the current plan (served in full, partial, rejected).",
+                        MetricType::Gauge);
+    for (const auto& [id, s] : st.sessions)
+      for (const char* state : {"served", "partial", "rejected"})
+        Families::sample(f, {{"session", id}, {"state", state}}, s.admission == state ? 1.0 : 0.0);
+  }
   Families::sample(fs.family("nexus_ready", "1 when /readyz answers 200.", MetricType::Gauge), {},
                    ready.ready ? 1.0 : 0.0);
   return fs.take();

@@ -95,6 +95,9 @@ TEST_CASE("observe: live /metrics, /healthz and /readyz of a running engine", "[
   CHECK(sample(m0.body, "nexus_query_arrivals_total{query=\"q\"}") == 0);
   CHECK(sample(m0.body, "nexus_requests_total{query=\"q\",status=\"completed\"}") == 0);
   CHECK(sample(m0.body, "nexus_ready") == 1);
+  CHECK(sample(m0.body, "nexus_session_admission{session=\"q/s\",state=\"served\"}") == 1);
+  CHECK(sample(m0.body, "nexus_session_admission{session=\"q/s\",state=\"rejected\"}") == 0);
+  CHECK(sample(m0.body, "nexus_plan_replans_total") == double(e.stats().replans));
   // The plan's stage budget, as the engine reports it (the same figure everywhere).
   const double budget_s = std::chrono::duration<double>(e.plan().stage_budgets.at("q/s")).count();
   CHECK(sample(m0.body, "nexus_session_stage_budget_seconds{session=\"q/s\"}") == Approx(budget_s));

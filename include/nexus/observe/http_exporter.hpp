@@ -16,11 +16,12 @@
 //   per session: session_{arrivals,completions,good,batches}_total, session_drops_total{reason},
 //                session_batch_size (histogram), session_batch_size_mean, session_rate_rps,
 //                session_latency_quantile_seconds, session_stage_budget_seconds (the plan's),
-//                session_planned_rate_rps
+//                session_planned_rate_rps, session_admission{state}
 //   per device:  device_busy_seconds_total, device_batches_total, device_items_total,
 //                device_occupancy (measured: busy / elapsed), device_occupancy_planned (the
 //                plan's Σ ℓ(b)/d of the slots folded onto the device)
-//   engine:      in_flight, plan_gpus (slots), plan_rejected_sessions, ready (0/1)
+//   engine:      in_flight, plan_gpus (slots), plan_rejected_sessions, plan_replans_total,
+//                plan_kept_total, ready (0/1)
 // The text is prometheus-cpp's TextSerializer; the HTTP server is a small socket server of ours
 // (civetweb, prometheus-cpp's pull Exposer, cannot start its threads in a process that links
 // cuBLASLt: see src/observe/http_exporter.cpp).
