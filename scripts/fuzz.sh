@@ -36,13 +36,16 @@ for t in "${targets[@]}"; do
   dict=(); [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
   seeds=("fuzz/corpus/$t")
   if [ "$t" = fuzz_onnx ]; then  # seeds: ONNX's own node-test models (Debian libonnx-testdata)
-    seeds=("$build/seeds/$t"); mkdir -p "${seeds[0]}"
+    seeds+=("$build/seeds/$t"); mkdir -p "${seeds[1]}"
     for m in /usr/share/libonnx-testdata/data/node/test_{conv,relu,add,maxpool,averagepool,gemm,softmax,concat,reshape,transpose,batchnorm,sigmoid,flatten,globalaveragepool,resize,matmul,mul,clip}*/model.onnx; do
-      [ -f "$m" ] && cp "$m" "${seeds[0]}/$(basename "$(dirname "$m")").onnx"
+      [ -f "$m" ] && cp "$m" "${seeds[1]}/$(basename "$(dirname "$m")").onnx"
     done
   fi
   # -rss_limit_mb / -malloc_limit_mb: an allocation sized from the input beyond 2 GB is a bug.
-  if "$exe" "$corpus" "${seeds[@]}" -max_total_time="$secs" -rss_limit_mb=2560 \
+  # NEXUS_FUZZ_RUNS (CI): a fixed number of mutations from a fixed seed, so that the smoke run
+  # is the same run on every machine with this compiler (a time limit alone is not).
+  det=(); [ -n "${NEXUS_FUZZ_RUNS:-}" ] && det=(-runs="$NEXUS_FUZZ_RUNS" -seed=1)
+  if "$exe" "$corpus" "${seeds[@]}" -max_total_time="$secs" "${det[@]}" -rss_limit_mb=2560 \
        -malloc_limit_mb=2048 -timeout=25 -max_len=65536 -print_final_stats=1 \
        -artifact_prefix="$artifacts/" "${dict[@]}" >"$log" 2>&1; then
     rc=0

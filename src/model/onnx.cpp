@@ -34,9 +34,12 @@ std::string dims_str(const std::vector<std::int64_t>& d) {
   return s + "]";
 }
 
+/// Element count; a shape whose count overflows int64 (a corrupt file) is an error, not UB.
 std::int64_t numel(const std::vector<std::int64_t>& d) {
   std::int64_t n = 1;
-  for (auto v : d) n *= v;
+  for (auto v : d)
+    if (__builtin_mul_overflow(n, v, &n))
+      throw_error("ONNX: shape {} has more elements than an int64 counts (a corrupt file?)", dims_str(d));
   return n;
 }
 

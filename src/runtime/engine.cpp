@@ -23,6 +23,15 @@
 
 namespace nexus::runtime {
 
+namespace {
+/// A stage budget as the Scheduler takes it (whole µs, > 0): rounded up, so that a budget under
+/// 1 µs (a query of near-zero-latency models) is not refused as "SLO must be > 0".
+std::chrono::microseconds scheduler_budget(std::int64_t budget_ns) {
+  return std::max(std::chrono::microseconds(1),
+                  std::chrono::ceil<std::chrono::microseconds>(std::chrono::nanoseconds(budget_ns)));
+}
+}  // namespace
+
 std::string_view to_string(RequestStatus s) {
   switch (s) {
     case RequestStatus::kCompleted: return "completed";
@@ -361,7 +370,7 @@ int Engine::Impl::add_query(QuerySpec spec) {
       Session x;
       x.id = s->id;
       x.model = model(s->model).spec.name;
-      x.slo = std::chrono::duration_cast<std::chrono::microseconds>(Duration(s->budget_ns.load()));
+      x.slo = scheduler_budget(s->budget_ns.load());
       x.rate_rps = s->rate_rps;
       x.priority = q->priority;
       x.group = q->name;  // a query is admitted whole
@@ -609,7 +618,7 @@ void Engine::Impl::plan_now(TimePoint now, bool force) {
   const int ns = num_sessions_.load();
   for (int i = 0; i < ns; ++i) {
     const SessionState* s = session(i);
-    scheduler_->set_slo(s->id, std::chrono::duration_cast<std::chrono::microseconds>(Duration(s->budget_ns.load())));
+    scheduler_->set_slo(s->id, scheduler_budget(s->budget_ns.load()));
   }
   Plan p = scheduler_->replan(t);  // the planner below, or the running plan kept
   // The budgets in use are those the running plan was made for (a fallback split, or the
@@ -619,7 +628,7 @@ void Engine::Impl::plan_now(TimePoint now, bool force) {
       if (a.slo.count() > 0) p.stage_budgets.emplace(a.session, a.slo);
   for (int i = 0; i < ns; ++i) {
     const SessionState* s = session(i);
-    p.stage_budgets.emplace(s->id, std::chrono::duration_cast<std::chrono::microseconds>(Duration(s->budget_ns.load())));
+    p.stage_budgets.emplace(s->id, scheduler_budget(s->budget_ns.load()));
   }
   apply_plan(p);
   const bool news = p.num_gpus() != plan_.num_gpus() || p.rejected.size() != plan_.rejected.size();

@@ -188,7 +188,10 @@ Plan SquishyBinPacker::pack_all(const std::vector<Session>& sessions, const Prof
   for (int i = 0; i < static_cast<int>(infos.size()); ++i) {
     const Info& in = infos[i];
     const double R = in.s->rate_rps;
-    int n = static_cast<int>(std::floor(R / in.sat_tput + kRateTolerance));
+    const double full = std::floor(R / in.sat_tput + kRateTolerance);
+    NEXUS_CHECK(full < 1e6, "session '{}': {} req/s needs {:.3g} saturated GPUs at {:.3g} req/s each "
+                "(expected under 1e6; a rate or a profile out of range?)", in.s->id, R, full, in.sat_tput);
+    int n = static_cast<int>(full);
     double r = R - n * in.sat_tput;
     if (r <= R * kRateTolerance) r = 0.0;
     add_saturated(in, n);
