@@ -279,10 +279,14 @@ Run interrupt_example(const std::string& args, const std::string& name, const st
                       double after_s) {
   fs::create_directories(kWork);
   const fs::path log = kWork / (name + ".log");
+  // The previous run's log must go first: the wait loop below may look before the example's
+  // shell has truncated it, and a stale 'device' line there sent SIGINT before the example had
+  // installed its handler (killed with status 130 and no report: a flaky failure).
+  fs::remove(log);
   const std::string cmd =
       "'" + std::string(VA_EXE) + "' --device cpu --data '" + (kSource / "data").string() + "' " +
       args + " > '" + log.string() + "' 2>&1 & pid=$!; "
-      "i=0; while [ $i -lt 4800 ] && kill -0 $pid 2>/dev/null && ! grep -q '^" + ready_line + "' '" +
+      "i=0; while [ $i -lt 4800 ] && kill -0 $pid 2>/dev/null && ! grep -qs '^" + ready_line + "' '" +
       log.string() + "'; do sleep 0.25; i=$((i+1)); done; "
       "sleep " + std::to_string(after_s) + "; kill -INT $pid 2>/dev/null; wait $pid";
   const int st = std::system(cmd.c_str());
