@@ -33,12 +33,14 @@ struct Run {
 };
 
 // Runs the example with `args` (stdout+stderr captured to a file).
-Run run_example(const std::string& args, const std::string& name, const std::string& prefix = "") {
-  fs::create_directories(kWork);
-  const fs::path log = kWork / (name + ".log");
-  const std::string cmd = prefix + "'" + std::string(VA_EXE) + "' --device cpu --data '" +
-                          (kSource / "data").string() + "' " + args + " > '" + log.string() +
-                          "' 2>&1";
+// The shell command that runs the example on the CPU with `args`, its output going to `log`.
+std::string example_command(const std::string& args, const fs::path& log) {
+  return "'" + std::string(VA_EXE) + "' --device cpu --data '" + (kSource / "data").string() + "' " + args +
+         " > '" + log.string() + "' 2>&1";
+}
+
+// Runs `cmd` with std::system; the exit status and the example's output from `log`.
+Run run_shell(const std::string& cmd, const fs::path& log) {
   const int st = std::system(cmd.c_str());
   Run r;
   r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
@@ -47,6 +49,12 @@ Run run_example(const std::string& args, const std::string& name, const std::str
   ss << in.rdbuf();
   r.output = ss.str();
   return r;
+}
+
+Run run_example(const std::string& args, const std::string& name, const std::string& prefix = "") {
+  fs::create_directories(kWork);
+  const fs::path log = kWork / (name + ".log");
+  return run_shell(prefix + example_command(args, log), log);
 }
 
 bool have_data() {
@@ -284,19 +292,11 @@ Run interrupt_example(const std::string& args, const std::string& name, const st
   // installed its handler (killed with status 130 and no report: a flaky failure).
   fs::remove(log);
   const std::string cmd =
-      "'" + std::string(VA_EXE) + "' --device cpu --data '" + (kSource / "data").string() + "' " +
-      args + " > '" + log.string() + "' 2>&1 & pid=$!; "
+      example_command(args, log) + " & pid=$!; "
       "i=0; while [ $i -lt 4800 ] && kill -0 $pid 2>/dev/null && ! grep -qs '^" + ready_line + "' '" +
       log.string() + "'; do sleep 0.25; i=$((i+1)); done; "
       "sleep " + std::to_string(after_s) + "; kill -INT $pid 2>/dev/null; wait $pid";
-  const int st = std::system(cmd.c_str());
-  Run r;
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  std::ifstream in(log);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  r.output = ss.str();
-  return r;
+  return run_shell(cmd, log);
 }
 
 TEST_CASE("video_analytics: Ctrl-C drains and still writes a complete report", "[video][data]") {
