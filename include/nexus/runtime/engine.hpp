@@ -90,6 +90,11 @@ struct ModelSpec {
   DType input_dtype = DType::kFloat32;
   /// Largest batch to run (0 = profile.max_batch()).
   int max_batch = 0;
+  /// Prefix batching for models without a graph (e.g. on sim devices): models with the same
+  /// non-empty key share a prefix that takes `fraction` (0..1) of each one's ℓ(b); the rest is
+  /// the member's suffix. Ignored for models with a graph (grouped by hashing, model/prefix.hpp).
+  struct DeclaredPrefix { std::string key; double fraction = 0.0; };
+  DeclaredPrefix declared_prefix;
 };
 
 /// What a planner is given: the sessions (id "<query>/<stage>", model, stage budget as SLO,
@@ -178,6 +183,11 @@ struct EngineOptions {
   /// How sim devices' batch durations are drawn (default: the profile's mean; tests and
   /// benchmarks add noise and slow batches). Each (model, device) gets its own seeded stream.
   sim::SimLatency sim_latency{};
+  /// Prefix batching (paper §6.3, docs/prefix_batching.md): models that share a prefix of
+  /// identical layers (found by hashing their graphs at load_model, or declared with
+  /// ModelSpec::declared_prefix) form a group that is planned as one session and runs the prefix
+  /// once per merged batch. false = every model is served on its own (no groups).
+  bool prefix_batching = true;
 };
 
 /// What load_model() cost for one model: it loads the backend on every device and prepares
