@@ -20,6 +20,7 @@
 #include <iostream>
 
 #include "nexus/core/error.hpp"
+#include "nexus/core/log.hpp"
 #include "nexus/sim/cluster.hpp"
 
 namespace {
@@ -50,6 +51,14 @@ json result_json(const sim::SimResult& r, bool with_samples) {
          {"sim", {{"wall_s", r.wall_s}, {"cpu_s", r.cpu_s}, {"simulated_requests_per_wall_s", r.sim_rps},
                   {"simulated_requests_per_cpu_s", r.sim_rps_cpu}, {"stage_items_per_cpu_s",
                   r.cpu_s > 0 ? double(r.stage_items) / r.cpu_s : 0.0}}}};
+  json ss = json::object();
+  for (const auto& [id, d] : r.sessions)
+    ss[id] = {{"gpus_planned", d.gpus_planned}, {"planned_batch_mean", d.planned_batch_mean},
+              {"planned_batch_max", d.planned_batch_max}, {"duty_cycle_ms_mean", d.duty_cycle_ms_mean},
+              {"budget_ms", d.budget_ms}, {"arrivals", d.arrivals}, {"completions", d.completions},
+              {"batches", d.batches}, {"mean_batch", d.mean_batch}, {"drops", d.drops}};
+  j["sessions"] = ss;
+  j["device_busy"] = {{"all_gpus", r.device_busy_avg}, {"planned_gpus", r.device_busy_planned_avg}};
   if (with_samples) {
     json s = json::array();
     for (const auto& x : r.samples)
@@ -91,7 +100,8 @@ int main(int argc, char** argv) {
     ("workload", "scenario JSON file (sim/scenarios/*.json)", cxxopts::value<std::string>())
     ("gpus", "number of simulated GPUs (>= 1)", cxxopts::value<int>()->default_value("16"))
     ("system", "nexus, clipper, tfserving or triton", cxxopts::value<std::string>()->default_value("nexus"))
-    ("ablate", "Nexus features off: squishy, query_dp, early_drop, duty_cycle, prefix, all (comma list)",
+    ("ablate", "Nexus features off: squishy, query_dp, early_drop, duty_cycle (= paced, the paper's schedule), "
+     "prefix, all (comma list)",
      cxxopts::value<std::string>()->default_value(""))
     ("duration", "virtual seconds to simulate (default: the scenario's)", cxxopts::value<double>()->default_value("0"))
     ("seed", "random seed", cxxopts::value<std::uint64_t>()->default_value("1"))
@@ -101,6 +111,8 @@ int main(int argc, char** argv) {
     ("noise", "batch times: mean, lognormal or gamma (default: the scenario's)",
      cxxopts::value<std::string>()->default_value(""))
     ("quiet", "no table or progress on stderr")
+    ("log-level", "the Engine's log level (drops are expected in a simulation: default error)",
+     cxxopts::value<std::string>()->default_value("error"))
     ("h,help", "show this help");
   cxxopts::ParseResult args;
   sim::SimOptions so;
@@ -137,6 +149,7 @@ int main(int argc, char** argv) {
       throw nexus::Error(fmt::format("--noise {}: expected mean, lognormal or gamma", so.noise));
     find_max = args.count("find-max-throughput") > 0;
     quiet = args.count("quiet") > 0;
+    log::set_level(log::parse_level(args["log-level"].as<std::string>()));
   } catch (const std::exception& e) {
     std::cerr << "nexus-sim: " << e.what() << "\n" << "usage: nexus-sim --workload FILE.json --gpus N "
               << "--system nexus|clipper|tfserving|triton [--ablate FEATURE] [--duration S] [--seed K] "

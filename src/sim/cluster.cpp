@@ -4,6 +4,7 @@
 #include <cmath>
 #include <ctime>
 #include <random>
+#include <set>
 #include <type_traits>
 
 #include "nexus/core/error.hpp"
@@ -191,7 +192,10 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
       if (!squishy) eo.planner = make_batch_oblivious_planner({.budgets = dp ? decltype(even){} : even});
       eo.batch_policy.kind = o.ablate.early_drop ? dispatch::BatchPolicyKind::kLazyDrop
                                                  : dispatch::BatchPolicyKind::kEarlyDrop;
-      executor_mode = apply_executor(eo, o.ablate.duty_cycle);
+      // The library's defaults (work-conserving executor, batch growth); the duty_cycle ablation
+      // is the paper's paced schedule (one batch per session per duty cycle d, no growth).
+      executor_mode = apply_executor(eo, !o.ablate.duty_cycle);
+      if (o.ablate.duty_cycle) eo.batch_policy.grow_batch = false;
       break;
     }
     case System::kClipper:
@@ -396,7 +400,37 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
   account(engine.poll());
   const auto st = engine.stats();
   res.submitted_total = st.submitted;
-  for (const auto& [id, s] : st.sessions) res.stage_items += s.completions;
+  for (const auto& [id, s] : st.sessions) {
+    res.stage_items += s.completions;
+    SimSessionDetail& d = res.sessions[id];
+    d.arrivals = s.arrivals;
+    d.completions = s.completions;
+    d.batches = s.batches;
+    d.mean_batch = s.mean_batch;
+    d.drops = s.drops;
+    if (auto b = st.plan.stage_budgets.find(id); b != st.plan.stage_budgets.end())
+      d.budget_ms = double(b->second.count()) / 1e3;
+  }
+  std::set<int> planned_devices;
+  for (const auto& g : st.plan.gpus)
+    for (const auto& a : g.sessions) {
+      auto it = res.sessions.find(a.session);
+      if (it == res.sessions.end()) continue;
+      SimSessionDetail& d = it->second;
+      const double n = d.gpus_planned;
+      d.planned_batch_mean = (d.planned_batch_mean * n + a.batch) / (n + 1);
+      d.duty_cycle_ms_mean = (d.duty_cycle_ms_mean * n + double(g.duty_cycle.count()) / 1e3) / (n + 1);
+      d.planned_batch_max = std::max(d.planned_batch_max, a.batch);
+      ++d.gpus_planned;
+      planned_devices.insert(g.gpu % o.gpus);
+    }
+  double busy = 0, busy_planned = 0;
+  for (const auto& dv : st.devices) {
+    busy += dv.occupancy;
+    if (planned_devices.count(dv.device)) busy_planned += dv.occupancy;
+  }
+  res.device_busy_avg = st.devices.empty() ? 0 : busy / double(st.devices.size());
+  res.device_busy_planned_avg = planned_devices.empty() ? 0 : busy_planned / double(planned_devices.size());
   NEXUS_CHECK(st.in_flight == 0 && st.submitted == st.completed + st.dropped + st.rejected + st.failed,
               "simulate: the no-loss invariant failed ({} submitted, {} completed, {} dropped, {} "
               "rejected, {} failed, {} in flight)",

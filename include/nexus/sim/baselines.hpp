@@ -33,14 +33,18 @@ struct Ablations {
   bool squishy = false;     ///< batch-oblivious allocation instead of squishy bin packing
   bool query_dp = false;    ///< even SLO split instead of the DP
   bool early_drop = false;  ///< lazy drop instead of early drop
-  bool duty_cycle = false;  ///< work-conserving executor instead of duty-cycle pacing
+  /// "paced, the paper's schedule": the executor waits out each duty cycle d and runs at most the
+  /// planned batch (ExecutorOptions::work_conserving = false, BatchPolicyOptions::grow_batch =
+  /// false) instead of the library defaults (work-conserving, batch growth).
+  bool duty_cycle = false;
   bool prefix = false;      ///< prefix batching off (it does not exist yet: always off)
   bool any() const { return squishy || query_dp || early_drop || duty_cycle || prefix; }
   std::string to_string() const;
 };
 /// Parses a comma list of squishy, query_dp, early_drop, duty_cycle, prefix, all; throws
 /// nexus::Error naming the bad word. "all" = squishy, query_dp and early_drop: the features this
-/// build has (duty_cycle and prefix are refused by simulate() until they exist).
+/// build has; duty_cycle (the paced schedule) is not part of it, being a different schedule
+/// rather than a feature switched off.
 Ablations parse_ablations(std::string_view list);
 
 struct BatchObliviousOptions {

@@ -54,6 +54,19 @@ struct SimSample {
   double lower_bound_gpus_mean_latency = 0;  ///< the same with ℓ(b) = the profile's mean
 };
 
+/// What one session did over the whole run (warm-up included): the plan's batch sizes against
+/// the batches run, and where its items went. For diagnosing a plan (docs/evaluation.md).
+struct SimSessionDetail {
+  int gpus_planned = 0;            ///< GPU slots of the final plan that serve it
+  int planned_batch_max = 0;       ///< largest planned batch over those slots
+  double planned_batch_mean = 0;   ///< mean planned batch over those slots
+  double duty_cycle_ms_mean = 0;   ///< mean duty cycle of those slots
+  double budget_ms = 0;            ///< its stage budget (SLO) in the final plan
+  std::uint64_t arrivals = 0, completions = 0, batches = 0;
+  double mean_batch = 0;           ///< batch size actually run
+  std::map<std::string, std::uint64_t> drops;   ///< by reason
+};
+
 struct SimResult {
   std::string scenario, system, ablations;
   std::string noise;        ///< how batch times were drawn
@@ -78,6 +91,9 @@ struct SimResult {
   double sim_rps = 0;                  ///< simulated requests (query requests) per wall second
   double sim_rps_cpu = 0;              ///< the same per CPU second (robust on a shared box)
   std::map<std::string, double> per_query_good_rate;
+  std::map<std::string, SimSessionDetail> sessions;   ///< by session id "<query>/<stage>"
+  /// Mean device occupancy (busy / elapsed) over all GPUs and over the GPUs the final plan uses.
+  double device_busy_avg = 0, device_busy_planned_avg = 0;
   std::vector<SimSample> samples;
 };
 
