@@ -1170,8 +1170,11 @@ std::optional<TimePoint> Engine::Impl::sim_next_event() {
   for (int d : sim_dirty_) {
     const auto di = static_cast<std::size_t>(d);
     sim_dirty_flag_[di] = 0;
-    sim_next_[di] = executors_[di]->next_event(now);
-    if (sim_next_[di]) {
+    const auto next = executors_[di]->next_event(now);
+    // Unchanged (a push to a busy device): its heap entry is still the valid one.
+    if (next == sim_next_[di]) continue;
+    sim_next_[di] = next;
+    if (next) {
       sim_heap_.push_back({sim_next_[di]->time_since_epoch().count(), d});
       std::push_heap(sim_heap_.begin(), sim_heap_.end(), std::greater<>{});
     }

@@ -152,7 +152,7 @@ bool Executor::step(TimePoint now) {
   apply_pending_plan();
   const int ns = num_slots_.load(std::memory_order_acquire);
   if (ns == 0) return false;
-  std::vector<QueryResult> done;
+  std::vector<QueryResult>& done = done_;
   // Take in what producers pushed; items of sessions not served here (the plan changed under a
   // producer) are re-routed.
   bool work = false;
@@ -263,6 +263,7 @@ void Executor::run_batch(Slot& s, std::size_t take, TimePoint now) {
   Batch b;
   b.session = s.session;
   b.device = device_;
+  b.items.swap(spare_items_);  // empty; its capacity is reused
   b.items.reserve(take);
   for (std::size_t i = 0; i < take; ++i) {
     b.items.push_back(std::move(s.queue.front()));
@@ -387,9 +388,10 @@ void Executor::sim_step(TimePoint now) {
   if (inflight_ && now >= busy_until_) {
     Batch b = std::move(*inflight_);
     inflight_.reset();
-    std::vector<QueryResult> done;
-    eng_.complete_batch(b, &done);
-    eng_.flush(done);
+    eng_.complete_batch(b, &done_);
+    eng_.flush(done_);
+    b.items.clear();
+    spare_items_.swap(b.items);
   }
   if (!inflight_) step(now);
 }

@@ -95,6 +95,10 @@ class Executor {
   std::mutex slot_mu_;
   std::atomic<int> num_slots_{0};
   std::vector<Item> scratch_;
+  // Executor thread only, reused so a warm executor allocates nothing per batch: the results
+  // a step ends, and the item buffer of the last finished batch (virtual time).
+  std::vector<QueryResult> done_;
+  std::vector<Item> spare_items_;
   // Duty cycle (executor thread only).
   Duration duty_cycle_{0};
   std::vector<int> order_;        // sessions in the order a cycle visits them

@@ -2,8 +2,9 @@
 // RoutingTable: how the Dispatcher spreads one session's requests over the devices that serve
 // it, in proportion to the plan's weights (paper §7 routing tables; notes §7: the original
 // frontend's default is deficit round robin). The table precomputes one period of smooth
-// weighted round robin (the deficit-round-robin order with quantum ∝ weight), so routing a
-// request is one atomic increment and one array read, with no lock on the submit path.
+// weighted round robin by stride scheduling (each device due every 1/share picks, the earliest
+// due first), in O(period · log devices), so routing a request is one atomic increment and one
+// array read, with no lock on the submit path.
 //
 // Thread-safety: immutable after construction; pick() may be called from any thread.
 
