@@ -41,6 +41,8 @@ json result_json(const sim::SimResult& r, bool with_samples) {
          {"ablate", r.ablations},
          {"noise", r.noise},
          {"executor", r.executor},
+         {"prefix_batching", r.prefix_batching},
+         {"models_with_declared_prefix", r.prefix_groups},
          {"load_scale", r.load_scale},
          {"duration_s", r.duration_s},
          {"warmup_s", r.warmup_s},
@@ -132,9 +134,6 @@ int main(int argc, char** argv) {
     so.ablate = sim::parse_ablations(args["ablate"].as<std::string>());
     if (so.ablate.any() && so.system != sim::System::kNexus)
       throw nexus::Error("--ablate applies to --system nexus only");
-    if (so.ablate.prefix)
-      throw nexus::Error("--ablate prefix: prefix batching does not exist in the Engine yet, so there is "
-                         "nothing to switch off");
     const double d = args["duration"].as<double>();
     if (d < 0) throw nexus::Error(fmt::format("--duration {}: expected seconds > 0", d));
     so.duration = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(d));

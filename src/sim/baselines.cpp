@@ -28,7 +28,9 @@ System parse_system(std::string_view name) {
 std::string Ablations::to_string() const {
   std::string out;
   auto add = [&](bool on, const char* n) {
-    if (on) out += (out.empty() ? "" : ",") + std::string(n);
+    if (!on) return;
+    if (!out.empty()) out += ',';
+    out += n;
   };
   add(squishy, "squishy");
   add(query_dp, "query_dp");
@@ -49,7 +51,7 @@ Ablations parse_ablations(std::string_view list) {
     else if (w == "early_drop") a.early_drop = true;
     else if (w == "duty_cycle") a.duty_cycle = true;
     else if (w == "prefix") a.prefix = true;
-    else if (w == "all") a.squishy = a.query_dp = a.early_drop = true;  // every feature this build has
+    else if (w == "all") a.squishy = a.query_dp = a.early_drop = a.prefix = true;  // every Nexus feature
     else if (!w.empty() && w != "none")
       throw_error("--ablate '{}': expected squishy, query_dp, early_drop, duty_cycle, prefix or all",
                   w);

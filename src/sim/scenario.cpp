@@ -182,6 +182,14 @@ Scenario load_scenario(const std::filesystem::path& file) {
                                     sc.profile_dir.string(), sm.profile_path.filename().string()));
     sm.profile = BatchProfile::load(sm.profile_path);
     sm.profile.set_latency_model(sc.latency_model);
+    if (const json* pj = m.find("prefix")) {
+      const Reader pr = m.child("prefix", *pj);
+      sm.prefix_key = pr.str("key");
+      if (sm.prefix_key.empty()) pr.fail("key", "a non-empty prefix name shared by the group's models");
+      sm.prefix_fraction = pr.num("fraction");
+      if (!(sm.prefix_fraction > 0 && sm.prefix_fraction < 1))
+        pr.fail("fraction", fmt::format("the prefix's share of ℓ(b), in (0, 1) (got {})", sm.prefix_fraction));
+    }
     sc.models.push_back(std::move(sm));
   }
 

@@ -60,9 +60,9 @@ TEST_CASE("nexus-sim: usage errors exit 2, runtime errors exit 1", "[sim][cli]")
   CHECK(r.err.find("'tensorrt'") != std::string::npos);
   r = run(traffic + "--ablate magic");
   CHECK(r.status == 2);
-  r = run(traffic + "--ablate prefix");
+  r = run(traffic + "--system clipper --ablate prefix");
   CHECK(r.status == 2);
-  CHECK(r.err.find("prefix batching") != std::string::npos);
+  CHECK(r.err.find("--system nexus only") != std::string::npos);
   r = run("--gpus 4");
   CHECK(r.status == 2);
   r = run("--workload /no/such/scenario.json");

@@ -103,6 +103,15 @@ TEST_CASE("shipped scenarios load and name their profile folders", "[sim][scenar
   }
   const Scenario g = load_scenario(kRoot / "sim/scenarios/game.json");
   CHECK(g.queries.size() == 24);
+  // The 4 ResNet-50 variants declare one shared prefix; the LeNet variants none.
+  int with_prefix = 0;
+  for (const auto& m : g.models) {
+    const bool rn = m.name.rfind("resnet50_", 0) == 0;
+    CHECK(m.prefix_key == (rn ? "resnet50" : ""));
+    with_prefix += rn ? 1 : 0;
+    if (rn) CHECK(m.prefix_fraction == Approx(0.98));
+  }
+  CHECK(with_prefix == 4);
   const Scenario t = load_scenario(kRoot / "sim/scenarios/traffic.json");
   CHECK(t.queries[0].stage_multipliers() == std::vector<double>{1.0, 1.0, 2.0});
   CHECK(t.queries[0].longest_path() == 2);
@@ -130,6 +139,10 @@ TEST_CASE("a bad scenario names the file, the field and what was expected", "[si
                                             "\", \"noise\": {\"distribution\": \"cauchy\"}, \"models\": " + ok_models +
                                             ", \"queries\": " + ok_query + "}"));
   CHECK_THAT(e, Catch::Contains("noise.distribution") && Catch::Contains("lognormal"));
+  e = error_of(write_temp("prefix.json", scenario(R"([{"name": "r", "profile": "resnet50@h200-fp16.json", "prefix": {"key": "rn", "fraction": 1.5}}])", ok_query)));
+  CHECK_THAT(e, Catch::Contains("prefix.json") && Catch::Contains("models[0].prefix.fraction") && Catch::Contains("(0, 1)"));
+  e = error_of(write_temp("prefixkey.json", scenario(R"([{"name": "r", "profile": "resnet50@h200-fp16.json", "prefix": {"fraction": 0.9}}])", ok_query)));
+  CHECK_THAT(e, Catch::Contains("models[0].prefix.key"));
   // An SLO no plan meets: ResNet-50 takes 3.1 ms at batch 1 -> a 5 ms SLO is refused by name.
   auto sc = load_scenario(write_temp("tight.json", scenario(ok_models, R"([{"name": "q", "slo_ms": 5, "stages": [{"name": "s", "model": "r"}], "rate_rps": 10}])")));
   CHECK_THROWS_WITH(simulate(sc, {.gpus = 2, .duration = 1s}), Catch::Contains("tight.json") && Catch::Contains("SLO"));
@@ -252,4 +265,19 @@ TEST_CASE("nexus runs the library's executor defaults; --ablate duty_cycle is th
   const double lost = double(pc.dropped) / double(pc.submitted);
   CHECK(lost > 0.05);
   CHECK(lost < 0.25);
+}
+
+TEST_CASE("declared prefixes reach the Engine; --ablate prefix and the baselines run without", "[sim][prefix]") {
+  const Scenario g = load_scenario(kRoot / "sim/scenarios/game.json");
+  const SimOptions base{.gpus = 4, .duration = 1s, .seed = 2, .load_scale = 0.5};
+  const SimResult on = simulate(g, base);
+  CHECK(on.prefix_groups == 4);
+  CHECK(on.prefix_batching);
+  SimOptions off = base;
+  off.ablate.prefix = true;
+  CHECK_FALSE(simulate(g, off).prefix_batching);
+  CHECK(parse_ablations("all").prefix);
+  SimOptions clipper = base;
+  clipper.system = System::kClipper;
+  CHECK_FALSE(simulate(g, clipper).prefix_batching);
 }

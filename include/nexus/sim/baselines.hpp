@@ -37,13 +37,15 @@ struct Ablations {
   /// planned batch (ExecutorOptions::work_conserving = false, BatchPolicyOptions::grow_batch =
   /// false) instead of the library defaults (work-conserving, batch growth).
   bool duty_cycle = false;
-  bool prefix = false;      ///< prefix batching off (it does not exist yet: always off)
+  /// prefix batching off (EngineOptions::prefix_batching = false): models that declare a shared
+  /// prefix (scenario "prefix") run on their own
+  bool prefix = false;
   bool any() const { return squishy || query_dp || early_drop || duty_cycle || prefix; }
   std::string to_string() const;
 };
 /// Parses a comma list of squishy, query_dp, early_drop, duty_cycle, prefix, all; throws
-/// nexus::Error naming the bad word. "all" = squishy, query_dp and early_drop: the features this
-/// build has; duty_cycle (the paced schedule) is not part of it, being a different schedule
+/// nexus::Error naming the bad word. "all" = squishy, query_dp, early_drop and prefix: every
+/// Nexus feature; duty_cycle (the paced schedule) is not part of it, being a different schedule
 /// rather than a feature switched off.
 Ablations parse_ablations(std::string_view list);
 

@@ -71,6 +71,10 @@ struct SimResult {
   std::string scenario, system, ablations;
   std::string noise;        ///< how batch times were drawn
   std::string executor;     ///< "duty_cycle" (paced) or "work_conserving"
+  /// EngineOptions::prefix_batching as run (Nexus: on unless --ablate prefix; baselines: off),
+  /// and how many of the scenario's models declare a prefix.
+  bool prefix_batching = false;
+  int prefix_groups = 0;
   int gpus = 0;
   double load_scale = 1.0;
   double duration_s = 0, warmup_s = 0;
@@ -98,8 +102,7 @@ struct SimResult {
 };
 
 /// Runs one simulation. Throws nexus::Error for 0 GPUs, an SLO no plan meets (Nexus: the
-/// Engine's add_query message naming the stage and the SLO that would work), or a prefix
-/// ablation (prefix batching does not exist yet).
+/// Engine's add_query message naming the stage and the SLO that would work).
 SimResult simulate(const Scenario& scenario, const SimOptions& options);
 
 struct MaxThroughput {

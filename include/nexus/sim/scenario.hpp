@@ -9,7 +9,9 @@
 //     "profiles": "../profiles/h200-2026-11-30",            // the profile folder used
 //     "latency_model": {"std_k": 1.0, "factor": 1.0},       // planning ℓ = (mean + k·std)·factor
 //     "duration_s": 20, "warmup_s": 2, "epoch_s": 10, "rate_ewma_alpha": 0.3,
-//     "models": [{"name": "ssd", "profile": "ssd_mobilenet_v1_300@h200-fp16.json"}, ...],
+//     "models": [{"name": "ssd", "profile": "ssd_mobilenet_v1_300@h200-fp16.json"},
+//                {"name": "rn50_a", "profile": "resnet50@h200-fp16.json",
+//                 "prefix": {"key": "resnet50", "fraction": 0.98}}, ...],   // prefix: optional
 //     "queries": [{
 //        "name": "traffic", "slo_ms": 400,
 //        "stages": [{"name": "det", "model": "ssd",
@@ -30,7 +32,7 @@
 // Errors: load_scenario throws nexus::Error naming the file, the field (JSON pointer style, e.g.
 // "queries[1].stages[0].model") and what was expected: a malformed file, a missing or mistyped
 // field, a model without a profile file, a stage naming an unknown model or child, a negative
-// rate or a non-positive SLO.
+// rate, a non-positive SLO, or a prefix without a key or with a fraction outside (0, 1).
 
 #include <chrono>
 #include <cstdint>
@@ -49,6 +51,11 @@ struct ScenarioModel {
   std::string name;                  ///< name the queries use
   std::filesystem::path profile_path;
   BatchProfile profile;              ///< loaded, with the scenario's latency model set
+  /// "prefix": {"key": "resnet50", "fraction": 0.98} (optional): models with the same key share
+  /// a prefix of identical layers that takes `fraction` of ℓ(b) (transfer-learned variants,
+  /// paper §6.3); it becomes runtime::ModelSpec::declared_prefix. Empty key = no prefix.
+  std::string prefix_key;
+  double prefix_fraction = 0.0;
 };
 
 struct ScenarioChild {
