@@ -12,7 +12,7 @@
 // ratio = nexus img/s / ORT img/s. --no-ort skips ORT (e.g. without Node.js).
 //
 // Usage: cpu_backend [--threads N] [--runs R] [--gemm-n N] [--machine "text"] [--no-ort]
-//                    [--only-onnx]
+//                    [--only-onnx] [--model ppocr_v4_det|ppocr_v4_rec|ppocr_v2_cls]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -67,7 +67,7 @@ double nexus_median_ms(const nexus::model::Graph& g, const std::vector<std::int6
   return ms[ms.size() / 2];
 }
 
-nlohmann::json onnx_rows(int threads, int runs, bool ort) {
+nlohmann::json onnx_rows(int threads, int runs, bool ort, const std::string& only_model) {
   namespace fs = std::filesystem;
   const fs::path root = NEXUS_SOURCE_DIR;
   const fs::path dir = root / "data" / "onnx" / "ppocr";
@@ -82,6 +82,7 @@ nlohmann::json onnx_rows(int threads, int runs, bool ort) {
                       {"ppocr_v4_rec", "ch_PP-OCRv4_rec_infer.onnx", {1, 3, 48, 320}},
                       {"ppocr_v2_cls", "ch_ppocr_mobile_v2.0_cls_infer.onnx", {1, 3, 48, 192}}};
   for (const M& m : models) {
+    if (!only_model.empty() && only_model != m.name) continue;
     nexus::model::OnnxOptions opt;
     opt.input_shape.assign(m.dims.begin() + 1, m.dims.end());
     nexus::model::Graph g;
@@ -127,6 +128,7 @@ int main(int argc, char** argv) {
   int threads = 0, runs = 5, gemm_n = 2048;
   bool ort = true, only_onnx = false;
   std::string machine = "2-core x86_64 CPU box";
+  std::string only_model;
   for (int i = 1; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--no-ort") {
@@ -146,6 +148,7 @@ int main(int argc, char** argv) {
     else if (key == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
     else if (key == "--gemm-n") gemm_n = std::max(64, std::atoi(argv[i + 1]));
     else if (key == "--machine") machine = argv[i + 1];
+    else if (key == "--model") only_model = argv[i + 1];
     else {
       std::fprintf(stderr, "unknown option %s\n", key.c_str());
       return 2;
@@ -177,7 +180,7 @@ int main(int argc, char** argv) {
   out["runs"] = runs;
 
 #ifdef NEXUS_WITH_ONNX
-  out["onnx"] = {{"rows", onnx_rows(threads, runs, ort)},
+  out["onnx"] = {{"rows", onnx_rows(threads, runs, ort, only_model)},
                  {"how", "batch 1, median of --runs after a warm-up; ORT = onnxruntime-node CPU EP "
                          "with the same intra-op threads, graph optimizations on, same input"}};
 #endif

@@ -112,7 +112,10 @@ TEST_CASE("CpuBackend device name and threads", "[exec]") {
   CHECK(be.device_name() == "cpu");
   CHECK(be.threads() == 2);
   const std::string isa = exec::cpu_kernel_isa();
-  CHECK((isa == "avx2+fma" || isa == "baseline"));
+  CHECK((isa == "avx512+fma" || isa == "avx2+fma" || isa == "baseline"));
+  CHECK((be.kernel_isa() == "avx512+fma" || be.kernel_isa() == "avx2+fma" ||
+         be.kernel_isa() == "baseline"));
+  CHECK_THROWS_WITH(CpuBackend(CpuBackendOptions{.kernels = "sse"}), Contains("expected ''"));
   CHECK_THROWS_WITH(be.run({}), Contains("no model loaded"));
 }
 

@@ -3,8 +3,9 @@
 // is present (DESIGN.md, "Data" plane). Activations are NCHW float32.
 //
 // How it runs (planned at load, as CUTLASS plans before it launches):
-//  - Conv2D: im2col + one Eigen GEMM per item and group (1x1 stride-1 convs skip im2col);
-//    depthwise convs run as direct loops. Bias and a following Relu/Relu6/LeakyRelu (when it is
+//  - Conv2D: im2col + Eigen GEMM per item and group, in column tiles of the output that keep
+//    the im2col tile in cache (1x1 stride-1 convs skip im2col); depthwise convs run as direct
+//    loops over a zero-padded copy of each plane, all taps summed in registers. Bias and a following Relu/Relu6/LeakyRelu (when it is
 //    the conv's only consumer and the conv is no graph output) are fused into the epilogue;
 //    likewise FullyConnected, and a ReLU after an Add (residual blocks).
 //  - Every op of the IR (model/graph.hpp) is supported; Flatten/Reshape are zero-copy views.
@@ -14,11 +15,15 @@
 //    Plus one im2col scratch per thread. run() allocates no intermediates (Eigen's GEMM may
 //    allocate its own packing buffers); it allocates only the returned outputs.
 //  - Threads: `threads` workers (the caller's thread is one of them) split each layer by items
-//    when the batch is at least the thread count, otherwise by GEMM rows/columns.
+//    when the batch is at least the thread count, otherwise by GEMM rows/columns or tiles;
+//    layers under ~0.5 M multiply-adds run on one thread. Between layers the workers spin
+//    for up to 300 µs before they sleep (a wake-up per layer would cost as much as the layer).
 //
-// On x86-64 with GCC the kernels are compiled for AVX2+FMA (Haswell, 2013, and later) unless
-// the library is built with -DNEXUS_CPU_GENERIC (e.g. cmake -DCMAKE_CXX_FLAGS=-DNEXUS_CPU_GENERIC);
-// constructing a CpuBackend on a CPU without them throws nexus::Error.
+// On x86-64 with GCC the kernels are compiled twice, for AVX2+FMA (Haswell, 2013, and later) and
+// for AVX-512 (F, DQ, VL, BW), and each CpuBackend runs the AVX-512 ones where the CPU has them
+// (CpuBackendOptions::kernels or NEXUS_CPU_KERNELS=avx2|avx512 choose). Built with
+// -DNEXUS_CPU_GENERIC (e.g. cmake -DCMAKE_CXX_FLAGS=-DNEXUS_CPU_GENERIC) there is one baseline
+// copy; constructing a CpuBackend on a CPU without the ISA of its kernels throws nexus::Error.
 //
 // Thread-safety: as Backend: one thread at a time calls run(); accessors are safe after load().
 
@@ -37,6 +42,10 @@ struct CpuBackendOptions {
   int threads = 0;
   /// Share of the available RAM (sysconf _SC_AVPHYS_PAGES) that free_memory() reports.
   double memory_share = 0.5;
+  /// Kernels: "" = the environment's NEXUS_CPU_KERNELS if set, else the best this CPU has;
+  /// "avx2" (AVX2+FMA, or the baseline build); "avx512". Throws nexus::Error on another value
+  /// or on "avx512" where the CPU or the build lacks it.
+  std::string kernels;
 };
 
 class CpuBackend final : public Backend {
@@ -65,6 +74,9 @@ class CpuBackend final : public Backend {
 
   /// The number of worker threads (including the caller's).
   int threads() const;
+  /// The instruction set of the kernels this backend runs: "avx512+fma", "avx2+fma" or
+  /// "baseline".
+  const std::string& kernel_isa() const;
 
  private:
   struct Impl;
@@ -84,8 +96,9 @@ using nexus::CpuBackendOptions;
 /// for threads = 1).
 double eigen_gemm_gflops(int n, int threads, int repeats = 5, bool cpu_time = false);
 
-/// The instruction set the CPU kernels were compiled for: "avx2+fma", or "baseline" (the
-/// compiler's default flags, e.g. with -DNEXUS_CPU_GENERIC or on non-x86 machines).
+/// The instruction set of the kernels a default CpuBackend runs on this CPU: "avx512+fma",
+/// "avx2+fma", or "baseline" (the compiler's default flags, e.g. with -DNEXUS_CPU_GENERIC or on
+/// non-x86 machines).
 const char* cpu_kernel_isa();
 }  // namespace exec
 
