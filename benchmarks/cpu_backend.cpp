@@ -9,10 +9,12 @@
 // PaddleOCR models): the detector, recognizer and direction classifier imported from ONNX, batch
 // 1, on 1 thread and on all --threads, next to ONNX Runtime (onnxruntime-node, CPU EP, same
 // intra-op thread count, same input) run by tests/reference/onnx/bench_ort.js in the same run;
-// ratio = nexus img/s / ORT img/s. --no-ort skips ORT (e.g. without Node.js).
+// ratio = nexus img/s / ORT img/s. --rounds R alternates the two sides R times and takes each
+// side's best round (robust to load that comes and goes on a shared machine). --model runs one
+// model only. The kernels' ISA is in "kernel_isa". --no-ort skips ORT (e.g. without Node.js).
 //
 // Usage: cpu_backend [--threads N] [--runs R] [--gemm-n N] [--machine "text"] [--no-ort]
-//                    [--only-onnx] [--model ppocr_v4_det|ppocr_v4_rec|ppocr_v2_cls]
+//                    [--only-onnx] [--rounds R] [--model ppocr_v4_det|ppocr_v4_rec|ppocr_v2_cls]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -67,7 +69,8 @@ double nexus_median_ms(const nexus::model::Graph& g, const std::vector<std::int6
   return ms[ms.size() / 2];
 }
 
-nlohmann::json onnx_rows(int threads, int runs, bool ort, const std::string& only_model) {
+nlohmann::json onnx_rows(int threads, int runs, int rounds, bool ort,
+                         const std::string& only_model) {
   namespace fs = std::filesystem;
   const fs::path root = NEXUS_SOURCE_DIR;
   const fs::path dir = root / "data" / "onnx" / "ppocr";
@@ -93,10 +96,13 @@ nlohmann::json onnx_rows(int threads, int runs, bool ort, const std::string& onl
       continue;
     }
     for (int t : {1, threads}) {
-      const double ms = nexus_median_ms(g, m.dims, t, runs);
-      nlohmann::json row = {{"model", m.name}, {"input", m.dims}, {"threads", t},
-                            {"nexus_median_ms", ms}, {"nexus_images_per_s", 1000.0 / ms}};
-      if (ort) {
+      // Rounds alternate Nexus and ORT, so that both sides see the same load over time; each
+      // side's figure is its best round (the least disturbed on a shared machine).
+      std::vector<double> nexus_rounds, ort_rounds;
+      nlohmann::json ort_info;
+      for (int r = 0; r < rounds; ++r) {
+        nexus_rounds.push_back(nexus_median_ms(g, m.dims, t, runs));
+        if (!ort) continue;
         const std::string cmd = fmt::format(
             "node {}/tests/reference/onnx/bench_ort.js {} {} {} {}", root.string(),
             (dir / m.file).string(), fmt::join(m.dims, ","), t, runs);
@@ -108,13 +114,24 @@ nlohmann::json onnx_rows(int threads, int runs, bool ort, const std::string& onl
         }
         try {
           const auto j = nlohmann::json::parse(text);
-          row["ort"] = j["ort"];
-          row["ort_median_ms"] = j["median_ms"];
-          row["ort_images_per_s"] = j["images_per_s"];
-          row["ratio_to_ort"] = (1000.0 / ms) / j["images_per_s"].get<double>();
+          ort_info = j["ort"];
+          ort_rounds.push_back(j["median_ms"].get<double>());
         } catch (const std::exception&) {
-          row["ort_error"] = "bench_ort.js failed (npm install in tests/reference/onnx?)";
         }
+      }
+      const double ms = *std::min_element(nexus_rounds.begin(), nexus_rounds.end());
+      nlohmann::json row = {{"model", m.name}, {"input", m.dims}, {"threads", t},
+                            {"nexus_median_ms", ms}, {"nexus_images_per_s", 1000.0 / ms},
+                            {"nexus_round_medians_ms", nexus_rounds}};
+      if (ort && ort_rounds.size() == nexus_rounds.size()) {
+        const double ort_ms = *std::min_element(ort_rounds.begin(), ort_rounds.end());
+        row["ort"] = ort_info;
+        row["ort_median_ms"] = ort_ms;
+        row["ort_images_per_s"] = 1000.0 / ort_ms;
+        row["ort_round_medians_ms"] = ort_rounds;
+        row["ratio_to_ort"] = ort_ms / ms;
+      } else if (ort) {
+        row["ort_error"] = "bench_ort.js failed (npm install in tests/reference/onnx?)";
       }
       rows.push_back(row);
       if (t == threads) break;
@@ -125,7 +142,7 @@ nlohmann::json onnx_rows(int threads, int runs, bool ort, const std::string& onl
 #endif
 
 int main(int argc, char** argv) {
-  int threads = 0, runs = 5, gemm_n = 2048;
+  int threads = 0, runs = 5, rounds = 1, gemm_n = 2048;
   bool ort = true, only_onnx = false;
   std::string machine = "2-core x86_64 CPU box";
   std::string only_model;
@@ -146,6 +163,7 @@ int main(int argc, char** argv) {
     const std::string key = argv[i];
     if (key == "--threads") threads = std::atoi(argv[i + 1]);
     else if (key == "--runs") runs = std::max(1, std::atoi(argv[i + 1]));
+    else if (key == "--rounds") rounds = std::max(1, std::atoi(argv[i + 1]));
     else if (key == "--gemm-n") gemm_n = std::max(64, std::atoi(argv[i + 1]));
     else if (key == "--machine") machine = argv[i + 1];
     else if (key == "--model") only_model = argv[i + 1];
@@ -180,9 +198,10 @@ int main(int argc, char** argv) {
   out["runs"] = runs;
 
 #ifdef NEXUS_WITH_ONNX
-  out["onnx"] = {{"rows", onnx_rows(threads, runs, ort, only_model)},
-                 {"how", "batch 1, median of --runs after a warm-up; ORT = onnxruntime-node CPU EP "
-                         "with the same intra-op threads, graph optimizations on, same input"}};
+  out["onnx"] = {{"rows", onnx_rows(threads, runs, rounds, ort, only_model)},
+                 {"how", "batch 1, median of --runs after a warm-up; --rounds alternate Nexus and ORT, "
+                         "each side's figure is its best round's median; ORT = onnxruntime-node "
+                         "CPU EP with the same intra-op threads, graph optimizations on, same input"}};
 #endif
   if (only_onnx) {
     out["load_average_1min"] = {{"before", load_before}, {"after", load_average()}};
