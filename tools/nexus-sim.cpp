@@ -38,6 +38,7 @@ json result_json(const sim::SimResult& r, bool with_samples) {
          {"gpus_used_avg", r.gpus_used_avg},
          {"lower_bound_gpus", r.lower_bound_gpus},
          {"lower_bound_gpus_at_mean_latency", r.lower_bound_gpus_mean_latency},
+         {"lower_bound_gpus_of_plan", r.lower_bound_gpus_plan},
          {"ablate", r.ablations},
          {"noise", r.noise},
          {"executor", r.executor},

@@ -291,12 +291,13 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
     mean.set_latency_model({});
     profiles_mean.emplace(m.name, std::move(mean));
   }
-  std::vector<double> s_lb_mean(nsamples + 1, 0);
+  std::vector<double> s_lb_mean(nsamples + 1, 0), s_lb_plan(nsamples + 1, 0);
   auto take_sample = [&](std::size_t k, TimePoint at) {
     const Plan p = engine.plan();
     int used = 0;
     for (const auto& g : p.gpus) used += g.sessions.empty() ? 0 : 1;
     s_used[k] = std::min(used, o.gpus);
+    s_lb_plan[k] = p.lower_bound_gpus;  // the planner's own (prefix groups merged), at measured rates
     // The packer's own bound Σ R_i / T_i(B_i) (B_i its throughput-maximising saturated batch)
     // at the true rates of this moment and the stage budgets in use.
     std::vector<Session> sessions;
@@ -450,18 +451,20 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
   for (const auto& [q, gs] : per_query)
     res.per_query_good_rate[q] = gs.second ? double(gs.first) / double(gs.second) : 1.0;
   // Time averages over the samples (each holds for one interval), warm-up excluded.
-  double used = 0, lb = 0, lbm = 0, wsum = 0;
+  double used = 0, lb = 0, lbm = 0, lbp = 0, wsum = 0;
   for (std::size_t k = 0; k < nsamples; ++k) {
     const double a = to_s(sample_every) * double(k), b = std::min(to_s(duration), a + to_s(sample_every));
     const double w = std::max(0.0, b - std::max(a, to_s(warmup)));
     used += w * s_used[k];
     lb += w * s_lb[k];
     lbm += w * s_lb_mean[k];
+    lbp += w * s_lb_plan[k];
     wsum += w;
   }
   res.gpus_used_avg = wsum > 0 ? used / wsum : 0;
   res.lower_bound_gpus = wsum > 0 ? lb / wsum : 0;
   res.lower_bound_gpus_mean_latency = wsum > 0 ? lbm / wsum : 0;
+  res.lower_bound_gpus_plan = wsum > 0 ? lbp / wsum : 0;
   if (o.sample_every.count() > 0)
     for (std::size_t k = 0; k < nsamples; ++k) {
       const double a = to_s(sample_every) * double(k), b = std::min(to_s(duration), a + to_s(sample_every));

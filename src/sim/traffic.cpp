@@ -168,16 +168,21 @@ Duration trace_duration(const std::vector<RateSegment>& trace) {
 }
 
 std::vector<TimePoint> merge_arrivals(std::vector<std::vector<TimePoint>> streams) {
-  std::vector<TimePoint> out;
-  std::size_t n = 0;
-  for (const auto& s : streams) n += s.size();
-  out.reserve(n);
-  for (auto& s : streams) {
-    const auto mid = out.size();
-    out.insert(out.end(), s.begin(), s.end());
-    std::inplace_merge(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(mid), out.end());
+  // Pairwise rounds: O(n log k) for k streams (merging each stream into the growing result was
+  // O(n k)). The output is the same sorted sequence.
+  if (streams.empty()) return {};
+  while (streams.size() > 1) {
+    std::vector<std::vector<TimePoint>> next;
+    next.reserve((streams.size() + 1) / 2);
+    for (std::size_t i = 0; i + 1 < streams.size(); i += 2) {
+      std::vector<TimePoint> m(streams[i].size() + streams[i + 1].size());
+      std::merge(streams[i].begin(), streams[i].end(), streams[i + 1].begin(), streams[i + 1].end(), m.begin());
+      next.push_back(std::move(m));
+    }
+    if (streams.size() % 2) next.push_back(std::move(streams.back()));
+    streams = std::move(next);
   }
-  return out;
+  return std::move(streams.front());
 }
 
 }  // namespace nexus::sim

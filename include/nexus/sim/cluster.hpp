@@ -87,6 +87,10 @@ struct SimResult {
   /// The bound with ℓ(b) = the measured mean (what a simulated batch takes), where the
   /// scenario's planning latency model adds k·std and a factor (the planner's own bound is above).
   double lower_bound_gpus_mean_latency = 0;
+  /// Plan::lower_bound_gpus of the running plan (time average): the planner's bound at the
+  /// measured (EWMA) rates, with prefix groups planned as one session each; the two bounds above
+  /// count every session on its own.
+  double lower_bound_gpus_plan = 0;
   std::uint64_t submitted = 0, good = 0, completed = 0, dropped = 0, rejected = 0, failed = 0;
   std::uint64_t submitted_total = 0;   ///< including the warm-up
   std::uint64_t stage_items = 0;       ///< stage items run (all stages, whole run)
