@@ -8,7 +8,8 @@
 #
 #   On the GPU machine, from the checkout root with .gpu/ beside it:   bash scripts/gpu_check.sh
 #     1. env        nvidia-smi, driver, cuDNN found (env.txt)
-#     2. tests      tests/cuda, every GPU test (cuda_tests.txt)
+#     2. tests      tests/cuda, every GPU test (cuda_tests.txt), with ONNX's node tests of the
+#                   importer's ops on the CudaBackend in FP32 (REFUSED / FAIL lines name them)
 #     3. pytorch    benchmarks/pytorch_baseline.py, FP16 (pytorch.json)
 #     4. nexus      benchmarks/gpu_backend sweep, same batches, merged with 3 (nexus_gpu_backend.jsonl)
 #     5. kernels    ncu per-kernel table of one FP16 batch of 32, ResNet-50 and MobileNetV1
@@ -42,6 +43,20 @@ if [[ "${1:-}" == "--stage" ]]; then
   cp build-gpu/tests/cuda/nexus_tests_cuda build-gpu/benchmarks/gpu_backend \
      build-gpu/benchmarks/gpu_serving build-gpu/benchmarks/prefix .gpu/bin/
   cp -L /usr/lib/x86_64-linux-gnu/libfmt.so.9 .gpu/lib/
+  # Also linked by the binaries when this machine has them (the GPU machine does not): spdlog
+  # (logging), and for the ONNX node tests of tests/cuda the ONNX protobuf libraries.
+  for lib in libspdlog.so.1.10 libonnx_proto.so.1 libprotobuf.so.32; do
+    if [[ -e /usr/lib/x86_64-linux-gnu/$lib ]]; then cp -L /usr/lib/x86_64-linux-gnu/$lib .gpu/lib/; fi
+  done
+  # ONNX's node tests (Debian libonnx-testdata) of the ops the importer maps, for tests/cuda's
+  # "[cuda][onnx]" test (NEXUS_ONNX_TESTDATA points there on the GPU machine; ~7 MB).
+  node=/usr/share/libonnx-testdata/data/node
+  if [[ -d $node ]]; then
+    mkdir -p .gpu/data/onnx-node
+    for d in $(ls "$node" | grep -E '^test_(add|sub|mul|div|clip|hardsigmoid|hardswish|sqrt|pow|convtranspose|conv|basic_conv|resize|upsample|transpose|matmul|pad|constant_pad|reduce_mean|slice|averagepool|maxpool|globalaveragepool|relu|leakyrelu|sigmoid|tanh|concat|softmax|gemm|flatten|reshape|squeeze|unsqueeze|identity|dropout|batchnorm)'); do
+      cp -r "$node/$d" .gpu/data/onnx-node/
+    done
+  fi
   for m in ssd_mobilenetv1 face_recognition face_landmark_68 face_expression age_gender; do
     cp data/face-api/model/${m}_model* .gpu/data/face-api/model/ 2> /dev/null || true
   done
@@ -73,6 +88,7 @@ for mod in nvidia.cudnn nvidia.cuda_nvrtc nvidia.cublas nvidia.cuda_runtime; do
 done
 export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export NEXUS_DATA_DIR=$ROOT/.gpu/data
+if [[ -d $ROOT/.gpu/data/onnx-node ]]; then export NEXUS_ONNX_TESTDATA=$ROOT/.gpu/data/onnx-node; fi
 
 GPU=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -1)
 SLUG=$(echo "${GPU:-unknown-gpu}" | tr 'A-Z' 'a-z' | sed 's/nvidia //; s/[^a-z0-9]\+/-/g; s/-$//')

@@ -105,7 +105,14 @@ enum class StepKind {
   kConcat,
   kSoftmax,
   kConvert,
-  kResize
+  kResize,
+  // Added for ONNX import (model/graph.hpp's ONNX ops):
+  kStridedCopy,    // Transpose, Slice, Pad: cuda::launch_strided_copy
+  kResizeNearest,  // cuda::launch_resize_nearest
+  kReduceMean,     // cuda::launch_reduce_mean
+  kMatMul,         // cuBLAS strided-batched GEMM per item (FP32)
+  kConvTranspose,  // cudnnConvolutionBackwardData + bias epilogue (FP32)
+  kPoolIncludePad  // AvgPool with count_include_pad: cuda::launch_avg_pool_include_pad
 };
 
 /// How input i of a run() arrived: float32 [n, ...item] (the IR's layout), float16 of the same
@@ -199,9 +206,53 @@ struct Step {
   // kSoftmax / kConcat: logical dimension (1..3)
   int axis = 1;
 
-  // kResize
+  // kResize, kResizeNearest
   model::ResizeAttrs resize;
+
+  // kElementwise: the second parameter of kClip / kHardSigmoid; a's own broadcast strides
+  // (numpy broadcasting of ONNX Add/Sub/Mul/Div), used when a_bcast.
+  float beta = 0.f;
+  bool a_bcast = false;
+  Dims4 a_strides;
+
+  // kStridedCopy (launch_strided_copy's arguments; batch entries set per run)
+  Dims4 g_src_dims, g_strides, g_pad;
+  std::int64_t g_offset = 0;
+  float g_value = 0.f;
+
+  // kMatMul: y[l] = a[l] (M x K) * b[l] (K x N) for l < lead, per item
+  std::int64_t mm_m = 0, mm_k = 0, mm_n = 0, mm_lead = 1, mm_stride_a = 0, mm_stride_b = 0;
+
+  // kConvTranspose: backward-data algorithm per batch size (-1: not chosen yet)
+  std::vector<int> ct_algo;
 };
+
+// The IR's legacy per-channel right operand of Add/Sub/Mul/Div (model/graph.hpp): [C] / [C, 1,
+// ...] of lower rank than the left one, or a scalar (as the CpuBackend's per_channel).
+bool legacy_per_channel(const Shape& sa, const Shape& sb) {
+  if (sa.rank() < 1 || sb.rank() < 1 || sb.rank() >= sa.rank() || sb.numel() < 1) return false;
+  bool trailing_ones = true;
+  for (int i = 1; i < sb.rank(); ++i) trailing_ones = trailing_ones && sb[i] == 1;
+  return trailing_ones && (sb[0] == sa[0] || sb.numel() == 1);
+}
+
+// Strides that read operand `x` (item shape xs) broadcast onto the output item shape `out` by
+// numpy's rule (shapes aligned on the right, size-1 dimensions repeated).
+Dims4 numpy_strides(const Value& x, const Shape& xs, const Shape& out, const std::string& layer) {
+  const Dims4 st = x.strides();
+  Dims4 r{{st.v[0], 0, 0, 0}};
+  const int lead = out.rank() - xs.rank();
+  NEXUS_CHECK(lead >= 0, "CudaBackend: layer '{}': operand '{}' {} has a higher rank than the "
+              "output {}", layer, x.name, xs, out);
+  for (int k = 0; k < out.rank(); ++k) {
+    const int xi = k - lead;
+    if (xi < 0 || xs[xi] == 1) continue;
+    NEXUS_CHECK(xs[xi] == out[k], "CudaBackend: layer '{}' cannot broadcast '{}' {} onto {}",
+                layer, x.name, xs, out);
+    r.v[k + 1] = st.v[xi + 1];
+  }
+  return r;
+}
 
 struct WeightBlob {
   std::vector<float> host;  // float32 as in the IR
@@ -373,6 +424,7 @@ struct CudaBackend::Impl {
   void add_conv(const model::Graph& graph, const Node& node, int out, Act act, float alpha,
                 int residual);
   void add_fc(const Node& node, int out, Act act, float alpha);
+  void add_conv_transpose(const Node& node);
   void check_layers();
   void compute_lifetimes();
   std::size_t plan_arena(int n, bool assign);
@@ -597,25 +649,127 @@ void CudaBackend::Impl::build_steps(const model::Graph& graph) {
         const auto& p = s.pool.pads;
         s.kind =
             (p.top == p.bottom && p.left == p.right) ? StepKind::kPoolCudnn : StepKind::kPoolKernel;
+        // ONNX ceil_mode: cuDNN's output size differs, check_layers() moves it to the kernel.
+        if (n.op == OpType::kAvgPool && n.pool.count_include_pad) s.kind = StepKind::kPoolIncludePad;
         break;
       }
       case OpType::kAdd:
-      case OpType::kMul: {
+      case OpType::kMul:
+      case OpType::kSub:
+      case OpType::kDiv: {
         s.kind = StepKind::kElementwise;
-        s.op = n.op == OpType::kAdd ? EwOp::kAdd : EwOp::kMul;
+        s.op = n.op == OpType::kAdd   ? EwOp::kAdd
+               : n.op == OpType::kMul ? EwOp::kMul
+               : n.op == OpType::kSub ? EwOp::kSub
+                                      : EwOp::kDiv;
         s.ins = {in(0), in(1)};
         const Value& a = values[static_cast<std::size_t>(in(0))];
         const Value& b = values[static_cast<std::size_t>(in(1))];
-        Dims4 sb = b.strides();
-        for (int k = 0; k < 3; ++k) {
-          if (b.d[k] == v.d[k]) continue;
-          NEXUS_CHECK(b.d[k] == 1, "CudaBackend: layer '{}' cannot broadcast '{}' onto '{}'",
-                      n.name, b.name, a.name);
-          sb.v[k + 1] = 0;
+        const Shape& sa = nodes[static_cast<std::size_t>(in(0))].shape;
+        const Shape& sbs = nodes[static_cast<std::size_t>(in(1))].shape;
+        if (sa == n.shape && (sbs == sa || legacy_per_channel(sa, sbs))) {
+          // Same shapes, or the IR's per-channel right operand ([C] / [C, 1, ..] / scalar).
+          Dims4 sb = b.strides();
+          for (int k = 0; k < 3; ++k) {
+            if (b.d[k] == v.d[k]) continue;
+            NEXUS_CHECK(b.d[k] == 1, "CudaBackend: layer '{}' cannot broadcast '{}' onto '{}'",
+                        n.name, b.name, a.name);
+            sb.v[k + 1] = 0;
+          }
+          s.b = Operand{in(1), -1, sb};
+        } else {  // numpy broadcasting, shapes aligned on the right (model/graph.hpp)
+          s.a_bcast = true;
+          s.a_strides = numpy_strides(a, sa, n.shape, n.name);
+          s.b = Operand{in(1), -1, numpy_strides(b, sbs, n.shape, n.name)};
         }
-        s.b = Operand{in(1), -1, sb};
         break;
       }
+      case OpType::kClip:
+      case OpType::kHardSigmoid:
+      case OpType::kHardSwish:
+      case OpType::kSqrt:
+      case OpType::kPow:
+        s.kind = StepKind::kElementwise;
+        s.op = n.op == OpType::kClip          ? EwOp::kClip
+               : n.op == OpType::kHardSigmoid ? EwOp::kHardSigmoid
+               : n.op == OpType::kHardSwish   ? EwOp::kHardSwish
+               : n.op == OpType::kSqrt        ? EwOp::kSqrt
+                                              : EwOp::kPow;
+        s.alpha = n.alpha;
+        s.beta = n.beta;
+        s.ins = {in(0)};
+        break;
+      case OpType::kTranspose:
+      case OpType::kSlice:
+      case OpType::kPad: {
+        s.kind = StepKind::kStridedCopy;
+        s.ins = {in(0)};
+        const Value& x = values[static_cast<std::size_t>(in(0))];
+        const Dims4 xs = x.strides();
+        const int r = x.rank;
+        s.g_strides.v[0] = xs.v[0];
+        s.g_pad = Dims4{{0, 0, 0, 0}};
+        for (int k = 0; k < 3; ++k) {
+          s.g_src_dims.v[k + 1] = v.d[k];
+          s.g_strides.v[k + 1] = 0;
+        }
+        if (n.op == OpType::kTranspose) {
+          for (int k = 0; k < r; ++k)
+            s.g_strides.v[k + 1] = xs.v[n.perm.at(static_cast<std::size_t>(k)) + 1];
+        } else if (n.op == OpType::kSlice) {
+          for (int k = 0; k < r; ++k) {
+            s.g_strides.v[k + 1] = xs.v[k + 1] * n.step.at(static_cast<std::size_t>(k));
+            s.g_offset += xs.v[k + 1] * n.begin.at(static_cast<std::size_t>(k));
+          }
+        } else {
+          for (int k = 0; k < 3; ++k) {
+            s.g_src_dims.v[k + 1] = x.d[k];
+            s.g_strides.v[k + 1] = xs.v[k + 1];
+            s.g_pad.v[k + 1] = k < r ? n.begin.at(static_cast<std::size_t>(k)) : 0;
+          }
+          s.g_value = n.alpha;
+        }
+        break;
+      }
+      case OpType::kResizeNearest:
+        require_rank3(in(0));
+        s.kind = StepKind::kResizeNearest;
+        s.ins = {in(0)};
+        s.resize = n.resize;
+        break;
+      case OpType::kReduceMean:
+        s.kind = StepKind::kReduceMean;
+        s.ins = {in(0)};
+        break;
+      case OpType::kMatMul: {
+        NEXUS_CHECK(!fp16, "CudaBackend: layer '{}' (MatMul) runs in FP32 only on this backend; "
+                    "load the model with CudaPrecision::kFloat32", n.name);
+        s.kind = StepKind::kMatMul;
+        s.ins = {in(0), in(1)};
+        const Shape& sa = nodes[static_cast<std::size_t>(in(0))].shape;
+        const Shape& sb = nodes[static_cast<std::size_t>(in(1))].shape;
+        NEXUS_CHECK(sa.rank() >= 2 && sb.rank() >= 2,
+                    "CudaBackend: layer '{}' (MatMul) needs operands of rank >= 2, got {} and {}",
+                    n.name, sa, sb);
+        s.mm_m = sa[sa.rank() - 2];
+        s.mm_k = sa[sa.rank() - 1];
+        s.mm_n = sb[sb.rank() - 1];
+        s.mm_lead = n.shape.numel() / (s.mm_m * s.mm_n);
+        const std::int64_t lead_a = sa.numel() / (s.mm_m * s.mm_k);
+        const std::int64_t lead_b = sb.numel() / (s.mm_k * s.mm_n);
+        NEXUS_CHECK((lead_a == 1 || lead_a == s.mm_lead) && (lead_b == 1 || lead_b == s.mm_lead),
+                    "CudaBackend: layer '{}' (MatMul) {} x {}: only a whole leading dimension "
+                    "may broadcast on this backend", n.name, sa, sb);
+        s.mm_stride_a = lead_a == 1 ? 0 : s.mm_m * s.mm_k;
+        s.mm_stride_b = lead_b == 1 ? 0 : s.mm_k * s.mm_n;
+        break;
+      }
+      case OpType::kConvTranspose:
+        NEXUS_CHECK(!fp16, "CudaBackend: layer '{}' (ConvTranspose) runs in FP32 only on this "
+                    "backend; load the model with CudaPrecision::kFloat32", n.name);
+        require_rank3(in(0));
+        add_conv_transpose(n);
+        continue;
       case OpType::kConcat:
       case OpType::kSoftmax: {
         s.kind = n.op == OpType::kConcat ? StepKind::kConcat : StepKind::kSoftmax;
@@ -633,16 +787,6 @@ void CudaBackend::Impl::build_steps(const model::Graph& graph) {
         break;
       case OpType::kResizeBilinear:
         require_rank3(in(0));
-        // ONNX-only variants (model/onnx.hpp): a given non-integral scale, pytorch_half_pixel.
-        NEXUS_CHECK(n.resize.coord != model::ResizeCoord::kPytorchHalfPixel &&
-                        (n.resize.scale_h <= 0.0f ||
-                         n.resize.scale_h * static_cast<float>(graph.node(n.inputs[0]).shape[1]) ==
-                             static_cast<float>(n.shape[1])) &&
-                        (n.resize.scale_w <= 0.0f ||
-                         n.resize.scale_w * static_cast<float>(graph.node(n.inputs[0]).shape[2]) ==
-                             static_cast<float>(n.shape[2])),
-                    "CudaBackend: layer '{}' (ResizeBilinear) uses ONNX pytorch_half_pixel or a "
-                    "non-integral scale, which this backend cannot run (CpuBackend can)", n.name);
         s.kind = StepKind::kResize;
         s.ins = {in(0)};
         s.resize = n.resize;
@@ -769,6 +913,65 @@ void CudaBackend::Impl::add_fc(const Node& n, int out, Act act, float alpha) {
   // cuBLAS reads the item as a row-major vector: an NHWC image is first copied to CHW order.
   if (x.nhwc && x.d[1] * x.d[2] > 1)
     s.temp = add_temp(n.name + "/flat", x.item_elems(), 1, 1, false);
+  steps.push_back(std::move(s));
+}
+
+// ConvTranspose (weight [C, O/groups, KH, KW]) is the data gradient of the convolution from
+// [O, OH, OW] to [C, H, W] with that weight: cudnnConvolutionBackwardData with dy = x and
+// dx = y; ONNX output_padding only adds rows/columns that the floor division of the forward
+// size ignores. Bias in the epilogue. FP32, NCHW, symmetric pads.
+void CudaBackend::Impl::add_conv_transpose(const Node& n) {
+  const Value& x = values[static_cast<std::size_t>(n.inputs.at(0))];
+  const Value& y = values[static_cast<std::size_t>(n.id)];
+  const auto& a = n.conv;
+  const auto& ws = n.weight.shape();  // [C, O/g, KH, KW]
+  NEXUS_CHECK(ws.rank() == 4 && ws[0] == x.d[0] && ws[1] * a.groups == y.d[0],
+              "CudaBackend: ConvTranspose '{}' weight {} does not fit {} input and {} output "
+              "channels (groups {})", n.name, ws, x.d[0], y.d[0], a.groups);
+  const auto& p = a.pads;
+  NEXUS_CHECK(p.top == p.bottom && p.left == p.right,
+              "CudaBackend: ConvTranspose '{}' has asymmetric pads (top {}, bottom {}, left {}, "
+              "right {}), which this backend cannot run (CpuBackend can)", n.name, p.top,
+              p.bottom, p.left, p.right);
+  Step s;
+  s.kind = StepKind::kConvTranspose;
+  s.name = n.name;
+  s.out = n.id;
+  s.ins = {n.inputs.at(0)};
+  s.op = EwOp::kAdd;
+  s.conv = a;
+  const Dims4 wd{{ws[0], ws[1], ws[2], ws[3]}};
+  s.weight = add_weight(values_of(n.weight), wd, contiguous_strides(wd));
+  std::vector<float> bias =
+      n.bias.empty() ? std::vector<float>(static_cast<std::size_t>(y.d[0]), 0.f) : values_of(n.bias);
+  NEXUS_CHECK(static_cast<std::int64_t>(bias.size()) == y.d[0],
+              "CudaBackend: ConvTranspose '{}' has {} biases for {} output channels", n.name,
+              bias.size(), y.d[0]);
+  s.bias = add_flat_weight(std::move(bias));
+  s.b = Operand{-1, s.bias, Dims4{{0, 1, 0, 0}}};
+  NEXUS_CUDNN_CHECK(cudnnCreateFilterDescriptor(&s.w_desc), n.name);
+  NEXUS_CUDNN_CHECK(cudnnSetFilter4dDescriptor(s.w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+                                               static_cast<int>(ws[0]), static_cast<int>(ws[1]),
+                                               static_cast<int>(ws[2]), static_cast<int>(ws[3])),
+                    n.name);
+  NEXUS_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&s.conv_desc), n.name);
+  NEXUS_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(s.conv_desc, p.top, p.left, a.stride_h,
+                                                    a.stride_w, a.dilation_h, a.dilation_w,
+                                                    CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT),
+                    n.name);
+  NEXUS_CUDNN_CHECK(cudnnSetConvolutionGroupCount(s.conv_desc, a.groups), n.name);
+  NEXUS_CUDNN_CHECK(cudnnSetConvolutionMathType(s.conv_desc, CUDNN_FMA_MATH), n.name);
+  s.ct_algo.assign(static_cast<std::size_t>(max_batch) + 1, -1);
+  // Load-time check: the forward size of y under this geometry is x's.
+  const DescGuard yd{tensor_desc(y, 1, n.name)};
+  int on = 0, oc = 0, oh = 0, ow = 0;
+  NEXUS_CUDNN_CHECK(
+      cudnnGetConvolution2dForwardOutputDim(s.conv_desc, yd.d, s.w_desc, &on, &oc, &oh, &ow),
+      n.name);
+  NEXUS_CHECK(oc == x.d[0] && oh == x.d[1] && ow == x.d[2],
+              "CudaBackend: ConvTranspose '{}': cuDNN maps [{}, {}, {}] back to [{}, {}, {}], the "
+              "input is [{}, {}, {}]", n.name, y.d[0], y.d[1], y.d[2], oc, oh, ow, x.d[0], x.d[1],
+              x.d[2]);
   steps.push_back(std::move(s));
 }
 
@@ -1542,10 +1745,95 @@ void CudaBackend::Impl::run_step(Step& s, int n, cudaStream_t stream) {
     }
     case StepKind::kElementwise: {
       const Value& a = values[static_cast<std::size_t>(s.ins[0])];
-      cuda::launch_elementwise(elem, s.op, s.act, s.alpha, y.dims(n), vptr(s.ins[0]), a.strides(),
-                               operand_ptr(s.b), s.b.strides, operand_ptr(s.c), s.c.strides, out,
+      cuda::launch_elementwise(elem, s.op, s.act, s.alpha, y.dims(n), vptr(s.ins[0]),
+                               s.a_bcast ? s.a_strides : a.strides(), operand_ptr(s.b),
+                               s.b.strides, operand_ptr(s.c), s.c.strides, out, y.strides(),
+                               stream, s.beta);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+      break;
+    }
+    case StepKind::kPoolIncludePad: {
+      const Value& x = values[static_cast<std::size_t>(s.ins[0])];
+      const auto& p = s.pool.pads;
+      cuda::launch_avg_pool_include_pad(elem, vptr(s.ins[0]), x.dims(n), x.strides(), out,
+                                        y.dims(n), y.strides(), s.pool.kernel_h, s.pool.kernel_w,
+                                        s.pool.stride_h, s.pool.stride_w, p.top, p.left, p.bottom,
+                                        p.right, stream);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+      break;
+    }
+    case StepKind::kStridedCopy: {
+      Dims4 src = s.g_src_dims;
+      src.v[0] = n;
+      cuda::launch_strided_copy(elem, vptr(s.ins[0]), src, s.g_strides, s.g_offset, s.g_pad,
+                                s.g_value, out, y.dims(n), y.strides(), stream);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+      break;
+    }
+    case StepKind::kResizeNearest: {
+      const Value& x = values[static_cast<std::size_t>(s.ins[0])];
+      cuda::launch_resize_nearest(elem, vptr(s.ins[0]), x.dims(n), x.strides(), out, y.dims(n),
+                                  y.strides(), static_cast<int>(s.resize.coord),
+                                  static_cast<int>(s.resize.nearest), s.resize.scale_h,
+                                  s.resize.scale_w, stream);
+      NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+      break;
+    }
+    case StepKind::kReduceMean: {
+      const Value& x = values[static_cast<std::size_t>(s.ins[0])];
+      cuda::launch_reduce_mean(elem, vptr(s.ins[0]), x.dims(n), x.strides(), out, y.dims(n),
                                y.strides(), stream);
       NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
+      break;
+    }
+    case StepKind::kMatMul: {
+      // Row-major Y[M, N] = A[M, K] B[K, N] is column-major Y^T = B^T A^T; one strided-batched
+      // call over the leading dimension per item (FP32 values are row-major, NCHW).
+      const Value& a = values[static_cast<std::size_t>(s.ins[0])];
+      const Value& b = values[static_cast<std::size_t>(s.ins[1])];
+      const std::int64_t sa = a.strides().v[0], sb = b.strides().v[0], sy = y.strides().v[0];
+      for (int i = 0; i < n; ++i) {
+        NEXUS_CUBLAS_CHECK(
+            cublasGemmStridedBatchedEx(
+                cublas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(s.mm_n),
+                static_cast<int>(s.mm_m), static_cast<int>(s.mm_k), &one,
+                offset_ptr(const_cast<void*>(static_cast<const void*>(vptr(s.ins[1]))), i * sb),
+                CUDA_R_32F, static_cast<int>(s.mm_n), s.mm_stride_b,
+                offset_ptr(const_cast<void*>(static_cast<const void*>(vptr(s.ins[0]))), i * sa),
+                CUDA_R_32F, static_cast<int>(s.mm_k), s.mm_stride_a, &zero,
+                offset_ptr(out, i * sy), CUDA_R_32F, static_cast<int>(s.mm_n),
+                s.mm_m * s.mm_n, static_cast<int>(s.mm_lead), CUBLAS_COMPUTE_32F,
+                CUBLAS_GEMM_DEFAULT),
+            s.name);
+      }
+      break;
+    }
+    case StepKind::kConvTranspose: {
+      const Value& x = values[static_cast<std::size_t>(s.ins[0])];
+      const DescGuard dy{tensor_desc(x, n, s.name)};
+      const DescGuard dx{tensor_desc(y, n, s.name)};
+      int& algo = s.ct_algo.at(static_cast<std::size_t>(n));
+      if (algo < 0) {  // cuDNN's heuristics, first that fits the workspace
+        constexpr int kMax = 8;
+        cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
+        int returned = 0;
+        NEXUS_CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+                              cudnn, s.w_desc, dy.d, s.conv_desc, dx.d, kMax, &returned, perf),
+                          s.name);
+        algo = static_cast<int>(CUDNN_CONVOLUTION_BWD_DATA_ALGO_0);
+        for (int k = 0; k < returned; ++k) {
+          if (perf[k].status != CUDNN_STATUS_SUCCESS || perf[k].memory > workspace_bytes) continue;
+          algo = static_cast<int>(perf[k].algo);
+          break;
+        }
+      }
+      NEXUS_CUDNN_CHECK(
+          cudnnConvolutionBackwardData(cudnn, &one, s.w_desc, wptr(s.weight), dy.d, vptr(s.ins[0]),
+                                       s.conv_desc,
+                                       static_cast<cudnnConvolutionBwdDataAlgo_t>(algo),
+                                       d_workspace, workspace_bytes, &zero, dx.d, out),
+          s.name);
+      epilogue();
       break;
     }
     case StepKind::kConcat: {
@@ -1579,7 +1867,8 @@ void CudaBackend::Impl::run_step(Step& s, int n, cudaStream_t stream) {
       const Value& x = values[static_cast<std::size_t>(s.ins[0])];
       cuda::launch_resize_bilinear(elem, vptr(s.ins[0]), x.dims(n), x.strides(), out, y.dims(n),
                                    y.strides(), s.resize.align_corners, s.resize.half_pixel_centers,
-                                   stream);
+                                   stream, s.resize.scale_h, s.resize.scale_w,
+                                   s.resize.coord == model::ResizeCoord::kPytorchHalfPixel);
       NEXUS_CUDA_CHECK(cudaGetLastError(), s.name);
       break;
     }

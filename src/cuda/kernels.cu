@@ -58,32 +58,38 @@ __device__ __forceinline__ float activate(Act act, float v, float alpha) {
   return v;
 }
 
+/// op(a, b, c) of the elementwise kernels (EwOp); y, z: operands b, c (unused ones are 0).
+__device__ __forceinline__ float ew_apply(EwOp op, float v, float y, float z, float alpha,
+                                          float beta) {
+  switch (op) {
+    case EwOp::kCopy: return v;
+    case EwOp::kAdd: return v + y;
+    case EwOp::kMul: return v * y;
+    case EwOp::kAffine: return fmaf(v, y, z);
+    case EwOp::kAdd2: return v + y + z;
+    case EwOp::kSub: return v - y;
+    case EwOp::kDiv: return v / y;
+    case EwOp::kClip: return fminf(fmaxf(v, alpha), beta);
+    case EwOp::kHardSigmoid: return fmaxf(0.f, fminf(1.f, alpha * v + beta));
+    case EwOp::kHardSwish: return v * fmaxf(0.f, fminf(1.f, v * (1.f / 6.f) + 0.5f));
+    case EwOp::kSqrt: return sqrtf(v);
+    case EwOp::kPow: return alpha == 2.f ? v * v : powf(v, alpha);
+  }
+  return v;
+}
+
 template <typename T>
-__global__ void elementwise_kernel(EwOp op, Act act, float alpha, Dims4 dims, std::int64_t n,
+__global__ void elementwise_kernel(EwOp op, Act act, float alpha, float beta, Dims4 dims, std::int64_t n,
                                    const T* a, Dims4 sa, const T* b, Dims4 sb, const T* c, Dims4 sc,
                                    T* out, Dims4 so) {
   for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
        i += std::int64_t{gridDim.x} * blockDim.x) {
     std::int64_t idx[4];
     unravel(i, dims, idx);
-    float v = ld(a, offset(idx, sa));
-    switch (op) {
-      case EwOp::kCopy:
-        break;
-      case EwOp::kAdd:
-        v = v + ld(b, offset(idx, sb));
-        break;
-      case EwOp::kMul:
-        v = v * ld(b, offset(idx, sb));
-        break;
-      case EwOp::kAffine:
-        v = v * ld(b, offset(idx, sb)) + ld(c, offset(idx, sc));
-        break;
-      case EwOp::kAdd2:
-        v = v + ld(b, offset(idx, sb)) + ld(c, offset(idx, sc));
-        break;
-    }
-    st(out, offset(idx, so), activate(act, v, alpha));
+    const float v = ld(a, offset(idx, sa));
+    const float y = ew_reads_b(op) ? ld(b, offset(idx, sb)) : 0.f;
+    const float z = ew_reads_c(op) ? ld(c, offset(idx, sc)) : 0.f;
+    st(out, offset(idx, so), activate(act, ew_apply(op, v, y, z, alpha, beta), alpha));
   }
 }
 
@@ -157,9 +163,10 @@ __global__ void pool_kernel(bool is_max, const T* x, Dims4 xdims, Dims4 xs, T* y
 /// TensorFlow's compute_interpolation_weights for one output coordinate.
 __device__ __forceinline__ void interp(std::int64_t out_i, std::int64_t in_size, float scale,
                                        bool half_pixel, std::int64_t& lower, std::int64_t& upper,
-                                       float& lerp) {
-  const float in = half_pixel ? (static_cast<float>(out_i) + 0.5f) * scale - 0.5f
-                              : static_cast<float>(out_i) * scale;
+                                       float& lerp, bool zero_source = false) {
+  const float in = zero_source ? 0.f
+                   : half_pixel ? (static_cast<float>(out_i) + 0.5f) * scale - 0.5f
+                                : static_cast<float>(out_i) * scale;
   const float in_f = floorf(in);
   lower = max(static_cast<std::int64_t>(in_f), std::int64_t{0});
   upper = min(static_cast<std::int64_t>(ceilf(in)), in_size - 1);
@@ -168,15 +175,16 @@ __device__ __forceinline__ void interp(std::int64_t out_i, std::int64_t in_size,
 
 template <typename T>
 __global__ void resize_kernel(const T* x, Dims4 xdims, Dims4 xs, T* y, Dims4 ydims, Dims4 ys,
-                              float scale_h, float scale_w, bool half_pixel, std::int64_t n) {
+                              float scale_h, float scale_w, bool half_pixel, bool pytorch,
+                              std::int64_t n) {
   for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
        i += std::int64_t{gridDim.x} * blockDim.x) {
     std::int64_t idx[4];
     unravel(i, ydims, idx);
     std::int64_t top, bottom, left, right;
     float ly, lx;
-    interp(idx[2], xdims.v[2], scale_h, half_pixel, top, bottom, ly);
-    interp(idx[3], xdims.v[3], scale_w, half_pixel, left, right, lx);
+    interp(idx[2], xdims.v[2], scale_h, half_pixel, top, bottom, ly, pytorch && ydims.v[2] == 1);
+    interp(idx[3], xdims.v[3], scale_w, half_pixel, left, right, lx, pytorch && ydims.v[3] == 1);
     const std::int64_t base = idx[0] * xs.v[0] + idx[1] * xs.v[1];
     const float tl = ld(x, base + top * xs.v[2] + left * xs.v[3]);
     const float tr = ld(x, base + top * xs.v[2] + right * xs.v[3]);
@@ -188,6 +196,116 @@ __global__ void resize_kernel(const T* x, Dims4 xdims, Dims4 xs, T* y, Dims4 ydi
   }
 }
 
+template <typename T>
+__global__ void avg_pool_include_pad_kernel(const T* x, Dims4 xdims, Dims4 xs, T* y, Dims4 ydims,
+                                            Dims4 ys, int kh, int kw, int sh, int sw, int pad_top,
+                                            int pad_left, int pad_bottom, int pad_right,
+                                            std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    std::int64_t idx[4];
+    unravel(i, ydims, idx);
+    const std::int64_t h0 = idx[2] * sh - pad_top, w0 = idx[3] * sw - pad_left;
+    float acc = 0.f;
+    for (int dh = 0; dh < kh; ++dh) {
+      const std::int64_t h = h0 + dh;
+      if (h < 0 || h >= xdims.v[2]) continue;
+      for (int dw = 0; dw < kw; ++dw) {
+        const std::int64_t w = w0 + dw;
+        if (w < 0 || w >= xdims.v[3]) continue;
+        acc += ld(x, idx[0] * xs.v[0] + idx[1] * xs.v[1] + h * xs.v[2] + w * xs.v[3]);
+      }
+    }
+    const std::int64_t count = (min(h0 + kh, xdims.v[2] + pad_bottom) - h0) *
+                               (min(w0 + kw, xdims.v[3] + pad_right) - w0);
+    st(y, offset(idx, ys), count > 0 ? acc / static_cast<float>(count) : 0.f);
+  }
+}
+
+template <typename T>
+__global__ void strided_copy_kernel(const T* x, Dims4 src_dims, Dims4 xs, std::int64_t x_offset,
+                                    Dims4 pad_begin, float value, T* y, Dims4 ydims, Dims4 ys,
+                                    std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    std::int64_t idx[4];
+    unravel(i, ydims, idx);
+    bool inside = true;
+    std::int64_t off = x_offset;
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const std::int64_t src = idx[k] - pad_begin.v[k];
+      inside = inside && src >= 0 && src < src_dims.v[k];
+      off += src * xs.v[k];
+    }
+    st(y, offset(idx, ys), inside ? ld(x, off) : value);
+  }
+}
+
+/// ONNX Resize nearest: the source index of output index i along one axis (as the CpuBackend's
+/// nearest_index: coord = model::ResizeCoord, nearest = model::NearestRound).
+__device__ __forceinline__ std::int64_t nearest_src(std::int64_t i, std::int64_t in,
+                                                    std::int64_t out, double scale, int coord,
+                                                    int nearest) {
+  const double x = static_cast<double>(i);
+  double src = 0.0;
+  switch (coord) {
+    case 0: src = x / scale; break;                                          // asymmetric
+    case 1: src = (x + 0.5) / scale - 0.5; break;                            // half_pixel
+    case 2: src = out > 1 ? (x + 0.5) / scale - 0.5 : 0.0; break;            // pytorch_half_pixel
+    case 3: src = out > 1 ? x * double(in - 1) / double(out - 1) : 0.0; break;  // align_corners
+    default: src = (x + 0.5) / scale; break;                                 // tf_half_pixel_for_nn
+  }
+  double r = 0.0;
+  switch (nearest) {
+    case 0: r = src == floor(src) + 0.5 ? floor(src) : round(src); break;  // round_prefer_floor
+    case 1: r = round(src); break;                                         // round_prefer_ceil
+    case 2: r = floor(src); break;
+    default: r = ceil(src); break;
+  }
+  const std::int64_t k = static_cast<std::int64_t>(r);
+  return k < 0 ? 0 : (k > in - 1 ? in - 1 : k);
+}
+
+template <typename T>
+__global__ void resize_nearest_kernel(const T* x, Dims4 xdims, Dims4 xs, T* y, Dims4 ydims,
+                                      Dims4 ys, int coord, int nearest, double scale_h,
+                                      double scale_w, std::int64_t n) {
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    std::int64_t idx[4];
+    unravel(i, ydims, idx);
+    const std::int64_t sy = nearest_src(idx[2], xdims.v[2], ydims.v[2], scale_h, coord, nearest);
+    const std::int64_t sx = nearest_src(idx[3], xdims.v[3], ydims.v[3], scale_w, coord, nearest);
+    st(y, offset(idx, ys), ld(x, idx[0] * xs.v[0] + idx[1] * xs.v[1] + sy * xs.v[2] + sx * xs.v[3]));
+  }
+}
+
+template <typename T>
+__global__ void reduce_mean_kernel(const T* x, Dims4 xdims, Dims4 xs, T* y, Dims4 ydims, Dims4 ys,
+                                   std::int64_t n) {
+  // Reduced extents per dimension (1 where kept).
+  std::int64_t r[4];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) r[k] = ydims.v[k] == 1 ? xdims.v[k] : 1;
+  const std::int64_t len = r[0] * r[1] * r[2] * r[3];
+  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += std::int64_t{gridDim.x} * blockDim.x) {
+    std::int64_t idx[4];
+    unravel(i, ydims, idx);
+    const std::int64_t base = offset(idx, xs);
+    float acc = 0.f;
+    for (std::int64_t j = 0; j < len; ++j) {
+      std::int64_t rest = j, off = base;
+      for (int k = 3; k >= 0; --k) {
+        off += (rest % r[k]) * xs.v[k];
+        rest /= r[k];
+      }
+      acc += ld(x, off);
+    }
+    st(y, offset(idx, ys), acc / static_cast<float>(len));
+  }
+}
 
 struct PoolStrides {
   std::uint32_t n, c, h, w;
@@ -230,7 +348,8 @@ __device__ __forceinline__ void load_operand(const EwPlan& p, EwMode mode, std::
 
 template <typename T, int V>
 __global__ void __launch_bounds__(256) ew_dense_kernel(EwPlan p, EwOp op, Act act, float alpha,
-                                                       const T* a, const T* b, const T* c, T* out) {
+                                                       float beta, const T* a, const T* b,
+                                                       const T* c, T* out) {
   const std::uint32_t steps = p.n / V;
   for (std::uint32_t s = blockIdx.x * blockDim.x + threadIdx.x; s < steps;
        s += gridDim.x * blockDim.x) {
@@ -239,45 +358,30 @@ __global__ void __launch_bounds__(256) ew_dense_kernel(EwPlan p, EwOp op, Act ac
     float x[V], y[V], z[V];
 #pragma unroll
     for (int l = 0; l < V; ++l) x[l] = to_f(va.v[l]);
-    if (op != EwOp::kCopy) load_operand<T, V>(p, p.mode_b, p.bstride_b, b, j0, y);
-    if (op == EwOp::kAffine || op == EwOp::kAdd2)
-      load_operand<T, V>(p, p.mode_c, p.bstride_c, c, j0, z);
+#pragma unroll
+    for (int l = 0; l < V; ++l) y[l] = z[l] = 0.f;
+    if (ew_reads_b(op)) load_operand<T, V>(p, p.mode_b, p.bstride_b, b, j0, y);
+    if (ew_reads_c(op)) load_operand<T, V>(p, p.mode_c, p.bstride_c, c, j0, z);
     Vec<T, V> vo;
 #pragma unroll
-    for (int l = 0; l < V; ++l) {
-      float v = x[l];
-      if (op == EwOp::kAdd)
-        v += y[l];
-      else if (op == EwOp::kMul)
-        v *= y[l];
-      else if (op == EwOp::kAffine)
-        v = fmaf(v, y[l], z[l]);
-      else if (op == EwOp::kAdd2)
-        v += y[l] + z[l];
-      vo.v[l] = from_f<T>(activate(act, v, alpha));
-    }
+    for (int l = 0; l < V; ++l)
+      vo.v[l] = from_f<T>(activate(act, ew_apply(op, x[l], y[l], z[l], alpha, beta), alpha));
     *reinterpret_cast<Vec<T, V>*>(out + j0) = vo;
   }
 }
 
 template <typename T>
 __global__ void __launch_bounds__(256) ew_general_kernel(EwPlan p, EwOp op, Act act, float alpha,
-                                                         const T* a, const T* b, const T* c,
-                                                         T* out) {
+                                                         float beta, const T* a, const T* b,
+                                                         const T* c, T* out) {
   for (std::uint32_t i = blockIdx.x * blockDim.x + threadIdx.x; i < p.n;
        i += gridDim.x * blockDim.x) {
     std::uint32_t o, ia, ib, ic;
     ew_general_offsets(p, i, o, ia, ib, ic);
-    float v = to_f(a[ia]);
-    if (op == EwOp::kAdd)
-      v += to_f(b[ib]);
-    else if (op == EwOp::kMul)
-      v *= to_f(b[ib]);
-    else if (op == EwOp::kAffine)
-      v = fmaf(v, to_f(b[ib]), to_f(c[ic]));
-    else if (op == EwOp::kAdd2)
-      v += to_f(b[ib]) + to_f(c[ic]);
-    out[o] = from_f<T>(activate(act, v, alpha));
+    const float v = to_f(a[ia]);
+    const float y = ew_reads_b(op) ? to_f(b[ib]) : 0.f;
+    const float z = ew_reads_c(op) ? to_f(c[ic]) : 0.f;
+    out[o] = from_f<T>(activate(act, ew_apply(op, v, y, z, alpha, beta), alpha));
   }
 }
 
@@ -405,36 +509,37 @@ int grid_for(std::uint32_t work) {
 }
 
 template <typename T>
-void launch_ew_planned(const EwPlan& p, EwOp op, Act act, float alpha, const void* a,
-                       const void* b, const void* c, void* out, cudaStream_t stream) {
+void launch_ew_planned(const EwPlan& p, EwOp op, Act act, float alpha, float beta,
+                       const void* a, const void* b, const void* c, void* out,
+                       cudaStream_t stream) {
   const T* ta = static_cast<const T*>(a);
   const T* tb = static_cast<const T*>(b);
   const T* tc = static_cast<const T*>(c);
   T* to = static_cast<T*>(out);
   if (p.path == EwPath::kGeneral) {
-    ew_general_kernel<T><<<grid_for(p.n), kThreads, 0, stream>>>(p, op, act, alpha, ta, tb, tc, to);
+    ew_general_kernel<T><<<grid_for(p.n), kThreads, 0, stream>>>(p, op, act, alpha, beta, ta, tb, tc, to);
     return;
   }
   switch (p.vec) {
     case 8:
       if constexpr (sizeof(T) == 2) {
-        ew_dense_kernel<T, 8><<<grid_for(p.n / 8), kThreads, 0, stream>>>(p, op, act, alpha, ta, tb,
+        ew_dense_kernel<T, 8><<<grid_for(p.n / 8), kThreads, 0, stream>>>(p, op, act, alpha, beta, ta, tb,
                                                                           tc, to);
         return;
       }
       break;
     case 4:
-      ew_dense_kernel<T, 4><<<grid_for(p.n / 4), kThreads, 0, stream>>>(p, op, act, alpha, ta, tb,
+      ew_dense_kernel<T, 4><<<grid_for(p.n / 4), kThreads, 0, stream>>>(p, op, act, alpha, beta, ta, tb,
                                                                         tc, to);
       return;
     case 2:
-      ew_dense_kernel<T, 2><<<grid_for(p.n / 2), kThreads, 0, stream>>>(p, op, act, alpha, ta, tb,
+      ew_dense_kernel<T, 2><<<grid_for(p.n / 2), kThreads, 0, stream>>>(p, op, act, alpha, beta, ta, tb,
                                                                         tc, to);
       return;
     default:
       break;
   }
-  ew_dense_kernel<T, 1><<<grid_for(p.n), kThreads, 0, stream>>>(p, op, act, alpha, ta, tb, tc, to);
+  ew_dense_kernel<T, 1><<<grid_for(p.n), kThreads, 0, stream>>>(p, op, act, alpha, beta, ta, tb, tc, to);
 }
 
 template <typename S, typename D>
@@ -452,9 +557,13 @@ void launch_copy_planned(const CopyPlan& p, const void* src, void* dst, cudaStre
   }
 }
 
-float resize_scale(std::int64_t in, std::int64_t out, bool align_corners) {
-  return (align_corners && out > 1) ? static_cast<float>(in - 1) / static_cast<float>(out - 1)
-                                    : static_cast<float>(in) / static_cast<float>(out);
+// As the CpuBackend's interpolation(): `given` is an ONNX model's out/in scale (0: the sizes').
+float resize_scale(std::int64_t in, std::int64_t out, bool align_corners, float given = 0.f) {
+  if (align_corners && given > 0.f && static_cast<float>(in) * given > 1.f)
+    return static_cast<float>(in - 1) / (static_cast<float>(in) * given - 1.f);
+  if (align_corners && out > 1) return static_cast<float>(in - 1) / static_cast<float>(out - 1);
+  if (given > 0.f) return 1.f / given;
+  return static_cast<float>(in) / static_cast<float>(out);
 }
 
 template <typename S>
@@ -472,27 +581,27 @@ void convert_to(Elem dst_t, const S* src, Dims4 sd, Dims4 ss, void* dst, Dims4 d
 
 void launch_elementwise(Elem t, EwOp op, Act act, float alpha, Dims4 dims, const void* a, Dims4 sa,
                         const void* b, Dims4 sb, const void* c, Dims4 sc, void* out, Dims4 so,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, float beta) {
   const std::int64_t n = dims.numel();
   if (n == 0) return;
-  const bool has_b = op != EwOp::kCopy, has_c = op == EwOp::kAffine || op == EwOp::kAdd2;
+  const bool has_b = ew_reads_b(op), has_c = ew_reads_c(op);
   EwPlan plan;
   if (make_ew_plan(dims, sa, has_b, sb, has_c, sc, so, t == Elem::kF32 ? 4 : 2,
                    common_alignment({a, has_b ? b : nullptr, has_c ? c : nullptr, out}), &plan)) {
     if (t == Elem::kF32)
-      launch_ew_planned<float>(plan, op, act, alpha, a, b, c, out, stream);
+      launch_ew_planned<float>(plan, op, act, alpha, beta, a, b, c, out, stream);
     else
-      launch_ew_planned<__half>(plan, op, act, alpha, a, b, c, out, stream);
+      launch_ew_planned<__half>(plan, op, act, alpha, beta, a, b, c, out, stream);
     return;
   }
   // Beyond 32-bit offsets: the 64-bit kernel.
   if (t == Elem::kF32)
     elementwise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
-        op, act, alpha, dims, n, static_cast<const float*>(a), sa, static_cast<const float*>(b), sb,
+        op, act, alpha, beta, dims, n, static_cast<const float*>(a), sa, static_cast<const float*>(b), sb,
         static_cast<const float*>(c), sc, static_cast<float*>(out), so);
   else
     elementwise_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
-        op, act, alpha, dims, n, static_cast<const __half*>(a), sa, static_cast<const __half*>(b),
+        op, act, alpha, beta, dims, n, static_cast<const __half*>(a), sa, static_cast<const __half*>(b),
         sb, static_cast<const __half*>(c), sc, static_cast<__half*>(out), so);
 }
 
@@ -596,19 +705,82 @@ void launch_pool(Elem t, bool is_max, const void* x, Dims4 xdims, Dims4 xs, void
 
 void launch_resize_bilinear(Elem t, const void* x, Dims4 xdims, Dims4 xs, void* y, Dims4 ydims,
                             Dims4 ys, bool align_corners, bool half_pixel_centers,
-                            cudaStream_t stream) {
+                            cudaStream_t stream, float given_scale_h, float given_scale_w,
+                            bool pytorch_half_pixel) {
   const std::int64_t n = ydims.numel();
   if (n == 0) return;
-  const float scale_h = resize_scale(xdims.v[2], ydims.v[2], align_corners);
-  const float scale_w = resize_scale(xdims.v[3], ydims.v[3], align_corners);
+  const float scale_h = resize_scale(xdims.v[2], ydims.v[2], align_corners, given_scale_h);
+  const float scale_w = resize_scale(xdims.v[3], ydims.v[3], align_corners, given_scale_w);
   if (t == Elem::kF32)
     resize_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const float*>(x), xdims, xs,
                                                           static_cast<float*>(y), ydims, ys,
-                                                          scale_h, scale_w, half_pixel_centers, n);
+                                                          scale_h, scale_w, half_pixel_centers,
+                                                          pytorch_half_pixel, n);
   else
     resize_kernel<<<blocks_for(n), kThreads, 0, stream>>>(static_cast<const __half*>(x), xdims, xs,
                                                           static_cast<__half*>(y), ydims, ys,
-                                                          scale_h, scale_w, half_pixel_centers, n);
+                                                          scale_h, scale_w, half_pixel_centers,
+                                                          pytorch_half_pixel, n);
+}
+
+void launch_avg_pool_include_pad(Elem t, const void* x, Dims4 xdims, Dims4 xs, void* y,
+                                 Dims4 ydims, Dims4 ys, int kh, int kw, int sh, int sw,
+                                 int pad_top, int pad_left, int pad_bottom, int pad_right,
+                                 cudaStream_t stream) {
+  const std::int64_t n = ydims.numel();
+  if (n == 0) return;
+  if (t == Elem::kF32)
+    avg_pool_include_pad_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
+        static_cast<const float*>(x), xdims, xs, static_cast<float*>(y), ydims, ys, kh, kw, sh, sw,
+        pad_top, pad_left, pad_bottom, pad_right, n);
+  else
+    avg_pool_include_pad_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
+        static_cast<const __half*>(x), xdims, xs, static_cast<__half*>(y), ydims, ys, kh, kw, sh,
+        sw, pad_top, pad_left, pad_bottom, pad_right, n);
+}
+
+void launch_strided_copy(Elem t, const void* x, Dims4 src_dims, Dims4 x_strides,
+                         std::int64_t x_offset, Dims4 pad_begin, float value, void* y, Dims4 ydims,
+                         Dims4 ys, cudaStream_t stream) {
+  const std::int64_t n = ydims.numel();
+  if (n == 0) return;
+  if (t == Elem::kF32)
+    strided_copy_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
+        static_cast<const float*>(x), src_dims, x_strides, x_offset, pad_begin, value,
+        static_cast<float*>(y), ydims, ys, n);
+  else
+    strided_copy_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
+        static_cast<const __half*>(x), src_dims, x_strides, x_offset, pad_begin, value,
+        static_cast<__half*>(y), ydims, ys, n);
+}
+
+void launch_resize_nearest(Elem t, const void* x, Dims4 xdims, Dims4 xs, void* y, Dims4 ydims,
+                           Dims4 ys, int coord, int nearest, float scale_h, float scale_w,
+                           cudaStream_t stream) {
+  const std::int64_t n = ydims.numel();
+  if (n == 0) return;
+  const double sh = scale_h > 0.f ? scale_h : double(ydims.v[2]) / double(xdims.v[2]);
+  const double sw = scale_w > 0.f ? scale_w : double(ydims.v[3]) / double(xdims.v[3]);
+  if (t == Elem::kF32)
+    resize_nearest_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
+        static_cast<const float*>(x), xdims, xs, static_cast<float*>(y), ydims, ys, coord, nearest,
+        sh, sw, n);
+  else
+    resize_nearest_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
+        static_cast<const __half*>(x), xdims, xs, static_cast<__half*>(y), ydims, ys, coord,
+        nearest, sh, sw, n);
+}
+
+void launch_reduce_mean(Elem t, const void* x, Dims4 xdims, Dims4 xs, void* y, Dims4 ydims,
+                        Dims4 ys, cudaStream_t stream) {
+  const std::int64_t n = ydims.numel();
+  if (n == 0) return;
+  if (t == Elem::kF32)
+    reduce_mean_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
+        static_cast<const float*>(x), xdims, xs, static_cast<float*>(y), ydims, ys, n);
+  else
+    reduce_mean_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
+        static_cast<const __half*>(x), xdims, xs, static_cast<__half*>(y), ydims, ys, n);
 }
 
 }  // namespace nexus::cuda

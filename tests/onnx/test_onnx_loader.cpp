@@ -10,6 +10,9 @@
 #include "nexus/core/error.hpp"
 #include "nexus/exec/cpu_backend.hpp"
 #include "nexus/model/onnx.hpp"
+#include "nexus/runtime/onnx_model.hpp"
+
+#include <unistd.h>
 
 using namespace nexus;
 using Catch::Matchers::Contains;
@@ -299,4 +302,52 @@ TEST_CASE("ModelStore: an entry points a model name at an ONNX file", "[onnx]") 
   }
   CHECK_THROWS_WITH(ModelStore(dir), Contains("gone") && Contains("does not exist"));
   fs::remove_all(dir);
+}
+
+TEST_CASE("model_spec_from_onnx: an ONNX file served by the Engine in one call", "[onnx]") {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("nexus_onnx_spec_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "tiny_cbr.onnx";
+  {
+    std::ofstream f(file, std::ios::binary);
+    f << bytes(conv_bn_relu());
+  }
+  // A given profile of another model is refused, naming both.
+  CHECK_THROWS_WITH(runtime::model_spec_from_onnx(
+                        file, {.profile = BatchProfile("other", "cpu", {1}, {1000.0})}),
+                    Contains("'other'") && Contains("'tiny_cbr'"));
+  // Measured on the CpuBackend (quick Profiler settings), named by the file's stem.
+  runtime::OnnxModelOptions opt;
+  opt.profiler.max_batch = 2;
+  opt.profiler.batches = {1, 2};
+  const runtime::ModelSpec spec = runtime::model_spec_from_onnx(file, opt);
+  CHECK(spec.name == "tiny_cbr");
+  CHECK(spec.profile.model() == "tiny_cbr");
+  CHECK(spec.profile.device() == "cpu");
+  REQUIRE(spec.graph);
+
+  // The reference: the same file loaded and run directly.
+  const model::Graph g = model::load_onnx(file);
+  CpuBackend cpu(CpuBackendOptions{.threads = 1});
+  cpu.load(g, 1);
+  Tensor x{Shape{2, 4, 4}};
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = 0.07f * static_cast<float>(i % 9) - 0.3f;
+  const Tensor want = cpu.run_one(x.reshape(Shape{1, 2, 4, 4}));
+
+  runtime::Engine engine({.devices = "cpu", .cpu_workers = 1});
+  engine.load_model(spec);
+  engine.add_query({.name = "q", .slo = std::chrono::seconds(30), .expected_rate_rps = 1,
+                    .stages = {{.name = "s", .model = "tiny_cbr"}}});
+  engine.submit("q", x);
+  std::vector<runtime::QueryResult> rs;
+  for (int i = 0; i < 100 && rs.empty(); ++i) rs = engine.poll(1, std::chrono::milliseconds(100));
+  engine.shutdown();
+  REQUIRE(rs.size() == 1);
+  REQUIRE(rs[0].ok());
+  const Tensor& got = rs[0].stages.at(0).outputs.at(0);
+  REQUIRE(got.numel() == want.numel());
+  for (std::int64_t i = 0; i < got.numel(); ++i)
+    CHECK(got.data<float>()[i] == Approx(want.data<float>()[i]).margin(1e-6));
+  std::filesystem::remove_all(dir);
 }
