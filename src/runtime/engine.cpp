@@ -11,6 +11,9 @@
 #include "gpu_executor.hpp"
 #include "nexus/core/log.hpp"
 #include "nexus/exec/cuda_backend.hpp"
+#include "nexus/model/graph.hpp"
+#include "nexus/model/prefix.hpp"
+#include "nexus/schedule/prefix_group.hpp"
 #include "nexus/runtime/planner.hpp"
 #include "nexus/schedule/query_planner.hpp"
 #include "nexus/schedule/scheduler.hpp"
@@ -188,6 +191,10 @@ void Engine::Impl::load_model(ModelSpec spec) {
               spec.name);
   NEXUS_CHECK(!spec.profile.empty(), "load_model('{}'): empty batching profile (expected ℓ(b))",
               spec.name);
+  NEXUS_CHECK(std::isfinite(spec.declared_prefix.fraction) && spec.declared_prefix.fraction >= 0 &&
+                  spec.declared_prefix.fraction <= 1,
+              "load_model('{}'): declared_prefix.fraction {} (expected a share of ℓ(b) in 0..1)", spec.name,
+              spec.declared_prefix.fraction);
   auto m = std::make_unique<ModelState>();
   NEXUS_CHECK(model_store_.size() < kMaxModels, "load_model('{}'): more than {} models", spec.name, kMaxModels);
   m->index = static_cast<int>(model_store_.size());
@@ -234,6 +241,7 @@ void Engine::Impl::load_model(ModelSpec spec) {
     be->prepare(sizes);
     m->load.load_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     m->load.device_bytes += be->device_bytes();
+    m->device_bytes.push_back(be->device_bytes());
     m->load.prepared_batches = m->max_batch;
     // The device's memory as the planner sees it: what is free now plus what the models loaded
     // on it hold (Backend::free_memory; 0 = unknown).
@@ -250,11 +258,349 @@ void Engine::Impl::load_model(ModelSpec spec) {
       m->item_shape = Shape{};
     }
   }
+  // A declared prefix (models without a graph) is the application's claim that the members
+  // run the same first layers: they must take the same input.
+  if (options_.prefix_batching && !spec.graph && !spec.declared_prefix.key.empty()) {
+    for (const auto& o : model_store_) {
+      if (o->unloaded || o->spec.graph || o->spec.declared_prefix.key != spec.declared_prefix.key) continue;
+      if (o->item_shape == m->item_shape && o->spec.input_dtype == spec.input_dtype) continue;
+      for (std::size_t d = 0; d < m->device_bytes.size(); ++d) device_memory_[d].used -= m->device_bytes[d];
+      throw_error(
+          "load_model('{}'): mismatched input shapes in declared prefix '{}': model '{}' takes {} {}, "
+          "model '{}' takes {} {} (the members of a prefix must take the same input)",
+          spec.name, spec.declared_prefix.key, o->spec.name, o->item_shape, name_of(o->spec.input_dtype),
+          spec.name, m->item_shape, name_of(spec.input_dtype));
+    }
+  }
   m->spec = std::move(spec);
   scheduler_->add_profile(m->spec.name, m->spec.profile);
   model_index_[m->spec.name] = m->index;
   models_[static_cast<std::size_t>(m->index)].store(m.get(), std::memory_order_release);
   model_store_.push_back(std::move(m));
+  // Prefix groups form (or grow) with every load; a change re-plans the running queries.
+  if (regroup() && num_sessions_.load() > 0) {
+    scheduler_->invalidate_plan();
+    plan_now(clock_->now(), true);
+  }
+}
+
+void Engine::Impl::unload_model(const std::string& name) {
+  std::lock_guard lock(control_mu_);
+  NEXUS_CHECK(!shut_down_, "unload_model('{}'): the engine is shut down", name);
+  auto it = model_index_.find(name);
+  NEXUS_CHECK(it != model_index_.end(), "unload_model('{}'): no model of that name is loaded", name);
+  ModelState& m = *model_store_[static_cast<std::size_t>(it->second)];
+  std::string users;
+  for (const auto& q : query_store_)
+    for (const auto& st : q->stages)
+      if (st.model == m.index) {
+        users += fmt::format("{}'{}'", users.empty() ? "" : ", ", q->name);
+        break;
+      }
+  NEXUS_CHECK(users.empty(), "unload_model('{}'): the model is used by query {} (queries cannot be removed)",
+              name, users);
+  // No session uses the model, so no executor touches its backends: free them.
+  for (std::size_t d = 0; d < m.device_bytes.size() && d < device_memory_.size(); ++d)
+    device_memory_[d].used -= std::min(device_memory_[d].used, m.device_bytes[d]);
+  m.backends.clear();
+  m.device_bytes.clear();
+  m.unloaded = true;
+  model_index_.erase(it);
+  NEXUS_LOG(kInfo, "model_unloaded", {"model", name});
+  // A group it was in is re-formed or dissolved; the others keep serving under the new plan (the
+  // running batches keep their own reference to the old group).
+  if (regroup() && num_sessions_.load() > 0) {
+    scheduler_->invalidate_plan();
+    plan_now(clock_->now(), true);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefix groups (paper §6.3; docs/prefix_batching.md)
+
+namespace {
+
+// `p` with ℓ(b) and its std scaled by `lat`, m(b) by `mem`, for b <= max_batch; pre/post-processing
+// kept (the prefix: members take the same inputs) or dropped (a suffix).
+BatchProfile scaled_profile(const BatchProfile& p, const std::string& name, double lat, double mem,
+                            bool keep_pre_post, int max_batch) {
+  std::vector<int> batches;
+  std::vector<double> mean, sd;
+  std::vector<std::size_t> bytes;
+  for (int b : p.batches()) {
+    if (b > max_batch) break;
+    batches.push_back(b);
+    mean.push_back(std::max(1e-3, lat * double(p.mean_latency(b).count())));
+    sd.push_back(lat * double(p.latency_std(b).count()));
+    bytes.push_back(static_cast<std::size_t>(mem * double(p.memory(b))));
+  }
+  if (batches.empty() || batches.back() < max_batch) {  // sparse profile: the ends interpolated
+    batches.push_back(max_batch);
+    mean.push_back(std::max(1e-3, lat * double(p.mean_latency(max_batch).count())));
+    sd.push_back(lat * double(p.latency_std(max_batch).count()));
+    bytes.push_back(static_cast<std::size_t>(mem * double(p.memory(max_batch))));
+  }
+  const double factor = p.latency_model().factor > 0 ? p.latency_model().factor : 1.0;
+  return BatchProfile(name, p.device(), batches, mean, sd, bytes,
+                      keep_pre_post ? double(p.preprocess().count()) / factor : 0.0,
+                      keep_pre_post ? double(p.postprocess().count()) / factor : 0.0, p.latency_model());
+}
+
+}  // namespace
+
+std::shared_ptr<const PrefixGroupRuntime> Engine::Impl::build_group(std::string key, bool declared,
+                                                                    std::vector<int> models) {
+  auto rt = std::make_shared<PrefixGroupRuntime>();
+  rt->key = std::move(key);
+  rt->session_id = "prefix:" + rt->key;
+  rt->declared = declared;
+  rt->models = std::move(models);
+  rt->max_batch = std::numeric_limits<int>::max();
+  for (int i : rt->models) rt->max_batch = std::min(rt->max_batch, model(i).max_batch);
+  // Each member's share of its ℓ(b) and m(b) that is prefix. Declared: the application's
+  // fraction. Hashed graphs: an estimate from the graphs — ℓ split by the share of per-item MACs
+  // in the prefix, m(b) by the share of weight bytes (nexus::Profiler can measure the prefix and
+  // suffix graphs of model::split_prefix for real).
+  std::vector<double> lat_share, mem_share;
+  std::vector<const model::Graph*> graphs;
+  if (!declared) {
+    for (int i : rt->models) graphs.push_back(model(i).spec.graph.get());
+    const model::CommonPrefix cp = model::longest_common_prefix(graphs);
+    rt->shared_weight_bytes = cp.shared_weight_bytes;
+    for (const model::Graph* g : graphs) {
+      const double macs = double(g->macs_per_item());
+      const double bytes = double(g->weights_bytes());
+      const double by_bytes = bytes > 0 ? double(cp.shared_weight_bytes) / bytes : 0.0;
+      lat_share.push_back(std::clamp(macs > 0 ? double(cp.shared_macs_per_item) / macs : by_bytes, 0.0, 1.0));
+      mem_share.push_back(std::clamp(by_bytes, 0.0, 1.0));
+    }
+  } else {
+    for (int i : rt->models) {
+      lat_share.push_back(model(i).spec.declared_prefix.fraction);
+      mem_share.push_back(model(i).spec.declared_prefix.fraction);
+    }
+  }
+  const ModelState& first = model(rt->models[0]);
+  rt->prefix = scaled_profile(first.spec.profile, rt->session_id, lat_share[0], mem_share[0], true, rt->max_batch);
+  for (std::size_t k = 0; k < rt->models.size(); ++k) {
+    const ModelState& mk = model(rt->models[k]);
+    rt->suffixes.push_back(scaled_profile(mk.spec.profile, mk.spec.name + "/suffix", 1.0 - lat_share[k],
+                                          1.0 - mem_share[k], false, rt->max_batch));
+  }
+  std::uint64_t key_hash = 1469598103934665603ULL;
+  for (char c : rt->key) key_hash = (key_hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  rt->runners.resize(devices_.size());
+  rt->sim.resize(devices_.size());
+  std::vector<int> sizes;
+  for (int b = 1; b <= rt->max_batch; ++b) sizes.push_back(b);
+  for (const DeviceInfo& d : devices_) {
+    const auto di = static_cast<std::size_t>(d.index);
+    if (d.kind == DeviceKind::kSim) {
+      // A sim executes nothing: the prefix and each suffix draw their time (with the engine's
+      // SimLatency noise, one stream per part and device) and the suffixes give the outputs.
+      auto make = [&](const BatchProfile& p, std::uint64_t part) {
+        sim::SimBackendOptions so;
+        so.device = d.name;
+        so.latency = options_.sim_latency;
+        so.latency.seed = options_.sim_latency.seed * 0x9E3779B97F4A7C15ULL + options_.seed * 1000003ULL +
+                          key_hash * 31ULL + part * 8191ULL + static_cast<std::uint64_t>(d.index);
+        return std::make_unique<sim::SimBackend>(p, clock_, so);
+      };
+      rt->sim[di].prefix = make(rt->prefix, 0);
+      for (std::size_t k = 0; k < rt->suffixes.size(); ++k) rt->sim[di].suffixes.push_back(make(rt->suffixes[k], k + 1));
+      continue;
+    }
+    if (declared) continue;  // no graph: each member's own backend runs its slice
+    const int device_index = d.index;
+    const DeviceKind kind = d.kind;
+    auto runner = std::make_unique<PrefixRunner>([kind, device_index]() -> std::unique_ptr<Backend> {
+      if (kind == DeviceKind::kCuda) {
+        CudaBackendOptions co;
+        co.device_index = device_index;
+        return make_cuda_backend(co);
+      }
+#ifdef NEXUS_RUNTIME_HAVE_CPU_BACKEND
+      return std::make_unique<CpuBackend>();
+#else
+      throw_error("prefix group: no CpuBackend in this build");
+#endif
+    });
+    runner->load(model::split_prefix(graphs), rt->max_batch);
+    runner->prepare(sizes);
+    rt->weights_bytes = runner->weights_bytes();
+    rt->unshared_weights_bytes = runner->unshared_weights_bytes();
+    rt->shared_weight_bytes = runner->shared_weights_bytes();
+    rt->runners[di] = std::move(runner);
+  }
+  auto& counters = group_counters_[rt->key];
+  if (!counters) counters = std::make_unique<PrefixGroupCounters>();
+  rt->counters = counters.get();
+  std::string names;
+  for (int i : rt->models) names += fmt::format("{}{}", names.empty() ? "" : ",", model(i).spec.name);
+  NEXUS_LOG(kInfo, "prefix_group_formed", {"group", rt->key}, {"members", names},
+            {"shared_weight_bytes", rt->shared_weight_bytes}, {"declared", declared});
+  return rt;
+}
+
+bool Engine::Impl::regroup() {
+  std::vector<std::shared_ptr<const PrefixGroupRuntime>> next;
+  auto find_or_build = [&](std::string key, bool declared, std::vector<int> models) {
+    for (const auto& g : groups_)
+      if (g->key == key && g->models == models) {
+        next.push_back(g);
+        return;
+      }
+    try {
+      next.push_back(build_group(key, declared, std::move(models)));
+    } catch (const std::exception& e) {
+      // The members are served on their own (as without the feature); the reason is logged.
+      NEXUS_LOG(kWarn, "prefix_group_failed", {"group", key}, {"error", e.what()});
+    }
+  };
+  if (options_.prefix_batching) {
+    // Hashed (model/prefix.hpp): models with a graph that the engine's own backends run.
+    std::vector<const model::Graph*> graphs;
+    std::vector<int> index;
+    for (const auto& m : model_store_)
+      if (!m->unloaded && m->spec.graph && !m->spec.make_backend) {
+        graphs.push_back(m->spec.graph.get());
+        index.push_back(m->index);
+      }
+    if (graphs.size() >= 2)
+      for (const model::PrefixGroup& g : model::find_prefix_groups(graphs)) {
+        std::vector<int> models;
+        for (int j : g.members) models.push_back(index[static_cast<std::size_t>(j)]);
+        // The key names the prefix: a hash over its nodes' canonical hashes.
+        const auto hashes = model::node_hashes(*graphs[static_cast<std::size_t>(g.members[0])]);
+        std::uint64_t h = 1469598103934665603ULL;
+        for (model::NodeId n : g.prefix.nodes[0]) h = (h ^ hashes[static_cast<std::size_t>(n)]) * 1099511628211ULL;
+        find_or_build(fmt::format("prefix-{:016x}", h), false, std::move(models));
+      }
+    // Declared (models without a graph): one group per key with two or more members.
+    std::map<std::string, std::vector<int>> declared;
+    for (const auto& m : model_store_)
+      if (!m->unloaded && !m->spec.graph && !m->spec.declared_prefix.key.empty() &&
+          m->spec.declared_prefix.fraction > 0)
+        declared[m->spec.declared_prefix.key].push_back(m->index);
+    for (auto& [key, models] : declared)
+      if (models.size() >= 2) find_or_build(key, true, std::move(models));
+  }
+  const bool changed = next != groups_;
+  groups_ = std::move(next);
+  return changed;
+}
+
+Engine::Impl::GroupedSessions Engine::Impl::group_sessions(const std::vector<Session>& sessions,
+                                                           std::map<std::string, BatchProfile>& profiles) const {
+  GroupedSessions out;
+  std::vector<int> group_of(sessions.size(), -1);
+  std::vector<std::vector<PrefixGroupMember>> members(groups_.size());
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    auto mi = model_index_.find(sessions[i].model);
+    if (mi == model_index_.end()) continue;
+    for (std::size_t g = 0; g < groups_.size(); ++g)
+      if (const int m = groups_[g]->member_of(mi->second); m >= 0) {
+        group_of[i] = static_cast<int>(g);
+        members[g].push_back({sessions[i], groups_[g]->suffixes[static_cast<std::size_t>(m)]});
+        break;
+      }
+  }
+  std::vector<bool> emitted(groups_.size(), false);
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    const int g = group_of[i];
+    if (g < 0 || members[static_cast<std::size_t>(g)].size() < 2) {
+      out.sessions.push_back(sessions[i]);
+      continue;
+    }
+    if (emitted[static_cast<std::size_t>(g)]) continue;
+    emitted[static_cast<std::size_t>(g)] = true;
+    const PrefixGroupRuntime& rt = *groups_[static_cast<std::size_t>(g)];
+    const auto& ms = members[static_cast<std::size_t>(g)];
+    // One session: the members' total rate, the tightest member SLO (a member with a looser SLO
+    // is served as if it had the tightest), ℓ_group(B) = ℓ_prefix(B) + Σ ℓ_suffix_k(n_k(B)).
+    Session s = group_session(rt.session_id, rt.session_id, ms);
+    s.priority = ms[0].session.priority;
+    s.group = ms[0].session.group;
+    for (const auto& x : ms) {
+      s.priority = std::max(s.priority, x.session.priority);
+      if (x.session.group != s.group) s.group.clear();  // members of several queries: alone
+    }
+    profiles[rt.session_id] = group_profile(rt.session_id, rt.prefix, ms);
+    auto& list = out.members[rt.session_id];
+    for (const auto& x : ms) list.push_back(x.session);
+    out.sessions.push_back(std::move(s));
+  }
+  return out;
+}
+
+void Engine::Impl::expand_groups(Plan& plan, const GroupedSessions& grouped,
+                                 const std::map<std::string, BatchProfile>& profiles) {
+  (void)profiles;
+  auto shares_of = [](const std::vector<Session>& ms) {
+    std::vector<double> r;
+    double total = 0;
+    for (const auto& s : ms) total += s.rate_rps;
+    for (const auto& s : ms) r.push_back(total > 0 ? s.rate_rps / total : 1.0 / double(ms.size()));
+    return r;
+  };
+  for (auto& g : plan.gpus) {
+    std::vector<SessionAllocation> out;
+    for (const auto& a : g.sessions) {
+      auto it = grouped.members.find(a.session);
+      if (it == grouped.members.end()) {
+        out.push_back(a);
+        continue;
+      }
+      const auto& ms = it->second;
+      std::vector<double> rates;
+      for (const auto& s : ms) rates.push_back(s.rate_rps);
+      const std::vector<int> batch = member_shares(a.batch, rates);
+      const std::vector<double> share = shares_of(ms);
+      for (std::size_t k = 0; k < ms.size(); ++k) {
+        SessionAllocation x;
+        x.session = ms[k].id;
+        x.model = ms[k].model;
+        x.batch = batch[k];
+        x.latency = a.latency;
+        x.rate_rps = a.rate_rps * share[k];
+        x.slo = ms[k].slo;
+        x.prefix_group = a.session;
+        out.push_back(std::move(x));
+      }
+    }
+    g.sessions = std::move(out);
+  }
+  for (const auto& [id, ms] : grouped.members) {
+    const std::vector<double> share = shares_of(ms);
+    if (auto r = plan.routes.find(id); r != plan.routes.end()) {
+      const std::vector<Route> table = r->second;
+      plan.routes.erase(r);
+      for (std::size_t k = 0; k < ms.size(); ++k) {
+        auto& t = plan.routes[ms[k].id];
+        t = table;
+        for (auto& e : t) e.rate_rps *= share[k];
+      }
+    }
+    plan.stage_budgets.erase(id);
+  }
+  std::vector<Rejection> rejected;
+  for (const auto& r : plan.rejected) {
+    auto it = grouped.members.find(r.session);
+    if (it == grouped.members.end()) {
+      rejected.push_back(r);
+      continue;
+    }
+    const std::vector<double> share = shares_of(it->second);
+    for (std::size_t k = 0; k < it->second.size(); ++k) {
+      Rejection x = r;
+      x.session = it->second[k].id;
+      x.reason = fmt::format("in prefix group '{}': {}", r.session, r.reason);
+      x.served_rps *= share[k];
+      x.demanded_rps *= share[k];
+      rejected.push_back(std::move(x));
+    }
+  }
+  plan.rejected = std::move(rejected);
 }
 
 int Engine::Impl::add_query(QuerySpec spec) {
@@ -657,12 +1003,22 @@ Plan Engine::Impl::plan_sessions(const std::vector<Session>& sessions, const Pla
   PlanRequest req;
   req.num_devices = static_cast<int>(devices_.size());
   std::map<std::string, BatchProfile> profiles;
-  for (auto& m : model_store_) profiles.emplace(m->spec.name, m->spec.profile);
+  for (auto& m : model_store_)
+    if (!m->unloaded) profiles.emplace(m->spec.name, m->spec.profile);
   req.profiles = &profiles;
-  req.sessions = sessions;
+  // Prefix batching: each group's member sessions are planned as one group session (its profile
+  // joins `profiles`); the plan is expanded back to the members below.
+  GroupedSessions grouped = group_sessions(sessions, profiles);
+  std::map<std::string, std::string> group_of;  // member session id → group session id
+  for (const auto& [gid, ms] : grouped.members)
+    for (const auto& m : ms) group_of[m.id] = gid;
+  req.sessions = grouped.sessions;
   if (running)
     for (const auto& [id, table] : running->routes)
-      if (!table.empty()) req.running.insert(id);
+      if (!table.empty()) {
+        auto g = group_of.find(id);
+        req.running.insert(g == group_of.end() ? id : g->second);
+      }
   std::map<std::string, int> by_index;
   for (int i = 0; i < num_sessions_.load(); ++i) by_index[session(i)->id] = i;
   Plan p;
@@ -691,22 +1047,33 @@ Plan Engine::Impl::plan_sessions(const std::vector<Session>& sessions, const Pla
       bool switched = false;
       for (const bool uniform : {false, true}) {
         PlanRequest alt = req;
-        for (auto& x : alt.sessions) {
-          const SessionState* s = session(by_index.at(x.id));
+        auto alt_slo = [&](const std::string& id) {
+          const SessionState* s = session(by_index.at(id));
           const QueryDef& q = *query_store_[static_cast<std::size_t>(s->query)];
-          x.slo = std::chrono::duration_cast<std::chrono::microseconds>(
+          return std::chrono::duration_cast<std::chrono::microseconds>(
               proportional_budgets(q, uniform)[static_cast<std::size_t>(s->stage)]);
+        };
+        for (auto& x : alt.sessions) {
+          if (auto g = grouped.members.find(x.id); g != grouped.members.end()) {
+            x.slo = std::chrono::microseconds::max();  // the group: its tightest member's
+            for (const auto& m : g->second) x.slo = std::min(x.slo, alt_slo(m.id));
+          } else {
+            x.slo = alt_slo(x.id);
+          }
         }
         Plan p2 = make_squishy_planner(planner_packer())(alt);
         if (served(p2) > served(p) * (1 + 1e-9)) {
           p = std::move(p2);
           req = std::move(alt);
+          for (auto& [gid, ms] : grouped.members)
+            for (auto& m : ms) m.slo = alt_slo(m.id);  // the members' budgets of this split
           switched = true;
         }
       }
       (void)switched;  // plan_now takes the budgets the running plan was made for
     }
   }
+  expand_groups(p, grouped, profiles);
   return p;
 }
 
@@ -757,6 +1124,46 @@ void Engine::Impl::apply_plan(const Plan& plan) {
       if (it == by_id.end()) continue;
       auto [t, fresh] = targets[static_cast<std::size_t>(g.gpu)].try_emplace(it->second, a.batch);
       if (fresh) sched.sessions.emplace_back(it->second, a.batch);
+    }
+  }
+  // Prefix groups: the members the plan runs in one group on a device form one merged batch
+  // per duty cycle there, of the members' shares together (B), timed by ℓ_group at the members'
+  // current rates. Members of a group that no longer exists run on their own.
+  for (const auto& g : plan.gpus) {
+    if (g.gpu < 0 || g.gpu >= ndev) continue;
+    std::map<std::string, std::vector<std::pair<int, int>>> members;  // group id → (session, share)
+    for (const auto& a : g.sessions)
+      if (!a.prefix_group.empty())
+        if (auto it = by_id.find(a.session); it != by_id.end()) {
+          auto& list = members[a.prefix_group];
+          if (std::none_of(list.begin(), list.end(), [&](const auto& x) { return x.first == it->second; }))
+            list.emplace_back(it->second, a.batch);
+        }
+    for (const auto& [gid, ms] : members) {
+      std::shared_ptr<const PrefixGroupRuntime> rt;
+      for (const auto& x : groups_)
+        if (x->session_id == gid) rt = x;
+      if (!rt || ms.size() < 2) continue;
+      Executor::Schedule::Group sg;
+      std::vector<PrefixGroupMember> pm;
+      int batch = 0;
+      for (auto [si, b] : ms) {
+        const SessionState* s = session(si);
+        const int m = rt->member_of(s->model);
+        if (m < 0) break;
+        sg.sessions.push_back(si);
+        batch += b;
+        pm.push_back({Session{s->id, model(s->model).spec.name, std::chrono::microseconds(1), std::max(s->rate_rps, 1e-3), 0, {}},
+                      rt->suffixes[static_cast<std::size_t>(m)]});
+      }
+      if (sg.sessions.size() != ms.size()) continue;
+      const BatchProfile gp = group_profile(rt->session_id, rt->prefix, pm);
+      std::vector<Duration> lat;
+      for (int b = 1; b <= rt->max_batch; ++b) lat.push_back(std::chrono::duration_cast<Duration>(gp.latency(b)));
+      sg.latency = dispatch::LatencyTable(lat);
+      sg.batch = std::clamp(batch, 1, rt->max_batch);
+      sg.runtime = rt;
+      schedules[static_cast<std::size_t>(g.gpu)].groups.push_back(std::move(sg));
     }
   }
   // Stage budgets chosen by an external planner override ours; the downstream budgets (which
@@ -975,7 +1382,7 @@ void Engine::Impl::complete_batch(Batch& b, std::vector<QueryResult>* done) {
     r.parent = it.parent;
     r.enqueued = it.enqueued;
     r.started = b.started;
-    r.batch_size = static_cast<int>(n);
+    r.batch_size = b.merged_size > 0 ? b.merged_size : static_cast<int>(n);
     r.device = b.device;
     std::vector<std::vector<Tensor>> child_inputs(st.children.size());
     try {
@@ -1339,7 +1746,30 @@ EngineStats Engine::Impl::stats() const {
     m.latency = q->latency.summary();
     st.queries[q->name] = m;
   }
-  for (const auto& m : model_store_) st.models[m->spec.name] = m->load;
+  for (const auto& m : model_store_)
+    if (!m->unloaded) st.models[m->spec.name] = m->load;
+  for (const auto& g : groups_) {
+    PrefixGroupMetricsSnapshot s;
+    s.key = g->key;
+    s.declared = g->declared;
+    for (int i : g->models) s.members.push_back(model(i).spec.name);
+    std::set<std::string> planned;
+    for (const auto& gp : plan_.gpus)
+      for (const auto& a : gp.sessions)
+        if (a.prefix_group == g->session_id) planned.insert(a.session);
+    s.sessions.assign(planned.begin(), planned.end());
+    s.shared_weight_bytes = g->shared_weight_bytes;
+    s.weights_bytes = g->weights_bytes;
+    s.unshared_weights_bytes = g->unshared_weights_bytes;
+    const PrefixGroupCounters& c = *g->counters;
+    s.batches = c.batches.load();
+    s.items = c.items.load();
+    s.mean_batch = s.batches ? double(s.items) / double(s.batches) : 0.0;
+    s.max_batch_seen = c.max_batch.load();
+    for (std::size_t b = 1; b < c.hist.size(); ++b)
+      if (auto v = c.hist[b].load()) s.batch_sizes[static_cast<int>(b)] = v;
+    st.prefix_groups[g->key] = std::move(s);
+  }
   const double elapsed = std::chrono::duration<double>(clock_->now() - started_at_).count();
   for (const auto& e : executors_) {
     DeviceMetricsSnapshot d;
@@ -1366,6 +1796,7 @@ Engine::~Engine() {
   if (impl_) impl_->shutdown();
 }
 void Engine::load_model(ModelSpec spec) { impl_->load_model(std::move(spec)); }
+void Engine::unload_model(const std::string& name) { impl_->unload_model(name); }
 int Engine::add_query(QuerySpec spec) { return impl_->add_query(std::move(spec)); }
 
 RequestId Engine::submit(std::string_view query, Tensor input) {

@@ -19,6 +19,7 @@
 #include "nexus/core/handoff_queue.hpp"
 #include "nexus/dispatch/batch_policy.hpp"
 #include "nexus/dispatch/dispatcher.hpp"
+#include "nexus/exec/prefix_runner.hpp"
 #include "nexus/runtime/engine.hpp"
 #include "nexus/schedule/scheduler.hpp"
 
@@ -93,7 +94,45 @@ struct ModelState {
   std::vector<Duration> sim_latency;     // mean ℓ(b): virtual-time batch duration
   Shape item_shape;                      // per-item input shape ({} = unchecked)
   std::vector<std::unique_ptr<Backend>> backends;  // one per device
+  std::vector<std::size_t> device_bytes;           // Backend::device_bytes per device
   ModelLoadSnapshot load;                          // load + prepare cost (EngineStats::models)
+  bool unloaded = false;                           // unload_model(): no backends, not in groups
+};
+
+/// Counters of one prefix group key (kept for the engine's life, so a re-formed group goes on
+/// counting).
+struct PrefixGroupCounters {
+  std::atomic<std::uint64_t> batches{0}, items{0};
+  std::atomic<int> max_batch{0};
+  std::array<std::atomic<std::uint64_t>, 1025> hist{};  // merged batch size → count (1024+: last)
+};
+
+/// A formed prefix group (paper §6.3): published immutable (shared_ptr) to the executors with
+/// their schedule; each device's merged-execution parts are used by that device's executor only.
+struct PrefixGroupRuntime {
+  std::string key;            // declared key, or "prefix-<hash>"
+  std::string session_id;     // the group session's id (and its model name in the planner)
+  bool declared = false;
+  std::vector<int> models;    // member model indices; runner member m = models[m]
+  int max_batch = 1;          // min over the members
+  std::size_t shared_weight_bytes = 0, weights_bytes = 0, unshared_weights_bytes = 0;
+  BatchProfile prefix;                 // ℓ_prefix(b)
+  std::vector<BatchProfile> suffixes;  // ℓ_suffix_m(b), per member model
+  /// Per device: the merged runner (graph groups on cpu/cuda devices), or null.
+  std::vector<std::unique_ptr<PrefixRunner>> runners;
+  /// Per device (sim devices): SimBackends drawing ℓ_prefix and each ℓ_suffix_m with the
+  /// engine's SimLatency noise; empty elsewhere.
+  struct SimParts {
+    std::unique_ptr<sim::SimBackend> prefix;
+    std::vector<std::unique_ptr<sim::SimBackend>> suffixes;
+  };
+  std::vector<SimParts> sim;
+  PrefixGroupCounters* counters = nullptr;
+  int member_of(int model) const {
+    for (std::size_t m = 0; m < models.size(); ++m)
+      if (models[m] == model) return static_cast<int>(m);
+    return -1;
+  }
 };
 
 struct SessionState {
@@ -121,6 +160,7 @@ struct Batch {
   std::vector<Item> items;
   std::vector<Tensor> outputs;
   TimePoint started{}, finished{};
+  int merged_size = 0;   // > 0: the items ran in a prefix group's merged batch of this size
   bool failed = false;
   std::string error;
 };
@@ -134,6 +174,7 @@ class Engine::Impl {
 
   // --- API ---
   void load_model(ModelSpec spec);
+  void unload_model(const std::string& name);
   int add_query(QuerySpec spec);
   RequestId submit(const QueryDef& q, Tensor input);
   std::vector<QueryResult> poll(std::size_t max, Duration timeout);
@@ -232,6 +273,27 @@ class Engine::Impl {
     std::size_t capacity = 0;  // free_memory() + used, 0 = unknown
   };
   std::vector<DeviceMemory> device_memory_;  // control_mu_
+  // Prefix batching (control_mu_): the groups formed over the loaded models, and the counters
+  // per group key.
+  std::vector<std::shared_ptr<const PrefixGroupRuntime>> groups_;
+  std::map<std::string, std::unique_ptr<PrefixGroupCounters>> group_counters_;
+  /// Re-forms the prefix groups over the loaded models (reusing unchanged ones); returns true
+  /// when the set of groups changed.
+  bool regroup();
+  std::shared_ptr<const PrefixGroupRuntime> build_group(std::string key, bool declared,
+                                                         std::vector<int> models);
+  /// Sessions → the planner's sessions: the sessions of each prefix group's members (two or
+  /// more) become one group session; `profiles` gains the groups' profiles.
+  struct GroupedSessions {
+    std::vector<Session> sessions;
+    std::map<std::string, std::vector<Session>> members;  // group session id → member sessions
+  };
+  GroupedSessions group_sessions(const std::vector<Session>& sessions,
+                                 std::map<std::string, BatchProfile>& profiles) const;
+  /// Replaces each group session of `plan` by its members (shares of batch and rate, the
+  /// group's routes, rejections per member).
+  static void expand_groups(Plan& plan, const GroupedSessions& grouped,
+                            const std::map<std::string, BatchProfile>& profiles);
   void apply_plan(const Plan& plan);
   void check_external_plan(const Plan& plan, const PlanRequest& req) const;
   // Virtual time: an event queue over the executors. Each executor's next_event() changes only

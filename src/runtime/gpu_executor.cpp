@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "nexus/dispatch/merged_queue.hpp"
 #include "nexus/sim/sim_backend.hpp"
 
 namespace nexus::runtime {
@@ -91,10 +92,30 @@ void Executor::apply_pending_plan() {
     s->active = false;
   }
   order_.clear();
+  // Prefix groups: a group's policy carries over a plan swap that keeps the group.
+  std::vector<GroupState> groups;
+  for (auto& def : sched.groups) {
+    GroupState g;
+    for (auto& old : groups_)
+      if (old.policy && old.def.runtime == def.runtime) g.policy = std::move(old.policy);
+    if (!g.policy) g.policy = dispatch::make_batch_policy(eng_.options_.batch_policy);
+    g.def = std::move(def);
+    groups.push_back(std::move(g));
+  }
+  groups_ = std::move(groups);
+  group_of_.assign(static_cast<std::size_t>(kMaxSessions), -1);
+  for (std::size_t g = 0; g < groups_.size(); ++g)
+    for (int session : groups_[g].def.sessions) group_of_[static_cast<std::size_t>(session)] = static_cast<int>(g);
+  std::vector<char> group_listed(groups_.size(), 0);
   for (auto [session, batch] : sched.sessions) {
     if (Slot* s = slot(session); s && !s->active) {
       s->active = true;
       s->target_batch = std::max(1, batch);
+      // A group takes one turn per cycle, at its first member's place.
+      if (const int g = group_of_[static_cast<std::size_t>(session)]; g >= 0) {
+        if (group_listed[static_cast<std::size_t>(g)]) continue;
+        group_listed[static_cast<std::size_t>(g)] = 1;
+      }
       order_.push_back(session);
     }
   }
@@ -187,6 +208,10 @@ bool Executor::step(TimePoint now) {
   // One batch per session per cycle, in plan order.
   while (cycle_pos_ < order_.size()) {
     const int idx = order_[cycle_pos_++];
+    if (const int g = group_of_.empty() ? -1 : group_of_[static_cast<std::size_t>(idx)]; g >= 0) {
+      if (group_turn(groups_[static_cast<std::size_t>(g)], now, done)) return true;
+      continue;
+    }
     Slot* s = slot(idx);
     if (!s || !s->active || s->queue.empty()) continue;
     const SessionState* ss = eng_.sessions_[static_cast<std::size_t>(idx)].load();
@@ -305,24 +330,201 @@ void Executor::run_batch(Slot& s, std::size_t take, TimePoint now) {
   bool all_met = !b.failed;
   for (auto& it : b.items) all_met = all_met && b.finished <= it.deadline;
   s.policy->on_batch_done(n, all_met);
+  if (eng_.virtual_) {  // no allocation on the virtual-time hot path
+    inflight_.clear();
+    inflight_.push_back(std::move(b));
+    busy_until_ = inflight_.front().finished;
+    return;
+  }
+  std::vector<Batch> out;
+  out.push_back(std::move(b));
+  finish_batches(std::move(out));
+}
 
+void Executor::finish_batches(std::vector<Batch>&& batches) {
+  if (batches.empty()) return;
   if (eng_.virtual_) {
-    inflight_ = std::move(b);
-    busy_until_ = inflight_->finished;
+    busy_until_ = batches.front().finished;
+    inflight_ = std::move(batches);
     return;
   }
   if (eng_.options_.cpu_workers <= 0) {
     std::vector<QueryResult> done;
-    eng_.complete_batch(b, &done);
+    for (auto& b : batches) eng_.complete_batch(b, &done);
     eng_.flush(done);
   } else {
-    auto shared = std::make_shared<Batch>(std::move(b));
+    auto shared = std::make_shared<std::vector<Batch>>(std::move(batches));
     eng_.post_to_pool([this, shared] {
       std::vector<QueryResult> done;
-      eng_.complete_batch(*shared, &done);
+      for (auto& b : *shared) eng_.complete_batch(b, &done);
       eng_.flush(done);
     });
   }
+}
+
+bool Executor::group_turn(GroupState& g, TimePoint now, std::vector<QueryResult>& done) {
+  const std::size_t k = g.def.sessions.size();
+  std::vector<Slot*> slots(k);
+  std::vector<DequeView> views;
+  views.reserve(k);
+  std::vector<const dispatch::QueueView*> ptrs(k);
+  std::size_t queued = 0;
+  for (std::size_t i = 0; i < k; ++i) {
+    slots[i] = slot(g.def.sessions[i]);
+    slots[i]->wait_until.reset();
+    views.emplace_back(slots[i]->queue);
+    ptrs[i] = &views.back();
+    queued += slots[i]->queue.size();
+  }
+  if (queued == 0) return false;
+  // Early drop over all members' requests in deadline order, with ℓ_group; each member then
+  // drops a prefix of its own queue (counted against its session) and gives the next to the batch.
+  const dispatch::MergedQueueView merged(ptrs);
+  const dispatch::BatchDecision d = g.policy->decide(merged, now, g.def.latency, g.def.batch);
+  const dispatch::MemberDecision md = dispatch::split_by_member(merged, d);
+  for (std::size_t i = 0; i < k; ++i)
+    for (std::size_t j = 0; j < md.drop[i]; ++j) {
+      Item it = std::move(slots[i]->queue.front());
+      slots[i]->queue.pop_front();
+      slots[i]->queued.fetch_sub(1, std::memory_order_acq_rel);
+      eng_.end_item(it, RequestStatus::kDropped, Reason::kDeadline,
+                    "dropped by the batch policy: cannot finish by its deadline", &done);
+    }
+  if (md.total_take() > 0) {
+    eng_.flush(done);
+    if (cycle_pos_ >= order_.size()) in_cycle_ = false;
+    run_group_batch(g, md.take, now);
+    return true;
+  }
+  for (Slot* s : slots) s->wait_until = d.wait_until;
+  return false;
+}
+
+void Executor::run_group_batch(GroupState& g, const std::vector<std::size_t>& take, TimePoint now) {
+  const PrefixGroupRuntime& rt = *g.def.runtime;
+  const std::size_t members = rt.models.size();
+  const auto dev = static_cast<std::size_t>(device_);
+  // The merged batch: member models in runner order, each member's sessions in schedule order.
+  struct Part {
+    int session, member;
+    std::size_t begin, n;
+  };
+  std::vector<Part> parts;
+  std::vector<Item> merged;
+  std::vector<int> counts(members, 0);
+  std::vector<std::size_t> member_begin(members, 0);
+  std::vector<int> member_of_session(g.def.sessions.size());
+  for (std::size_t i = 0; i < g.def.sessions.size(); ++i) {
+    const SessionState& ss = *eng_.sessions_[static_cast<std::size_t>(g.def.sessions[i])].load();
+    member_of_session[i] = rt.member_of(ss.model);
+  }
+  for (std::size_t m = 0; m < members; ++m) {
+    member_begin[m] = merged.size();
+    for (std::size_t i = 0; i < g.def.sessions.size(); ++i) {
+      if (member_of_session[i] != static_cast<int>(m) || take[i] == 0) continue;
+      Slot& s = *slot(g.def.sessions[i]);
+      parts.push_back({g.def.sessions[i], static_cast<int>(m), merged.size(), take[i]});
+      for (std::size_t j = 0; j < take[i]; ++j) {
+        merged.push_back(std::move(s.queue.front()));
+        s.queue.pop_front();
+      }
+      s.queued.fetch_sub(take[i], std::memory_order_acq_rel);
+      counts[m] += static_cast<int>(take[i]);
+    }
+  }
+  const auto n = static_cast<int>(merged.size());
+  std::vector<std::vector<Tensor>> outs(members);
+  bool failed = false;
+  std::string error;
+  Duration drawn{0};
+  bool have_draw = false;
+  try {
+    // Every member takes the same input (detection / load_model check it): one staging buffer.
+    Tensor in = stage_inputs(rt.models[0], merged);
+    auto slice_of = [&](std::size_t m) {
+      return in.slice(static_cast<std::int64_t>(member_begin[m]),
+                      static_cast<std::int64_t>(member_begin[m]) + counts[m]);
+    };
+    if (dev < rt.runners.size() && rt.runners[dev]) {
+      outs = rt.runners[dev]->run({in}, counts);  // the prefix once, each suffix on its slice
+    } else if (dev < rt.sim.size() && rt.sim[dev].prefix) {
+      // A sim executes nothing: the prefix's and suffixes' times are drawn (SimLatency noise).
+      rt.sim[dev].prefix->run({in});
+      drawn = rt.sim[dev].prefix->last_batch_time();
+      for (std::size_t m = 0; m < members; ++m) {
+        if (counts[m] == 0) continue;
+        outs[m] = rt.sim[dev].suffixes[m]->run({slice_of(m)});
+        drawn += rt.sim[dev].suffixes[m]->last_batch_time();
+      }
+      have_draw = true;
+    } else {
+      // A declared group on a real device: each member's own backend runs its slice in turn
+      // (the merged batch is formed and planned; the prefix is not shared).
+      for (std::size_t m = 0; m < members; ++m)
+        if (counts[m] > 0) outs[m] = eng_.model(rt.models[m]).backends[dev]->run({slice_of(m)});
+    }
+  } catch (const std::exception& e) {
+    failed = true;
+    error = e.what();
+  } catch (...) {
+    failed = true;
+    error = "unknown exception from the backend";
+  }
+  TimePoint finished;
+  Duration busy;
+  if (eng_.virtual_) {
+    if (have_draw) {
+      busy = drawn;
+    } else {
+      std::chrono::microseconds us = rt.prefix.mean_latency(std::clamp(n, 1, rt.prefix.max_batch()));
+      for (std::size_t m = 0; m < members; ++m)
+        if (counts[m] > 0) us += rt.suffixes[m].mean_latency(std::min(counts[m], rt.suffixes[m].max_batch()));
+      busy = std::chrono::duration_cast<Duration>(us);
+    }
+    finished = now + busy;
+  } else {
+    finished = eng_.clock_->now();
+    busy = finished - now;
+  }
+  busy_ns.fetch_add(static_cast<std::uint64_t>(std::max<Duration::rep>(0, busy.count())), std::memory_order_relaxed);
+  batches.fetch_add(1, std::memory_order_relaxed);
+  items.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+  PrefixGroupCounters& c = *rt.counters;
+  c.batches.fetch_add(1, std::memory_order_relaxed);
+  c.items.fetch_add(static_cast<std::uint64_t>(n), std::memory_order_relaxed);
+  c.hist[static_cast<std::size_t>(std::min<int>(n, static_cast<int>(c.hist.size()) - 1))].fetch_add(1, std::memory_order_relaxed);
+  for (int prev = c.max_batch.load(std::memory_order_relaxed);
+       n > prev && !c.max_batch.compare_exchange_weak(prev, n, std::memory_order_relaxed);) {
+  }
+  bool all_met = !failed;
+  for (auto& it : merged) all_met = all_met && finished <= it.deadline;
+  g.policy->on_batch_done(n, all_met);
+  // One batch per member session, its items and its slice of its model's outputs.
+  std::vector<Batch> out;
+  for (const Part& p : parts) {
+    Batch b;
+    b.session = p.session;
+    b.device = device_;
+    b.started = now;
+    b.finished = finished;
+    b.merged_size = n;
+    b.failed = failed;
+    b.error = error;
+    const auto m = static_cast<std::size_t>(p.member);
+    const auto off = static_cast<std::int64_t>(p.begin - member_begin[m]);
+    const auto cnt = static_cast<std::int64_t>(p.n);
+    if (!failed)
+      for (const Tensor& o : outs[m])
+        b.outputs.push_back(o.shape().rank() >= 1 && o.shape()[0] == counts[m] ? o.slice(off, off + cnt) : o);
+    b.items.reserve(p.n);
+    for (std::size_t j = 0; j < p.n; ++j) b.items.push_back(std::move(merged[p.begin + j]));
+    auto& sm = const_cast<SessionState&>(*eng_.sessions_[static_cast<std::size_t>(p.session)].load());
+    sm.batches.fetch_add(1, std::memory_order_relaxed);
+    sm.batch_items.fetch_add(p.n, std::memory_order_relaxed);
+    if (static_cast<int>(p.n) < sm.hist_size) sm.batch_hist[p.n].fetch_add(1, std::memory_order_relaxed);
+    out.push_back(std::move(b));
+  }
+  finish_batches(std::move(out));
 }
 
 void Executor::loop() {
@@ -365,7 +567,7 @@ void Executor::loop() {
 }
 
 std::optional<TimePoint> Executor::next_event(TimePoint now) const {
-  if (inflight_) return busy_until_;
+  if (!inflight_.empty()) return busy_until_;
   if (plan_pending_.load()) return now;
   std::optional<TimePoint> t;
   const int ns = num_slots_.load(std::memory_order_acquire);
@@ -385,23 +587,22 @@ std::optional<TimePoint> Executor::next_event(TimePoint now) const {
 }
 
 void Executor::sim_step(TimePoint now) {
-  if (inflight_ && now >= busy_until_) {
-    Batch b = std::move(*inflight_);
-    inflight_.reset();
-    eng_.complete_batch(b, &done_);
+  if (!inflight_.empty() && now >= busy_until_) {
+    for (auto& b : inflight_) eng_.complete_batch(b, &done_);
     eng_.flush(done_);
-    b.items.clear();
-    spare_items_.swap(b.items);
+    inflight_.back().items.clear();
+    spare_items_.swap(inflight_.back().items);
+    inflight_.clear();  // keeps its capacity
   }
-  if (!inflight_) step(now);
+  if (inflight_.empty()) step(now);
 }
 
 void Executor::drop_all(Reason reason, const char* message) {
   std::vector<QueryResult> done;
-  if (inflight_) {
-    Batch b = std::move(*inflight_);
-    inflight_.reset();
-    eng_.complete_batch(b, &done);
+  if (!inflight_.empty()) {
+    std::vector<Batch> bs = std::move(inflight_);
+    inflight_.clear();
+    for (auto& b : bs) eng_.complete_batch(b, &done);
   }
   const int ns = num_slots_.load(std::memory_order_acquire);
   for (int i = 0; i < ns; ++i) {

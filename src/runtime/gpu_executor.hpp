@@ -10,6 +10,12 @@
 // input buffer; post-processing and fan-out go to the CPU pool so the device can start the next
 // batch at once.
 //
+// Prefix groups (paper §6.3): the members of a group that the schedule runs together take one
+// turn per cycle: the BatchPolicy decides on their queues merged in deadline order
+// (dispatch::MergedQueueView, ℓ_group), split_by_member drops per member and takes the merged
+// batch; the prefix runs once on it (PrefixRunner; on sim devices the prefix and suffix times are
+// drawn) and each member's items complete in their own session.
+//
 // Real time: a thread loops step(); it sleeps on a condition variable when there is nothing to do.
 // Virtual time: no thread; the engine's discrete-event driver calls sim_step(now) at the times
 // next_event() reports, and a batch occupies the device for the profile's mean ℓ(b).
@@ -57,6 +63,15 @@ class Executor {
   struct Schedule {
     Duration duty_cycle{0};                       ///< 0: no pacing (work-conserving)
     std::vector<std::pair<int, int>> sessions;    ///< (session index, planned batch)
+    /// Prefix groups: member sessions (also in `sessions`) run as one merged batch of at most
+    /// `batch` per cycle, at the turn of the first of them in `sessions`.
+    struct Group {
+      std::shared_ptr<const PrefixGroupRuntime> runtime;
+      std::vector<int> sessions;      ///< member session indices
+      int batch = 1;                  ///< B: the members' shares together
+      dispatch::LatencyTable latency; ///< ℓ_group(b), for the batch policy
+    };
+    std::vector<Group> groups;
   };
   /// Hands a new schedule to the executor (applied before its next batch).
   void set_plan(Schedule schedule);
@@ -85,6 +100,16 @@ class Executor {
   bool step(TimePoint now);
   void apply_pending_plan();
   void run_batch(Slot& slot, std::size_t take, TimePoint now);
+  struct GroupState {
+    Schedule::Group def;
+    std::unique_ptr<dispatch::BatchPolicy> policy;
+  };
+  /// A prefix group's turn: decide on the merged queues, drop per member, run the merged batch.
+  /// Returns true if a batch ran.
+  bool group_turn(GroupState& g, TimePoint now, std::vector<QueryResult>& done);
+  void run_group_batch(GroupState& g, const std::vector<std::size_t>& take, TimePoint now);
+  /// Hands finished batches on: to the in-flight list (virtual time) or post-processing.
+  void finish_batches(std::vector<Batch>&& batches);
   void merge_inbox(Slot& slot);
   Tensor stage_inputs(int model, std::vector<Item>& items);
 
@@ -102,6 +127,8 @@ class Executor {
   // Duty cycle (executor thread only).
   Duration duty_cycle_{0};
   std::vector<int> order_;        // sessions in the order a cycle visits them
+  std::vector<GroupState> groups_;  // prefix groups of the schedule
+  std::vector<int> group_of_;       // by session index: index into groups_, or -1
   std::size_t cycle_pos_ = 0;     // next session of the current cycle
   bool in_cycle_ = false;
   bool started_ = false;          // a cycle has started since the plan was applied
@@ -120,8 +147,8 @@ class Executor {
   std::atomic<bool> stop_{false};
   std::thread thread_;
 
-  // virtual time: the batch on the device
-  std::optional<Batch> inflight_;
+  // virtual time: the batch on the device (a merged batch: one per member session)
+  std::vector<Batch> inflight_;
   TimePoint busy_until_{};
 };
 

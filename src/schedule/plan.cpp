@@ -52,6 +52,7 @@ nlohmann::json Plan::to_json() const {
                     {"latency_us", a.latency.count()},
                     {"rate_rps", a.rate_rps},
                     {"slo_ms", static_cast<double>(a.slo.count()) / 1000.0}});
+      if (!a.prefix_group.empty()) ss.back()["prefix_group"] = a.prefix_group;
     }
     jg["sessions"] = std::move(ss);
     gs.push_back(std::move(jg));

@@ -135,7 +135,8 @@ const Plan& Scheduler::replan(std::chrono::microseconds now) {
   }
   for (auto& [k, v] : budgets) next.stage_budgets.emplace(k, v);
   next.rejected.insert(next.rejected.begin(), rejected.begin(), rejected.end());
-  std::optional<Plan> kept = has_plan_ ? keep_previous(sessions, next) : std::nullopt;
+  std::optional<Plan> kept = has_plan_ && !fresh_ ? keep_previous(sessions, next) : std::nullopt;
+  fresh_ = false;
   ++replans_;
   if (kept) {
     moved_ = 0;

@@ -181,7 +181,7 @@ Plan SquishyBinPacker::pack_all(const std::vector<Session>& sessions, const Prof
       g.duty_cycle = us(in.t->lat[B]);
       g.occupancy = 1.0;
       g.memory_bytes = in.t->mem[B];
-      g.sessions.push_back({in.s->id, in.s->model, B, us(in.t->lat[B]), in.sat_tput, in.s->slo});
+      g.sessions.push_back({in.s->id, in.s->model, B, us(in.t->lat[B]), in.sat_tput, in.s->slo, {}});
       saturated.push_back(std::move(g));
     }
   };
@@ -369,7 +369,7 @@ Plan SquishyBinPacker::pack_all(const std::vector<Session>& sessions, const Prof
     g.memory_bytes = n.mem;
     for (const Member& m : n.members) {
       const Info& mi = infos[m.info];
-      g.sessions.push_back({mi.s->id, mi.s->model, m.batch, us(m.lat), m.rate, mi.s->slo});
+      g.sessions.push_back({mi.s->id, mi.s->model, m.batch, us(m.lat), m.rate, mi.s->slo, {}});
     }
     plan.gpus.push_back(std::move(g));
   }

@@ -27,7 +27,7 @@ Plan fixed_plan(const PlanRequest& req) {
   g.duty_cycle = 50ms;
   for (const auto& s : req.sessions) {
     const bool a = s.model == "A";
-    g.sessions.push_back({s.id, s.model, a ? 4 : 2, a ? 12ms : 9ms, a ? 80.0 : 40.0, s.slo});
+    g.sessions.push_back({s.id, s.model, a ? 4 : 2, a ? 12ms : 9ms, a ? 80.0 : 40.0, s.slo, {}});
   }
   std::sort(g.sessions.begin(), g.sessions.end(),
             [](const SessionAllocation& x, const SessionAllocation& y) { return x.model < y.model; });

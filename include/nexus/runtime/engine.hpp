@@ -27,8 +27,13 @@
 // BatchPolicy and executor code runs, batches take what the SimBackend draws (EngineOptions::sim_latency: the profile's mean, or noise),
 // and a run is deterministic for a given seed and call sequence.
 //
+// Prefix batching (paper §6.3): models that share a prefix of identical layers (transfer
+// learning variants) form prefix groups at load_model; each group's sessions are planned as one
+// session and every device serving it runs one merged batch per duty cycle: the prefix once,
+// each suffix on its members' slice (docs/prefix_batching.md).
+//
 // Thread-safety: submit(), poll(), stats() may be called from any number of
-// threads concurrently. load_model/add_query/shutdown are serialised internally. In virtual time
+// threads concurrently. load_model/unload_model/add_query/shutdown are serialised internally. In virtual time
 // the engine (submit included) must be driven from one thread.
 
 #include <chrono>
@@ -207,6 +212,9 @@ struct EngineStats {
   std::map<std::string, QueryMetricsSnapshot> queries;      ///< by query name
   std::vector<DeviceMetricsSnapshot> devices;
   std::map<std::string, ModelLoadSnapshot> models;         ///< by model name
+  /// The prefix groups formed (EngineOptions::prefix_batching), by key: members, the sessions
+  /// planned in each, shared bytes and the merged batches run.
+  std::map<std::string, PrefixGroupMetricsSnapshot> prefix_groups;
   /// The current plan (as plan()): GPU slots with their sessions and batches, routes, the stage
   /// budgets ("<query>/<stage>" -> budget) and the sessions the planner rejected.
   Plan plan;
@@ -230,7 +238,20 @@ class Engine {
 
   /// Loads a model on every device (one backend per device). Throws nexus::Error on a duplicate
   /// name, an empty profile, no way to make a backend, or a backend that fails to load.
+  ///
+  /// Prefix batching (EngineOptions::prefix_batching, paper §6.3, docs/prefix_batching.md): on
+  /// each load the models with a graph and no make_backend are hashed (model/prefix.hpp) and
+  /// those sharing a prefix of weighted layers form a group; models without a graph form one
+  /// per non-empty ModelSpec::declared_prefix key. A group's sessions are planned as one
+  /// session and run as merged batches. Also throws nexus::Error when `spec` declares a prefix
+  /// key whose members take another input shape (naming both models and shapes), or a fraction
+  /// outside [0, 1].
   void load_model(ModelSpec spec);
+
+  /// Removes a model: its backends are freed and its name may be loaded again. A prefix group it
+  /// was in is re-formed (or dissolved) and re-planned; the other members keep serving. Throws
+  /// nexus::Error for an unknown model or while a query uses it (naming the queries).
+  void unload_model(const std::string& name);
 
   /// Declares a query, splits its SLO over the stages (EngineOptions::slo_split) and re-plans.
   /// Throws nexus::Error naming the query and the fault: no stages, duplicate stage name,

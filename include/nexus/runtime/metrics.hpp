@@ -142,6 +142,24 @@ struct QueryMetricsSnapshot {
   double good_rate() const { return arrivals ? double(good) / double(arrivals) : 0.0; }
 };
 
+/// A prefix group (paper §6.3, docs/prefix_batching.md): models that share a prefix, planned as
+/// one session and run as merged batches (the prefix once, each suffix on its slice).
+struct PrefixGroupMetricsSnapshot {
+  std::string key;                   ///< the declared key, or "prefix-<hash>" for hashed graphs
+  bool declared = false;             ///< from ModelSpec::declared_prefix (no graph)
+  std::vector<std::string> members;  ///< member model names
+  std::vector<std::string> sessions; ///< sessions the current plan runs in the group
+  std::size_t shared_weight_bytes = 0;  ///< prefix weights, held once (0 for declared groups)
+  /// Weight bytes of one merged runner (prefix once + suffixes) and of the members loaded one
+  /// by one (prefix per member + suffixes); 0 where nothing runs merged weights (sim devices).
+  std::size_t weights_bytes = 0, unshared_weights_bytes = 0;
+  std::uint64_t batches = 0;         ///< merged batches run (all devices)
+  std::uint64_t items = 0;           ///< items in them
+  double mean_batch = 0.0;           ///< items / batches
+  int max_batch_seen = 0;            ///< the largest merged batch run
+  std::map<int, std::uint64_t> batch_sizes;  ///< merged batch size → count
+};
+
 struct DeviceMetricsSnapshot {
   int device = 0;
   std::string name;

@@ -99,7 +99,7 @@ struct StageResult {
   TimePoint enqueued{};            ///< entered the session queue
   TimePoint started{};             ///< its batch started on the device
   TimePoint finished{};            ///< postprocess and fan-out done
-  int batch_size = 0;              ///< size of the batch it ran in
+  int batch_size = 0;              ///< size of the batch it ran in (a prefix group's merged batch: all members' items)
   int device = -1;                 ///< device index it ran on
 };
 

@@ -31,6 +31,11 @@ struct SessionAllocation {
   std::chrono::microseconds latency{0};   ///< planning latency ℓ(batch)
   double rate_rps = 0.0;                  ///< rate this GPU serves for the session (≤ batch/d)
   std::chrono::microseconds slo{0};       ///< the session's SLO (stage budget for query stages)
+  /// Prefix batching (paper §6.3): the id of the prefix group session this session was planned
+  /// in (the Engine plans a group as one session and gives each member its share: `batch` is
+  /// the member's share of the group's batch, `latency` the group's ℓ(B), `rate_rps` its share
+  /// of the group's rate); empty when the session runs on its own.
+  std::string prefix_group;
 };
 
 /// One GPU's schedule: run one batch of each session, round robin, once per duty cycle.

@@ -83,6 +83,11 @@ class Scheduler {
   /// Re-plans if replan_due(now); returns the new plan when it did.
   std::optional<Plan> tick(std::chrono::microseconds now);
 
+  /// The next re-plan packs afresh: it does not keep the running plan, even when that would save
+  /// no GPU (e.g. the Engine's prefix groups changed, so the running plan's merged sessions are
+  /// stale).
+  void invalidate_plan() { fresh_ = true; dirty_ = true; }
+
   const Plan& plan() const { return plan_; }
   /// Sessions whose GPU slots changed in the last re-plan (moved, added or removed).
   int moved_sessions() const { return moved_; }
@@ -102,6 +107,7 @@ class Scheduler {
   Plan plan_;
   bool has_plan_ = false;
   bool dirty_ = true;
+  bool fresh_ = false;  // invalidate_plan(): the next re-plan does not keep the running plan
   std::map<std::string, double> planned_rate_;  // rate each session / query was planned for
   std::chrono::microseconds last_plan_{0};
   int moved_ = 0;
