@@ -212,6 +212,43 @@ std::vector<MetricFamily> collect(const runtime::Engine& engine) {
                         MetricType::Gauge);
     for (std::size_t i = 0; i < devices.size(); ++i) Families::sample(f, {{"device", devices[i].name}}, planned[i]);
   }
+  {
+    // Prefix groups (paper §6.3): members, shared weights, merged batches.
+    auto& f = fs.family("nexus_prefix_group_members", "Member models of a prefix group (1 per member).",
+                        MetricType::Gauge);
+    for (const auto& [key, g] : st.prefix_groups)
+      for (const auto& m : g.members) Families::sample(f, {{"group", key}, {"model", m}}, 1.0);
+  }
+  {
+    auto& f = fs.family("nexus_prefix_group_shared_weight_bytes",
+                        "Weight bytes of a prefix group's shared prefix, held once.", MetricType::Gauge);
+    for (const auto& [key, g] : st.prefix_groups)
+      Families::sample(f, {{"group", key}}, double(g.shared_weight_bytes));
+  }
+  {
+    auto& f = fs.family("nexus_prefix_group_batches_total", "Merged batches a prefix group ran.",
+                        MetricType::Counter);
+    for (const auto& [key, g] : st.prefix_groups) Families::sample(f, {{"group", key}}, double(g.batches));
+  }
+  {
+    // Merged batch sizes as a histogram over powers of two (the exact counts are in stats()).
+    auto& f = fs.family("nexus_prefix_group_batch_size", "Merged batch sizes of a prefix group.",
+                        MetricType::Histogram);
+    for (const auto& [key, g] : st.prefix_groups) {
+      ClientMetric m;
+      m.label = {{"group", key}};
+      m.histogram.sample_count = g.batches;
+      m.histogram.sample_sum = double(g.items);
+      for (int bound = 1; bound <= 1024; bound *= 2) {
+        std::uint64_t c = 0;
+        for (const auto& [b, n] : g.batch_sizes)
+          if (b <= bound) c += n;
+        m.histogram.bucket.push_back({c, double(bound)});
+      }
+      m.histogram.bucket.push_back({g.batches, std::numeric_limits<double>::infinity()});
+      f.metric.push_back(std::move(m));
+    }
+  }
   Families::sample(fs.family("nexus_in_flight", "Requests submitted and not yet terminal.", MetricType::Gauge),
                    {}, double(st.in_flight));
   Families::sample(fs.family("nexus_plan_gpus", "Device slots of the current plan.", MetricType::Gauge), {},

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <regex>
 #include <string>
 #include <thread>
@@ -193,6 +194,36 @@ TEST_CASE("observe: admission control's decisions and reasons are in the exposit
   }
   CHECK(served == 1);
   CHECK(rejected == 1);
+}
+
+TEST_CASE("observe: prefix groups are in the exposition (members, batches, merged sizes)", "[observe][prefix]") {
+  SimRig rig({.devices = "sim:1", .epoch = 0us});
+  for (const char* m : {"a", "b"}) {
+    rig.engine->load_model({.name = m, .profile = linear_profile(m, 500, 10000, 32),
+                            .declared_prefix = {.key = "backbone", .fraction = 0.9}});
+    rig.engine->add_query({.name = std::string("q") + m, .slo = 100ms, .expected_rate_rps = 200,
+                           .stages = {{.name = "s", .model = m}}});
+  }
+  std::vector<std::pair<TimePoint, std::string>> arrivals;
+  for (const char* q : {"qa", "qb"})
+    for (TimePoint t : sim::poisson_arrivals(200, 1s, q[1])) arrivals.emplace_back(t, q);
+  std::sort(arrivals.begin(), arrivals.end());
+  for (const auto& [t, q] : arrivals) {
+    rig.engine->run_until(t);
+    rig.engine->submit(q, Tensor());
+  }
+  rig.engine->run_until_idle();
+  const auto st = rig.engine->stats();
+  REQUIRE(st.prefix_groups.count("backbone"));
+  const auto& g = st.prefix_groups.at("backbone");
+  REQUIRE(g.batches > 0);
+  const std::string text = observe::metrics_text(*rig.engine);
+  CHECK(sample(text, "nexus_prefix_group_members{group=\"backbone\",model=\"a\"}") == 1.0);
+  CHECK(sample(text, "nexus_prefix_group_members{group=\"backbone\",model=\"b\"}") == 1.0);
+  CHECK(sample(text, "nexus_prefix_group_batches_total{group=\"backbone\"}") == double(g.batches));
+  CHECK(sample(text, "nexus_prefix_group_batch_size_count{group=\"backbone\"}") == double(g.batches));
+  CHECK(sample(text, "nexus_prefix_group_batch_size_sum{group=\"backbone\"}") == double(g.items));
+  CHECK(sample(text, "nexus_prefix_group_batch_size_bucket{group=\"backbone\",le=\"+Inf\"}") == double(g.batches));
 }
 
 TEST_CASE("observe: a bad or busy address is a nexus::Error naming it", "[observe]") {
