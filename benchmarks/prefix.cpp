@@ -20,7 +20,14 @@
 //  - memory_bytes: what the loaded backends hold (Backend::device_bytes: weights + activation
 //    arena at max batch): K CpuBackends of the whole model, vs one PrefixRunner (prefix once +
 //    K suffixes).
-// Options: --device cpu|cuda (default cpu; cuda: the CudaBackend, device memory), --model mobilenet_v1|resnet50|... (default mobilenet_v1: ResNet-50 takes minutes to
+// With --serve engine the serving is the Engine itself instead (runtime/engine.hpp, virtual time
+// on one simulated device, "sim:1"): the K variants are loaded with their graphs, so the Engine
+// forms the group by hashing at load_model, plans it (squishy packing of the group session) and
+// its executor forms the merged batches. Each model's ℓ(b) is the measured whole-model profile;
+// the Engine splits it into prefix and suffix by the prefix's share of the MACs (its estimate,
+// docs/prefix_batching.md) — the simulated default (--serve sim) uses the measured prefix and
+// suffix profiles instead. Noise: SimLatency lognormal with cv >= 0.05.
+// Options: --serve sim|engine (default sim), --device cpu|cuda (default cpu; cuda: the CudaBackend, device memory), --model mobilenet_v1|resnet50|... (default mobilenet_v1: ResNet-50 takes minutes to
 // profile on a shared 2-core box), --classes N (head size, default 100), --slo-ms X (default
 // 10 x ℓ_model(1), rounded up to 10 ms), --runs N (default 5), --threads N, --machine "label".
 #include <algorithm>
@@ -36,6 +43,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nexus/core/log.hpp"
 #include "nexus/dispatch/batch_policy.hpp"
 #include "nexus/dispatch/merged_queue.hpp"
 #include "nexus/exec/cpu_backend.hpp"
@@ -44,6 +52,7 @@
 #include "nexus/model/prefix.hpp"
 #include "nexus/model/zoo/variants.hpp"
 #include "nexus/profile/batch_profile.hpp"
+#include "nexus/runtime/engine.hpp"
 #include "nexus/schedule/prefix_group.hpp"
 #include "nexus/sim/traffic.hpp"
 
@@ -64,6 +73,7 @@ struct Args {
   int threads = 0;
   std::string machine = "2-core x86_64 CPU box, shared";
   std::string device = "cpu";
+  std::string serve = "sim";
 };
 
 Args parse(int argc, char** argv) {
@@ -78,6 +88,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--threads") a.threads = std::atoi(v);
     else if (k == "--machine") a.machine = v;
     else if (k == "--device") a.device = v;
+    else if (k == "--serve") a.serve = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       std::exit(2);
@@ -247,6 +258,57 @@ Served serve(int k, bool prefix, double rate, Duration slo, const BatchProfile& 
   return s;
 }
 
+// The same probe served by the Engine (see the header): K single-stage queries, one per variant,
+// Poisson arrivals at `rate` spread uniformly over them, 30 s of virtual time on "sim:1".
+Served serve_engine(const std::vector<std::shared_ptr<const model::Graph>>& graphs, bool prefix,
+                    double rate, Duration slo, const BatchProfile& whole) {
+  using namespace nexus::runtime;
+  const int k = static_cast<int>(graphs.size());
+  auto clock = std::make_shared<VirtualClock>();
+  Engine e({.devices = "sim:1",
+            .clock = clock,
+            .epoch = std::chrono::microseconds(0),
+            .sim_latency = {.distribution = sim::SimLatency::Distribution::kLognormal, .min_cv = 0.05, .seed = 3},
+            .prefix_batching = prefix});
+  for (const auto& g : graphs) e.load_model({.name = g->name(), .profile = whole, .graph = g, .max_batch = kMaxBatch});
+  try {
+    for (int m = 0; m < k; ++m)
+      e.add_query({.name = "q" + std::to_string(m),
+                   .slo = std::chrono::duration_cast<std::chrono::microseconds>(slo),
+                   .expected_rate_rps = rate / k,
+                   .stages = {{.name = "s", .model = graphs[static_cast<std::size_t>(m)]->name()}}});
+  } catch (const nexus::Error&) {
+    return {};  // no plan meets the SLO at this rate
+  }
+  const std::vector<TimePoint> arrivals = sim::poisson_arrivals(rate, 30s, 7);
+  std::mt19937_64 pick(11);
+  std::size_t good = 0;
+  for (TimePoint t : arrivals) {
+    e.run_until(t);
+    e.submit(static_cast<int>(pick() % static_cast<std::uint64_t>(k)), Tensor());
+    for (const auto& r : e.poll()) good += r.met_slo ? 1 : 0;
+  }
+  e.run_until_idle();
+  for (const auto& r : e.poll()) good += r.met_slo ? 1 : 0;
+  const EngineStats st = e.stats();
+  Served s;
+  s.good_rate = arrivals.empty() ? 1.0 : double(good) / double(arrivals.size());
+  std::uint64_t batches = 0, items = 0;
+  if (!st.prefix_groups.empty()) {
+    for (const auto& [key, g] : st.prefix_groups) {
+      batches += g.batches;
+      items += g.items;
+    }
+  } else {
+    for (const auto& [id, x] : st.sessions) {
+      batches += x.batches;
+      items += static_cast<std::uint64_t>(x.mean_batch * double(x.batches) + 0.5);
+    }
+  }
+  s.mean_batch = batches ? double(items) / double(batches) : 0.0;
+  return s;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -254,6 +316,9 @@ int main(int argc, char** argv) try {
   const CpuBackendOptions cpu_opts{.threads = args.threads};
   const bool gpu = args.device == "cuda";
   NEXUS_CHECK(gpu || args.device == "cpu", "--device {} (expected cpu or cuda)", args.device);
+  const bool by_engine = args.serve == "engine";
+  NEXUS_CHECK(by_engine || args.serve == "sim", "--serve {} (expected sim or engine)", args.serve);
+  log::set_level(log::Level::kError);  // the probes past the limit drop requests by design
   BackendFactory cpu = [&]() -> std::unique_ptr<Backend> {
     if (gpu) return make_cuda_backend();
     return std::make_unique<CpuBackend>(cpu_opts);
@@ -263,8 +328,10 @@ int main(int argc, char** argv) try {
     if (std::fscanf(f, "%lf", &load) != 1) load = 0;
     std::fclose(f);
   }
-  const std::string device = (gpu ? "cuda:0" : "cpu") + std::string(" (") + args.machine +
-                             "; latencies measured here, serving simulated in virtual time)";
+  const std::string device =
+      (gpu ? "cuda:0" : "cpu") + std::string(" (") + args.machine +
+      (by_engine ? "; latencies measured here, served by the Engine in virtual time on sim:1)"
+                 : "; latencies measured here, serving simulated in virtual time)");
 
   // Profiles: the whole variant model, the shared prefix, one suffix.
   const std::vector<model::Graph> two = model::zoo::standard_variants(args.model, 2, 1, args.classes);
@@ -302,6 +369,9 @@ int main(int argc, char** argv) try {
   for (int k : {1, 2, 5, 10}) {
     const std::vector<model::Graph> variants =
         model::zoo::standard_variants(args.model, k, 1, args.classes);
+    std::vector<std::shared_ptr<const model::Graph>> shared;
+    if (by_engine)
+      for (const auto& g : variants) shared.push_back(std::make_shared<const model::Graph>(g));
     for (bool prefix : {false, true}) {
       const bool grouped = prefix && k >= 2;  // one model alone forms no group
       // Memory of what this mode loads.
@@ -324,7 +394,8 @@ int main(int argc, char** argv) try {
       Served at_lo{1.0, 0};
       for (int it = 0; it < 14; ++it) {
         const double mid = (lo + hi) / 2;
-        const Served s = serve(k, grouped, mid, slo, whole, pre, suf);
+        const Served s = by_engine ? serve_engine(shared, prefix, mid, slo, whole)
+                                   : serve(k, grouped, mid, slo, whole, pre, suf);
         if (s.good_rate >= 0.99) {
           lo = mid;
           at_lo = s;
@@ -336,6 +407,7 @@ int main(int argc, char** argv) try {
                   {"model", args.model},
                   {"classes", args.classes},
                   {"variants", k},
+                  {"serving", by_engine ? "engine" : "sim"},
                   {"prefix_batching", prefix},
                   {"throughput_rps", std::round(lo * 10) / 10},
                   {"good_rate", std::round(at_lo.good_rate * 10000) / 10000},

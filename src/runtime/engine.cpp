@@ -533,9 +533,7 @@ Engine::Impl::GroupedSessions Engine::Impl::group_sessions(const std::vector<Ses
   return out;
 }
 
-void Engine::Impl::expand_groups(Plan& plan, const GroupedSessions& grouped,
-                                 const std::map<std::string, BatchProfile>& profiles) {
-  (void)profiles;
+void Engine::Impl::expand_groups(Plan& plan, const GroupedSessions& grouped) {
   auto shares_of = [](const std::vector<Session>& ms) {
     std::vector<double> r;
     double total = 0;
@@ -1073,7 +1071,7 @@ Plan Engine::Impl::plan_sessions(const std::vector<Session>& sessions, const Pla
       (void)switched;  // plan_now takes the budgets the running plan was made for
     }
   }
-  expand_groups(p, grouped, profiles);
+  expand_groups(p, grouped);
   return p;
 }
 

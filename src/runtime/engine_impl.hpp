@@ -292,8 +292,7 @@ class Engine::Impl {
                                  std::map<std::string, BatchProfile>& profiles) const;
   /// Replaces each group session of `plan` by its members (shares of batch and rate, the
   /// group's routes, rejections per member).
-  static void expand_groups(Plan& plan, const GroupedSessions& grouped,
-                            const std::map<std::string, BatchProfile>& profiles);
+  static void expand_groups(Plan& plan, const GroupedSessions& grouped);
   void apply_plan(const Plan& plan);
   void check_external_plan(const Plan& plan, const PlanRequest& req) const;
   // Virtual time: an event queue over the executors. Each executor's next_event() changes only

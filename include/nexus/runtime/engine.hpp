@@ -108,6 +108,10 @@ struct ModelSpec {
 /// device g mod num_devices), batch sizes, routing weights; Plan::stage_budgets entries keyed by
 /// session id override the engine's SLO split; sessions it leaves unrouted are answered
 /// kRejected / kNoRoute (with the reason from Plan::rejected when it gives one).
+/// Prefix batching: the sessions of a prefix group's members (two or more) come as one group
+/// session "prefix:<key>" (Σ rates, tightest SLO) whose profile (ℓ_group, schedule/prefix_group.hpp)
+/// is in `profiles` under that name; the engine expands the returned plan back to the members
+/// (SessionAllocation::prefix_group).
 struct PlanRequest {
   int num_devices = 0;
   std::vector<Session> sessions;
