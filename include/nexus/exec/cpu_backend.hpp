@@ -3,9 +3,12 @@
 // is present (DESIGN.md, "Data" plane). Activations are NCHW float32.
 //
 // How it runs (planned at load, as CUTLASS plans before it launches):
-//  - Conv2D: im2col + Eigen GEMM per item and group, in column tiles of the output that keep
-//    the im2col tile in cache (1x1 stride-1 convs skip im2col); depthwise convs run as direct
-//    loops over a zero-padded copy of each plane, all taps summed in registers. Bias and a following Relu/Relu6/LeakyRelu (when it is
+//  - Conv2D: stride-1 KxK convs (groups 1) per tile of output rows: a zero-padded copy of the
+//    input rows, then one Eigen GEMM per tap on shifted views of it, accumulated (no im2col);
+//    1x1 stride-1 convs are one GEMM on the input; other convs im2col + GEMM in column tiles
+//    that keep the im2col tile in cache; depthwise convs run as direct loops over a zero-padded
+//    copy of each plane, all taps summed in registers. A BatchNorm/ScaleOffset after the conv's
+//    fused activation is applied in the same epilogue. Bias and a following Relu/Relu6/LeakyRelu (when it is
 //    the conv's only consumer and the conv is no graph output) are fused into the epilogue;
 //    likewise FullyConnected, and a ReLU after an Add (residual blocks).
 //  - Every op of the IR (model/graph.hpp) is supported; Flatten/Reshape are zero-copy views.
