@@ -227,6 +227,20 @@ std::vector<PrefixGroup> find_prefix_groups(std::span<const Graph* const> graphs
                                             PrefixGroupOptions options) {
   std::vector<std::vector<std::uint64_t>> hashes;
   for (const Graph* g : graphs) hashes.push_back(node_hashes(*g));
+  // Worth a group: enough bytes, and a real share of every member's weights or work.
+  auto worth = [&](const CommonPrefix& cp, const std::vector<int>& members) {
+    if (cp.compute_nodes == 0 || cp.shared_weight_bytes < options.min_shared_bytes) return false;
+    if (options.min_shared_fraction <= 0) return true;
+    for (int i : members) {
+      const Graph& g = *graphs[static_cast<std::size_t>(i)];
+      const double bytes = static_cast<double>(g.weights_bytes());
+      const double macs = static_cast<double>(g.macs_per_item());
+      const bool by_bytes = bytes > 0 && double(cp.shared_weight_bytes) >= options.min_shared_fraction * bytes;
+      const bool by_macs = macs > 0 && double(cp.shared_macs_per_item) >= options.min_shared_fraction * macs;
+      if (!by_bytes && !by_macs) return false;
+    }
+    return true;
+  };
   struct Set {
     std::vector<int> members;
     int compute_nodes = 0;  // of its prefix, when it has two or more members
@@ -253,7 +267,7 @@ std::vector<PrefixGroup> find_prefix_groups(std::span<const Graph* const> graphs
         merged.insert(merged.end(), sets[b].members.begin(), sets[b].members.end());
         std::sort(merged.begin(), merged.end());
         const CommonPrefix cp = prefix_of(merged, false);
-        if (cp.compute_nodes == 0 || cp.shared_weight_bytes < options.min_shared_bytes) continue;
+        if (!worth(cp, merged)) continue;
         const bool keeps_a = sets[a].members.size() < 2 || cp.compute_nodes == sets[a].compute_nodes;
         const bool keeps_b = sets[b].members.size() < 2 || cp.compute_nodes == sets[b].compute_nodes;
         if (!keeps_a || !keeps_b) continue;
@@ -278,9 +292,7 @@ std::vector<PrefixGroup> find_prefix_groups(std::span<const Graph* const> graphs
   for (const Set& s : sets) {
     if (s.members.size() < 2) continue;
     PrefixGroup group{s.members, prefix_of(s.members, true)};  // weights verified byte by byte
-    if (group.prefix.compute_nodes == 0 ||
-        group.prefix.shared_weight_bytes < options.min_shared_bytes)
-      continue;
+    if (!worth(group.prefix, group.members)) continue;
     groups.push_back(std::move(group));
   }
   std::sort(groups.begin(), groups.end(),

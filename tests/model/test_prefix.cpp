@@ -133,6 +133,30 @@ TEST_CASE("prefix groups: the longest prefix wins and groups do not shrink", "[m
   CHECK(find_prefix_groups(ac, {.min_shared_bytes = kConv12Bytes + 1}).empty());
 }
 
+TEST_CASE("a prefix that is a sliver of its members (a shared input normalisation) forms no group",
+          "[model][prefix]") {
+  // face-api's landmark, age/gender and expression nets all begin with the same 3-channel
+  // normalisation (24 bytes of weights) and share nothing else: grouping them would plan all of
+  // them under the tightest SLO and gain nothing. Two such models, with different convs after it.
+  auto normalised = [](const std::string& name, std::uint64_t seed) {
+    GraphBuilder b(name);
+    NodeId x = b.input("image", Shape{3, 16, 16});
+    const float sc[3] = {1 / 255.f, 1 / 255.f, 1 / 255.f}, off[3] = {-0.5f, -0.4f, -0.3f};
+    x = b.scale_offset("normalize", x, Tensor::from(Shape{3}, sc), Tensor::from(Shape{3}, off));
+    b.output(b.relu("relu1", b.conv2d("conv1", x, seeded({8, 3, 3, 3}, seed), seeded({8}, seed + 1),
+                                      same3x3())));
+    return std::move(b).build();
+  };
+  const Graph a = normalised("a", 1), b = normalised("b", 2);
+  const std::vector<const Graph*> gs{&a, &b};
+  const CommonPrefix cp = longest_common_prefix(gs);
+  CHECK(cp.compute_nodes == 1);
+  CHECK(cp.shared_weight_bytes == 24);
+  // 24 of 920 weight bytes and none of the convolution's MACs: under 10% of both.
+  CHECK(find_prefix_groups(gs).empty());
+  CHECK(find_prefix_groups(gs, {.min_shared_fraction = 0.0}).size() == 1);
+}
+
 TEST_CASE("no common prefix: different input shapes form no group", "[model][prefix]") {
   const Graph a = variant("a", 1, 1);
   GraphBuilder bb("wide");

@@ -13,8 +13,9 @@
 //
 // The shared prefix of a set of graphs is the set of nodes of the first graph whose (verified) hash
 // occurs in every other graph: closed under inputs, it always contains the graph inputs when the
-// members' inputs agree. A prefix is worth sharing when it holds weights (min_shared_bytes): inputs
-// alone, or a few weightless ops, do not make a group.
+// members' inputs agree. A prefix is worth sharing when it holds weights (min_shared_bytes) and a
+// real share of each member (min_shared_fraction): inputs alone, a few weightless ops, or a shared
+// input normalisation do not make a group.
 //
 // Thread-safety: free functions on const graphs; safe from any thread.
 
@@ -55,6 +56,12 @@ CommonPrefix longest_common_prefix(std::span<const Graph* const> graphs);
 struct PrefixGroupOptions {
   /// A shared prefix must hold at least this many weight bytes to form a group.
   std::size_t min_shared_bytes = 1;
+  /// ... and, for every member, at least this share of the member's weight bytes or of its
+  /// multiply-accumulates per item (Graph::weights_bytes, Graph::macs_per_item). A sliver such as
+  /// a shared input normalisation (face-api's landmark, age/gender and expression nets share one
+  /// of 24 bytes) gains nothing from merged batches, while the group would be planned under its
+  /// tightest member SLO. 0 disables the check.
+  double min_shared_fraction = 0.1;
 };
 
 /// Models that share a common prefix (paper §6.3): planned and run as one unit.
