@@ -3,6 +3,7 @@
 //   video_analytics [--streams vtest,megamind,photos] [--tenants 1] [--fps F] [--duration S]
 //                   [--slo MS] [--device auto|cpu|cuda] [--policy nexus|lazy|clipper|tfserving]
 //                   [--out DIR] [--allow-partial] [--check] [--find-max-streams]
+//                   [--tenant-heads]
 //
 // Every frame goes through Engine::submit() and comes back once from poll(); the plan comes from
 // the Scheduler (QueryPlanner + SquishyBinPacker) over batching profiles measured on this machine
@@ -56,6 +57,7 @@ void on_signal(int) {
 struct Config {
   std::vector<std::string> streams;
   int tenants = 1;
+  bool tenant_heads = false;    // each tenant's recognize stage runs its own identity head
   double fps = 0.0;        // 0: per device default
   double duration_s = 60;
   double slo_ms = 0.0;     // 0: per device default
@@ -97,6 +99,7 @@ struct Env {
   nexus::ProfileMap profiles;
   Gallery gallery;
   std::vector<fs::path> demo_photos;
+  std::vector<TenantHead> heads;  // --tenant-heads: one per tenant, after the gallery
 };
 
 // One stream argument -> spec. Names: vtest (tiled), megamind, photos; or a path: a video file
@@ -214,13 +217,32 @@ bool check_slo(const std::map<std::string, nexus::QuerySpec>& sched, const Env& 
   return ok;
 }
 
-void load_models_into(nexus::runtime::Engine& engine, const Env& env) {
+// The models every query uses. With `heads` (--tenant-heads) each tenant's identity model takes
+// the place of FaceRecognitionNet: one load_model per tenant, nothing else; the Engine finds that
+// they share the backbone and forms the prefix group itself (docs/prefix_batching.md).
+void load_models_into(nexus::runtime::Engine& engine, const Env& env,
+                      const std::vector<TenantHead>& heads = {}) {
   for (const auto& [name, graph] : env.models.graphs) {
+    if (name == kModelRecognition && !heads.empty()) continue;
     nexus::runtime::ModelSpec m;
     m.name = name;
     m.profile = env.profiles.at(name);
     m.graph = graph;
     m.max_batch = env.models.max_batch.at(name);
+    engine.load_model(std::move(m));
+  }
+  for (const auto& h : heads) {
+    // The backbone's measured profile: the head (one FC of C x 128) adds well under 0.1% of its
+    // work, and the Engine splits ℓ(b) into prefix and suffix by their MACs.
+    nlohmann::json pj = env.profiles.at(kModelRecognition).to_json();
+    pj["model"] = h.model;
+    nexus::BatchProfile p = nexus::BatchProfile::from_json(pj, h.model);
+    p.set_latency_model(env.profiles.at(kModelRecognition).latency_model());
+    nexus::runtime::ModelSpec m;
+    m.name = h.model;
+    m.profile = std::move(p);
+    m.graph = h.graph;
+    m.max_batch = env.models.max_batch.at(kModelRecognition);
     engine.load_model(std::move(m));
   }
 }
@@ -342,6 +364,8 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
   for (const auto& [name, q] : sched)
     queries[name] = {q.stages.front().id == "tile" ? PipelineKind::kTiled : PipelineKind::kWhole,
                      q.rate_rps};
+  std::map<std::string, int> tenant_of;  // query -> tenant
+  for (const auto& s : specs) tenant_of[s.query] = s.tenant;
   FrameStore store;
   std::vector<StreamRecord> recs;
   for (std::size_t i = 0; i < specs.size(); ++i) {
@@ -352,6 +376,7 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
     r.source = specs[i].path.string();
     r.pipeline = specs[i].pipeline == PipelineKind::kTiled ? "tiled" : "whole";
     r.fps = specs[i].fps;
+    r.tenant = specs[i].tenant;
     r.describe = sources[i]->describe();
     recs.push_back(r);
   }
@@ -360,7 +385,8 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
     fs::create_directories(cfg.out);
     fs::remove_all(frames_dir);
   }
-  Collector col(recs, &env.gallery, &store, frames_dir, cfg.annotate, slo, cfg.match_threshold);
+  Collector col(recs, &env.gallery, &store, frames_dir, cfg.annotate, slo, cfg.match_threshold,
+                env.heads);
 
   nexus::runtime::Engine engine(engine_options(cfg, env, policy));
 #ifdef NEXUS_HAVE_OBSERVE
@@ -374,9 +400,12 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
     }
   }
 #endif
-  load_models_into(engine, env);
+  load_models_into(engine, env, env.heads);
   for (const auto& [name, q] : queries)
-    engine.add_query(make_query(name, q.first, slo, q.second, env.models, store, cfg.min_score));
+    engine.add_query(make_query(
+        name, q.first, slo, q.second, env.models, store, cfg.min_score,
+        env.heads.empty() ? std::string(kModelRecognition)
+                          : env.heads.at(static_cast<std::size_t>(tenant_of.at(name))).model));
   if (live) {
     std::cout << fmt::format("serving {} stream(s) on {} ({}), policy {}, SLO {:.0f} ms per frame "
                              "(whole query), {:.0f} s\n",
@@ -386,6 +415,16 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
       std::cout << fmt::format("  {:<12} {:5.2f} fps -> query {:<9} {} ({})\n", specs[i].name,
                                specs[i].fps, specs[i].query, specs[i].path.string(),
                                sources[i]->describe());
+    for (const auto& h : env.heads)
+      std::cout << fmt::format("  tenant t{}: model {} (FaceRecognitionNet + identity head, {} "
+                               "enrolled face(s))\n",
+                               h.tenant, h.model, h.labels.size());
+    for (const auto& [key, g] : engine.stats().prefix_groups) {
+      std::string members;
+      for (const auto& m : g.members) members += (members.empty() ? "" : ", ") + m;
+      std::cout << fmt::format("  prefix group {}: {} (shared weights {:.1f} MB)\n", key, members,
+                               g.shared_weight_bytes / 1e6);
+    }
     std::cout << std::flush;
   }
 
@@ -406,14 +445,26 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
       }
     }
   });
+  // Stagger the streams over one period so their frames do not all arrive at once. With tenant
+  // heads the tenants watch the same cameras: the tenants' copies of a stream ("megamind#0",
+  // "megamind#1", ...) submit together, so their faces reach the recognize stage together and the
+  // prefix group can merge them.
+  std::vector<double> phase(specs.size());
+  {
+    std::map<std::string, int> slot;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+      const std::string key = cfg.tenant_heads ? specs[i].name.substr(0, specs[i].name.rfind('#'))
+                                               : std::to_string(i);
+      phase[i] = slot.emplace(key, static_cast<int>(slot.size())).first->second;
+    }
+    for (double& p : phase) p /= double(slot.size());
+  }
   std::vector<std::thread> streamers;
   std::atomic<int> ended{0};
   for (std::size_t i = 0; i < specs.size(); ++i)
     streamers.emplace_back([&, i] {
       const auto period = std::chrono::duration<double>(1.0 / specs[i].fps);
-      // Stagger the streams over one period so their frames do not all arrive at once.
-      auto next = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                     period * (double(i) / double(specs.size())));
+      auto next = Clock::now() + std::chrono::duration_cast<Clock::duration>(period * phase[i]);
       while (!stop_streams && !g_interrupted) {
         while (Clock::now() < next && !stop_streams && !g_interrupted)
           std::this_thread::sleep_for(std::min<Clock::duration>(
@@ -546,6 +597,7 @@ RunOutcome run_service(const Config& cfg, const Env& env, const std::vector<Stre
     j["fps_per_stream"] = fps_of;
     j["duration_s"] = wall;
     j["tenants"] = cfg.tenants;
+    j["tenant_heads_mode"] = cfg.tenant_heads;
     j["interrupted"] = out.interrupted;
     j["errors"] = errors;
     j["streams_left_out"] = cfg.left_out;
@@ -689,6 +741,9 @@ int run(int argc, char** argv) {
                 "or a folder of photos; <stream>@<fps> sets its rate (default: vtest@0.25,megamind@1.5,"
                 "photos@0.5 on cpu, vtest,megamind,photos on cuda)", cxxopts::value<std::string>()->default_value(""))
     ("tenants", "copies of the stream set, each tenant with its own queries", cxxopts::value<int>()->default_value("1"))
+    ("tenant-heads", "each tenant recognizes faces with its own model: FaceRecognitionNet + an "
+                     "identity head over the demo faces it enrolled; the Engine serves the "
+                     "tenants' models as one prefix group (needs --tenants >= 2)")
     ("fps", "frames submitted per second per stream (0 = device default: 1 on cpu, 10 on cuda)",
                 cxxopts::value<double>()->default_value("0"))
     ("duration", "seconds to serve", cxxopts::value<double>()->default_value("60"))
@@ -746,6 +801,7 @@ int run(int argc, char** argv) {
     }
   }
   cfg.tenants = a["tenants"].as<int>();
+  cfg.tenant_heads = a.count("tenant-heads") > 0;
   cfg.fps = a["fps"].as<double>();
   cfg.duration_s = a["duration"].as<double>();
   cfg.slo_ms = a["slo"].as<double>();
@@ -771,6 +827,12 @@ int run(int argc, char** argv) {
   cfg.match_threshold = a["match-threshold"].as<double>();
   (void)policy_kind(cfg.policy);
   NEXUS_CHECK(cfg.tenants >= 1 && cfg.tenants <= 16, "--tenants {}: expected 1..16", cfg.tenants);
+  NEXUS_CHECK(!cfg.tenant_heads || cfg.tenants >= 2,
+              "--tenant-heads with --tenants {}: expected --tenants 2..16 (a prefix group needs "
+              "two or more tenants' models)",
+              cfg.tenants);
+  NEXUS_CHECK(!cfg.tenant_heads || !a.count("find-max-streams"),
+              "--tenant-heads: not with --find-max-streams (its steps have no tenants)");
   NEXUS_CHECK(cfg.fps >= 0 && cfg.fps <= 240, "--fps {}: expected 0..240", cfg.fps);
   NEXUS_CHECK(cfg.duration_s > 0, "--duration {}: expected > 0 seconds", cfg.duration_s);
   NEXUS_CHECK(cfg.slo_ms >= 0, "--slo {}: expected a positive number of ms", cfg.slo_ms);
@@ -834,6 +896,16 @@ int run(int argc, char** argv) {
     return 0;
   }
   env.gallery = enroll(cfg, env);
+  if (cfg.tenant_heads && !g_interrupted) {
+    env.heads = make_tenant_heads(env.gallery, cfg.tenants,
+                                  *env.models.graphs.at(kModelRecognition));
+    for (const auto& h : env.heads) {
+      std::string who;
+      for (const auto& l : h.labels) who += (who.empty() ? "" : " ") + l;
+      std::cout << fmt::format("tenant t{}: identity head {} over {} enrolled face(s): {}\n",
+                               h.tenant, h.model, h.labels.size(), who);
+    }
+  }
 
   if (cfg.find_max) {
     if (g_interrupted) return 130;

@@ -279,7 +279,8 @@ std::vector<std::string> stage_names(PipelineKind kind) {
 
 nexus::runtime::QuerySpec make_query(const std::string& name, PipelineKind kind,
                                      std::chrono::microseconds slo, double rate_rps,
-                                     const Models& models, FrameStore& store, float min_score) {
+                                     const Models& models, FrameStore& store, float min_score,
+                                     const std::string& recognition_model) {
   using namespace nexus::runtime;
   auto det = models.detector;
   FrameStore* fs = &store;
@@ -432,7 +433,7 @@ nexus::runtime::QuerySpec make_query(const std::string& name, PipelineKind kind,
   };
   StageSpec rec;
   rec.name = "recognize";
-  rec.model = kModelRecognition;
+  rec.model = recognition_model;
   rec.preprocess = crop_pre(zoo::kFaceRecognitionInputSize);
   q.stages.push_back(std::move(rec));
   StageSpec ag;
@@ -613,6 +614,10 @@ std::vector<FaceResult> faces_of(const nexus::runtime::QueryResult& r) {
       auto d = s.outputs[0].values();
       f.descriptor.assign(d.begin(), d.end());
       f.has_descriptor = true;
+      if (s.outputs.size() >= 2) {  // a tenant's identity head: its scores
+        auto sc = s.outputs[1].values();
+        f.head_scores.assign(sc.begin(), sc.end());
+      }
     } else if (s.stage == "age_gender" && s.outputs.size() >= 2) {
       const auto ag = zoo::decode_age_gender(s.outputs[0].values(), s.outputs[1].values());
       f.has_age_gender = true;
@@ -643,6 +648,56 @@ GalleryMatch Gallery::match(const std::vector<float>& d, double threshold,
       m.nearest = e.label;
     }
   }
+  if (m.distance < threshold) m.identity = m.nearest;
+  return m;
+}
+
+std::vector<TenantHead> make_tenant_heads(const Gallery& gallery, int tenants,
+                                          const nexus::model::Graph& backbone) {
+  NEXUS_CHECK(!gallery.entries.empty(),
+              "--tenant-heads: the gallery found no face on the demo photos (expected the photos "
+              "of data/face-api/demo; run scripts/fetch_data.sh), so no tenant can enrol anyone");
+  NEXUS_CHECK(tenants >= 1, "--tenant-heads: {} tenants (expected at least 1)", tenants);
+  std::vector<std::string> photos;  // in file-name order
+  for (const auto& e : gallery.entries)
+    if (std::find(photos.begin(), photos.end(), e.photo) == photos.end()) photos.push_back(e.photo);
+  std::sort(photos.begin(), photos.end());
+  std::vector<TenantHead> heads;
+  for (int t = 0; t < tenants; ++t) {
+    TenantHead h;
+    h.tenant = t;
+    zoo::IdentityHead ih;
+    ih.tenant = fmt::format("t{}", t);
+    const bool all = t >= static_cast<int>(photos.size());
+    for (const auto& e : gallery.entries) {
+      const auto p = static_cast<int>(std::find(photos.begin(), photos.end(), e.photo) - photos.begin());
+      if (!all && p % tenants != t) continue;
+      const std::vector<float>* one = &e.descriptor;
+      ih.labels.push_back(e.label);
+      ih.class_means.push_back(zoo::class_mean(std::span(one, 1)));  // one face per class
+    }
+    h.labels = ih.labels;
+    h.class_means = ih.class_means;
+    h.graph = std::make_shared<nexus::model::Graph>(zoo::with_identity_head(backbone, ih));
+    h.model = fmt::format("{}/t{}", kModelRecognition, t);
+    heads.push_back(std::move(h));
+  }
+  return heads;
+}
+
+HeadMatch match_head(const TenantHead& head, const std::vector<float>& scores,
+                     const std::vector<float>& descriptor, double threshold) {
+  NEXUS_CHECK(scores.size() == head.labels.size(),
+              "tenant t{} head: {} scores (expected one per enrolled class, {})", head.tenant,
+              scores.size(), head.labels.size());
+  HeadMatch m{"unknown", "", 0.0, 0.0};
+  if (scores.empty()) return m;
+  const auto best = static_cast<std::size_t>(std::max_element(scores.begin(), scores.end()) - scores.begin());
+  double d2 = 0;
+  for (float v : descriptor) d2 += double(v) * v;
+  m.nearest = head.labels[best];
+  m.score = scores[best];
+  m.distance = std::sqrt(std::max(0.0, d2 - m.score));
   if (m.distance < threshold) m.identity = m.nearest;
   return m;
 }

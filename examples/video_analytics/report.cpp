@@ -80,6 +80,57 @@ nlohmann::json frame_json(const StreamRecord& s, const QueryResult& r, const Fra
   return j;
 }
 
+// --tenant-heads: what the tenant's head said of one face, the same question asked of the
+// gallery (nearest enrolled descriptor of this tenant, in double), and the descriptor itself (so
+// that a reader can check both). Counts the comparison in `check`.
+nlohmann::json head_face_json(const TenantHead& head, const FaceResult& face, double threshold,
+                              Collector::HeadCheck& check) {
+  const HeadMatch hm = match_head(head, face.head_scores, face.descriptor, threshold);
+  // The gallery's answer over the tenant's enrolled faces: nearest by Euclidean distance.
+  double best = 1e300, second = 1e300;
+  std::size_t bi = 0;
+  for (std::size_t c = 0; c < head.class_means.size(); ++c) {
+    double d2 = 0;
+    for (std::size_t k = 0; k < face.descriptor.size(); ++k) {
+      const double x = double(face.descriptor[k]) - double(head.class_means[c][k]);
+      d2 += x * x;
+    }
+    const double d = std::sqrt(d2);
+    if (d < best) {
+      second = best;
+      best = d;
+      bi = c;
+    } else if (d < second) {
+      second = d;
+    }
+  }
+  const std::string& gallery_nearest = head.labels[bi];
+  const bool agrees = hm.nearest == gallery_nearest;
+  ++check.faces;
+  if (agrees) {
+    ++check.agree;
+    check.max_distance_error = std::max(check.max_distance_error, std::abs(hm.distance - best));
+  } else if (second - best < 1e-4) {
+    ++check.near_ties;
+  }
+  nlohmann::json j;
+  j["model"] = head.model;
+  j["identity"] = std::min(face.box.width, face.box.height) < kMinFacePx ? "unknown" : hm.identity;
+  j["nearest"] = hm.nearest;
+  j["distance"] = hm.distance;
+  j["gallery_nearest"] = gallery_nearest;
+  j["gallery_distance"] = best;
+  j["gallery_margin"] = second < 1e300 ? second - best : 0.0;
+  j["agrees"] = agrees;
+  j["descriptor"] = face.descriptor;
+  return j;
+}
+
+nlohmann::json with_head(nlohmann::json face, const nlohmann::json& head) {
+  if (!head.is_null()) face["tenant_head"] = head;
+  return face;
+}
+
 const char* const kStageOrder[] = {"tile", "detect", "landmarks", "recognize", "age_gender",
                                    "expression"};
 
@@ -92,14 +143,16 @@ std::string stage_of(const std::string& session) {
 
 Collector::Collector(std::vector<StreamRecord> streams, const Gallery* gallery, FrameStore* store,
                      fs::path annotate_dir, int annotate_per_stream,
-                     std::chrono::microseconds slo, double match_threshold)
+                     std::chrono::microseconds slo, double match_threshold,
+                     std::vector<TenantHead> heads)
     : streams_(std::move(streams)),
       gallery_(gallery),
       store_(store),
       annotate_dir_(std::move(annotate_dir)),
       annotate_per_stream_(annotate_per_stream),
       slo_(slo),
-      match_threshold_(match_threshold) {}
+      match_threshold_(match_threshold),
+      heads_(std::move(heads)) {}
 
 void Collector::on_submit(nexus::runtime::RequestId id, std::shared_ptr<const Frame> frame,
                           TimePoint at) {
@@ -149,6 +202,14 @@ void Collector::record_locked(const QueryResult& r, const std::shared_ptr<const 
         bump(good_, t_fin);
       }
       auto faces = faces_of(r);
+      std::vector<nlohmann::json> head_json(faces.size());
+      const TenantHead* head =
+          heads_.empty() ? nullptr : &heads_.at(static_cast<std::size_t>(s.tenant));
+      for (std::size_t i = 0; i < faces.size(); ++i) {
+        const FaceResult& face = faces[i];
+        if (!head || !face.has_descriptor || face.head_scores.empty()) continue;
+        head_json[i] = head_face_json(*head, face, match_threshold_, head_check_);
+      }
       for (auto& face : faces) {
         // A face a few pixels wide (vtest's pedestrians, upsampled to 112-150 px for the nets)
         // gets no identity, age, gender or expression: see kMinFacePx.
@@ -169,13 +230,17 @@ void Collector::record_locked(const QueryResult& r, const std::shared_ptr<const 
         j["width"] = f->image->width;
         j["height"] = f->image->height;
         j["faces"] = nlohmann::json::array();
-        for (const auto& face : faces) j["faces"].push_back(face_json(face));
+        for (std::size_t i = 0; i < faces.size(); ++i)
+          j["faces"].push_back(with_head(face_json(faces[i]), head_json[i]));
+        if (head) j["tenant"] = fmt::format("t{}", s.tenant);
         photos_[f->source] = j;
       }
       if (s.kind == "video") {
         nlohmann::json fr = frame_json(s, r, *f);
         fr["faces"] = nlohmann::json::array();
-        for (const auto& face : faces) fr["faces"].push_back(face_json(face));
+        for (std::size_t i = 0; i < faces.size(); ++i)
+          fr["faces"].push_back(with_head(face_json(faces[i]), head_json[i]));
+        if (head) fr["tenant"] = fmt::format("t{}", s.tenant);
         frames_.push_back(std::move(fr));
       }
       // Annotate the first completed frame of each stream, then frames with faces; never a frame
@@ -254,7 +319,75 @@ std::vector<std::string> Collector::annotated_files() const {
   return annotated_;
 }
 
+Collector::HeadCheck Collector::head_check() const {
+  std::lock_guard lock(mu_);
+  return head_check_;
+}
+
 namespace {
+
+// One member session of a prefix group: its part of the merged batches (the engine counts a
+// member's batch sizes as its slice of each merged batch it was in).
+struct MemberPart {
+  std::string session;
+  std::uint64_t items = 0, batches = 0;
+  int max_part = 0;
+  double mean_part() const { return batches ? double(items) / double(batches) : 0.0; }
+};
+
+// The sessions of a group's members: those the current plan runs in it, and (--tenant-heads) each
+// tenant query's recognize stage whose head is a member, also when the last plan left the group
+// out (rejected: its earlier batches still count).
+std::vector<std::string> member_sessions(const nexus::runtime::PrefixGroupMetricsSnapshot& g,
+                                         const std::vector<StreamRecord>& streams,
+                                         const std::vector<TenantHead>& heads) {
+  std::set<std::string> ids(g.sessions.begin(), g.sessions.end());
+  if (!heads.empty())
+    for (const auto& s : streams) {
+      const auto& model = heads.at(static_cast<std::size_t>(s.tenant)).model;
+      if (std::find(g.members.begin(), g.members.end(), model) != g.members.end())
+        ids.insert(s.query + "/recognize");
+    }
+  return {ids.begin(), ids.end()};
+}
+
+std::vector<MemberPart> member_parts(const std::vector<std::string>& sessions,
+                                     const nexus::runtime::EngineStats& stats) {
+  std::vector<MemberPart> out;
+  for (const auto& id : sessions) {
+    MemberPart p;
+    p.session = id;
+    if (auto it = stats.sessions.find(id); it != stats.sessions.end())
+      for (auto [b, n] : it->second.batch_sizes) {
+        if (!n) continue;
+        p.items += n * static_cast<std::uint64_t>(b);
+        p.batches += n;
+        p.max_part = std::max(p.max_part, b);
+      }
+    out.push_back(p);
+  }
+  return out;
+}
+
+// The largest part any member had in one batch, and the members' mean part (items / the batches
+// they were in, over all members).
+std::pair<int, double> largest_and_mean_part(const std::vector<MemberPart>& parts) {
+  int hi = 0;
+  std::uint64_t items = 0, batches = 0;
+  for (const auto& p : parts) {
+    hi = std::max(hi, p.max_part);
+    items += p.items;
+    batches += p.batches;
+  }
+  return {hi, batches ? double(items) / double(batches) : 0.0};
+}
+
+std::string fmt_hist(const std::map<int, std::uint64_t>& h) {
+  std::string out;
+  for (auto [b, n] : h)
+    if (n) out += fmt::format("{}{}x{}", out.empty() ? "" : " ", n, b);
+  return out.empty() ? "-" : out;
+}
 
 // Per-stage aggregate over the sessions of all queries (tenants) from the engine's metrics.
 struct StageAgg {
@@ -374,6 +507,37 @@ void Collector::print_table(std::ostream& out, const nexus::runtime::EngineStats
                        slots.empty() ? "-" : slots, 100 * dev.occupancy, dev.busy_seconds,
                        dev.batches, dev.items);
   }
+  if (!stats.prefix_groups.empty()) {
+    out << "\nPrefix groups (prefix batching, paper §6.3: models sharing a prefix of identical layers "
+           "run it once on the merged batch of all members' requests, then each member's suffix on "
+           "its slice)\n";
+    for (const auto& [key, g] : stats.prefix_groups) {
+      std::string members;
+      for (const auto& m : g.members) members += (members.empty() ? "" : ", ") + m;
+      out << fmt::format("  {}: {} member(s): {}\n", key, g.members.size(), members);
+      out << fmt::format("    weights: shared prefix {:.1f} MB held once; merged runner {:.1f} MB vs "
+                         "{:.1f} MB for the members one by one\n",
+                         g.shared_weight_bytes / 1e6, g.weights_bytes / 1e6,
+                         g.unshared_weights_bytes / 1e6);
+      const auto parts = member_parts(member_sessions(g, streams_, heads_), stats);
+      const auto [max_part, mean_part] = largest_and_mean_part(parts);
+      out << fmt::format("    merged batches {}  items {}  merged batch size mean {:.2f}  max {}  "
+                         "(members' parts: mean {:.2f}, max {})\n",
+                         g.batches, g.items, g.mean_batch, g.max_batch_seen, mean_part, max_part);
+      out << fmt::format("    merged batch sizes (count x size): {}\n", fmt_hist(g.batch_sizes));
+      for (const auto& p : parts)
+        out << fmt::format("    {:<26} items {:>5} ({:5.1f}% of the group's) in {:>4} merged batches, "
+                           "part mean {:.2f}, max {}\n",
+                           p.session, p.items, g.items ? 100.0 * double(p.items) / double(g.items) : 0.0,
+                           p.batches, p.mean_part(), p.max_part);
+    }
+  }
+  if (head_check_.faces > 0)
+    out << fmt::format("\nTenant identity heads: {} face(s); the head's best class is the gallery's "
+                       "nearest enrolled face of that tenant for {} ({} near-tie(s) where they "
+                       "differ); largest distance difference {:.2g}\n",
+                       head_check_.faces, head_check_.agree, head_check_.near_ties,
+                       head_check_.max_distance_error);
   out << "\nStreams\n";
   out << fmt::format("  {:<12} {:<8} {:>6} {:>9} {:>5} {:>7} {:>8} {:>6} {:>6} {:>9} {:>9}\n",
                      "stream", "pipeline", "fps", "submitted", "good", "dropped", "rejected",
@@ -440,9 +604,18 @@ std::string Collector::headline(const nexus::runtime::EngineStats& stats, double
                               early, slo_.count() / 1e3)
                 : fmt::format("nothing had to be dropped to keep the {:.0f} ms SLO",
                               slo_.count() / 1e3);
+  std::string prefix;
+  for (const auto& [key, g] : stats.prefix_groups) {
+    if (g.batches == 0) continue;
+    const auto [max_part, mean_part] = largest_and_mean_part(member_parts(member_sessions(g, streams_, heads_), stats));
+    prefix += fmt::format("; the {} models of prefix group {} ran {} merged batch(es) of mean {:.2f} "
+                          "(max {}) items, where each member's part was {:.2f} (max {})",
+                          g.members.size(), key, g.batches, g.mean_batch, g.max_batch_seen,
+                          mean_part, max_part);
+  }
   return fmt::format("What this run shows: {} stream(s) offered {:.2f} frames/s to one engine on "
-                     "{}; {}, {}, and {:.1f}% of all frames completed within the SLO.",
-                     streams_.size(), offered, device, batching, dropping, good);
+                     "{}; {}, {}{}, and {:.1f}% of all frames completed within the SLO.",
+                     streams_.size(), offered, device, batching, dropping, prefix, good);
 }
 
 nlohmann::json Collector::to_json(const nexus::runtime::EngineStats& stats,
@@ -500,6 +673,53 @@ nlohmann::json Collector::to_json(const nexus::runtime::EngineStats& stats,
     sessions[id] = s;
   }
   j["sessions"] = sessions;
+  // Prefix groups: members, weights held once vs one by one, merged batches and each member's
+  // part of them (its session's batch sizes are its slices of the merged batches).
+  nlohmann::json groups = nlohmann::json::array();
+  for (const auto& [key, g] : stats.prefix_groups) {
+    nlohmann::json x;
+    x["key"] = key;
+    x["declared"] = g.declared;
+    x["members"] = g.members;
+    x["sessions"] = g.sessions;
+    x["shared_weight_bytes"] = g.shared_weight_bytes;
+    x["weights_bytes"] = g.weights_bytes;
+    x["unshared_weights_bytes"] = g.unshared_weights_bytes;
+    x["merged_batches"] = g.batches;
+    x["items"] = g.items;
+    x["merged_batch_mean"] = g.mean_batch;
+    x["merged_batch_max"] = g.max_batch_seen;
+    nlohmann::json bs = nlohmann::json::object();
+    for (auto [b, n] : g.batch_sizes) bs[std::to_string(b)] = n;
+    x["merged_batch_sizes"] = bs;
+    const auto parts = member_parts(member_sessions(g, streams_, heads_), stats);
+    const auto [max_part, mean_part] = largest_and_mean_part(parts);
+    x["member_part_mean"] = mean_part;
+    x["member_part_max"] = max_part;
+    nlohmann::json per = nlohmann::json::object();
+    for (const auto& p : parts)
+      per[p.session] = {{"items", p.items},
+                        {"merged_batches", p.batches},
+                        {"part_mean", p.mean_part()},
+                        {"part_max", p.max_part},
+                        {"share", g.items ? double(p.items) / double(g.items) : 0.0}};
+    x["per_member"] = per;
+    groups.push_back(std::move(x));
+  }
+  j["prefix_groups"] = groups;
+  if (!heads_.empty()) {
+    nlohmann::json th = nlohmann::json::array();
+    for (const auto& h : heads_)
+      th.push_back({{"tenant", fmt::format("t{}", h.tenant)},
+                    {"model", h.model},
+                    {"labels", h.labels},
+                    {"class_means", h.class_means}});
+    j["tenant_heads"] = th;
+    j["tenant_head_check"] = {{"faces", head_check_.faces},
+                              {"agree", head_check_.agree},
+                              {"near_ties", head_check_.near_ties},
+                              {"max_distance_error", head_check_.max_distance_error}};
+  }
   j["plan"] = plan.to_json();
   nlohmann::json devs = nlohmann::json::array();
   for (const auto& d : stats.devices)

@@ -20,6 +20,7 @@ namespace va {
 struct StreamRecord {
   std::string name, kind, query, source;
   std::string pipeline;            ///< "whole" | "tiled"
+  int tenant = 0;
   double fps = 0.0;
   std::string describe;
   std::uint64_t submitted = 0, completed = 0, good = 0, dropped = 0, rejected = 0, failed = 0;
@@ -38,7 +39,8 @@ class Collector {
  public:
   Collector(std::vector<StreamRecord> streams, const Gallery* gallery, FrameStore* store,
             fs::path annotate_dir, int annotate_per_stream, std::chrono::microseconds slo,
-            double match_threshold = kFaceApiMatchThreshold);
+            double match_threshold = kFaceApiMatchThreshold,
+            std::vector<TenantHead> heads = {});
 
   void start(TimePoint t0) { t0_ = t0; }
   /// A frame was submitted as request `id`.
@@ -83,6 +85,16 @@ class Collector {
 
   std::vector<std::string> annotated_files() const;
 
+  /// --tenant-heads: faces whose tenant's head was checked against the gallery's nearest
+  /// descriptor among the faces that tenant enrolled (computed here in double, independently of
+  /// the engine's FC layer); `agree`: the same label; `near_ties`: disagreements where the two
+  /// nearest enrolled faces are within 1e-4 of each other (float32 rounding may pick either).
+  struct HeadCheck {
+    std::uint64_t faces = 0, agree = 0, near_ties = 0;
+    double max_distance_error = 0.0;  ///< |head distance − gallery distance| of the same class
+  };
+  HeadCheck head_check() const;
+
  private:
   void record_locked(const nexus::runtime::QueryResult& r, const std::shared_ptr<const Frame>& f);
 
@@ -94,6 +106,8 @@ class Collector {
   int annotate_per_stream_;
   std::chrono::microseconds slo_;
   double match_threshold_;
+  std::vector<TenantHead> heads_;
+  HeadCheck head_check_;
   TimePoint t0_{};
   struct Pending {
     std::shared_ptr<const Frame> frame;

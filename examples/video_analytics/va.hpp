@@ -33,6 +33,7 @@
 #include "nexus/model/graph.hpp"
 #include "nexus/model/zoo/face_align.hpp"
 #include "nexus/model/zoo/face_detector.hpp"
+#include "nexus/model/zoo/face_identity.hpp"
 #include "nexus/model/zoo/image.hpp"
 #include "nexus/profile/model_store.hpp"
 #include "nexus/runtime/engine.hpp"
@@ -127,10 +128,13 @@ nexus::ProfileMap load_or_measure_profiles(const Models& models, const std::stri
 enum class PipelineKind { kWhole, kTiled };
 
 /// Builds the Engine query of one tenant and pipeline kind. Stage names: tile (tiled only),
-/// detect, landmarks, recognize, age_gender, expression.
+/// detect, landmarks, recognize, age_gender, expression. The recognize stage runs model
+/// `recognition_model`: FaceRecognitionNet itself, or a tenant's identity head over it
+/// (--tenant-heads; TenantHead::model).
 nexus::runtime::QuerySpec make_query(const std::string& name, PipelineKind kind,
                                      std::chrono::microseconds slo, double rate_rps,
-                                     const Models& models, FrameStore& store, float min_score);
+                                     const Models& models, FrameStore& store, float min_score,
+                                     const std::string& recognition_model = kModelRecognition);
 /// The same graph for the Scheduler (fan-outs as expected values).
 nexus::QuerySpec make_schedule_query(const std::string& name, PipelineKind kind,
                                      std::chrono::microseconds slo, double rate_rps,
@@ -167,6 +171,9 @@ struct FaceResult {
   std::vector<nexus::model::zoo::FacePoint> landmarks;  ///< 68 points, empty if not reached
   bool has_descriptor = false;
   std::vector<float> descriptor;
+  /// --tenant-heads: the tenant's identity head's scores (one per enrolled class, in the head's
+  /// order; score_c = |d|² − |d − μ_c|², zoo/face_identity.hpp), the recognize stage's 2nd output.
+  std::vector<float> head_scores;
   std::string identity;           ///< gallery label of the match, "unknown" when too far/small
   std::string nearest;            ///< gallery label of the nearest entry (a look-alike if unknown)
   double distance = 0.0;          ///< to the nearest entry
@@ -204,6 +211,35 @@ struct Gallery {
                      const std::string& exclude_photo = "") const;
   const GalleryEntry* find(const std::string& label) const;
 };
+
+/// --tenant-heads: one tenant's own identity model, FaceRecognitionNet + a nearest-class-mean
+/// head (zoo::with_identity_head) over the faces it enrolled. The tenants' models share the whole
+/// backbone, so the Engine serves them as one prefix group (paper §6.3, prefix batching).
+struct TenantHead {
+  int tenant = 0;
+  std::string model;                  ///< Engine model name: "face_recognition/t<k>"
+  std::vector<std::string> labels;    ///< gallery labels, one class each
+  std::vector<std::vector<float>> class_means;  ///< [C][128]: each class's enrolled descriptor
+  std::shared_ptr<const nexus::model::Graph> graph;
+};
+/// The heads of `tenants` tenants over `backbone` (FaceRecognitionNet). Tenant k enrols the faces
+/// the gallery found on the demo photos p with p mod tenants == k (photos in file-name order),
+/// one class per face; a tenant left without a photo (more tenants than photos) enrols them all.
+/// Throws nexus::Error when the gallery is empty (a head needs at least one class).
+std::vector<TenantHead> make_tenant_heads(const Gallery& gallery, int tenants,
+                                          const nexus::model::Graph& backbone);
+
+/// What a tenant's head says of one face: the class with the highest score, i.e. the nearest
+/// class mean, and its Euclidean distance sqrt(|d|² − score) (0 when rounding makes it negative).
+struct HeadMatch {
+  std::string identity;   ///< label of the best class when distance < threshold, else "unknown"
+  std::string nearest;    ///< label of the best class
+  double distance = 0.0;
+  double score = 0.0;
+};
+HeadMatch match_head(const TenantHead& head, const std::vector<float>& scores,
+                     const std::vector<float>& descriptor,
+                     double threshold = kFaceApiMatchThreshold);
 
 // ---------------------------------------------------------------------------------------------
 // Streams
