@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <sys/wait.h>
@@ -113,6 +115,10 @@ TEST_CASE("video_analytics serves photos and video on the CPU and accounts for e
   CHECK(r.at("device") == "cpu");
   CHECK(r.at("policy") == "nexus");
   CHECK(r.at("plan").contains("gpus"));
+  // Without --tenant-heads no two models share a prefix worth a group (the landmark, age/gender
+  // and expression nets share only their input normalisation).
+  CHECK(r.at("prefix_groups").empty());
+  CHECK_FALSE(r.contains("tenant_heads"));
   for (const char* st : {"detect", "landmarks", "recognize", "age_gender", "expression"}) {
     INFO(st);
     REQUIRE(r.at("stages").contains(st));
@@ -227,6 +233,113 @@ TEST_CASE("video_analytics serves photos and video on the CPU and accounts for e
   CHECK(!r.at("annotated_frames").empty());
   for (const auto& f : r.at("annotated_frames")) CHECK(fs::is_regular_file(f.get<std::string>()));
   CHECK(r.at("plots").size() == 2);
+}
+
+TEST_CASE("video_analytics --tenant-heads: each tenant's identity head agrees with the gallery, "
+          "served as one prefix group in merged batches", "[video][data]") {
+  REQUIRE_VIDEO_DATA();
+  const fs::path out = kWork / "tenant_heads";
+  fs::remove_all(out);
+  // Three tenants watch the same photos and video; a generous SLO keeps all three admitted on a
+  // busy box (the check is what the heads say and how the group batched, not speed).
+  const Run run = run_example("--tenant-heads --tenants 3 --streams photos@0.2,megamind@0.2 "
+                              "--duration 16 --slo 20000 --annotate 0 --metrics-port -1 --out '" +
+                                  out.string() + "'",
+                              "tenant_heads");
+  INFO(run.output);
+  REQUIRE(run.code == 0);
+  const json r = json::parse(std::ifstream(out / "report.json"));
+  check_accounting(r);
+  CHECK(r.at("tenant_heads_mode") == true);
+
+  // Each tenant enrolled the faces of its own demo photos (photo index mod 3): together the
+  // gallery, none twice.
+  REQUIRE(r.at("tenant_heads").size() == 3);
+  std::map<std::string, json> means;  // "<tenant>|<label>" -> class mean
+  std::set<std::string> labels;
+  std::size_t enrolled = 0;
+  for (const auto& h : r.at("tenant_heads")) {
+    REQUIRE(h.at("labels").size() == h.at("class_means").size());
+    CHECK(h.at("labels").size() >= 5);
+    for (std::size_t c = 0; c < h.at("labels").size(); ++c) {
+      labels.insert(h["labels"][c].get<std::string>());
+      means[h.at("tenant").get<std::string>() + "|" + h["labels"][c].get<std::string>()] = h["class_means"][c];
+      ++enrolled;
+    }
+  }
+  CHECK(enrolled == r.at("gallery").size());
+  CHECK(labels.size() == enrolled);
+
+  // The Engine formed one prefix group of the three tenants' models by itself: the backbone's
+  // weights once; its merged batches held more items than any tenant's part of them.
+  REQUIRE(r.at("prefix_groups").size() == 1);
+  const json& g = r["prefix_groups"][0];
+  CHECK(g.at("members") ==
+        json({"face_recognition/t0", "face_recognition/t1", "face_recognition/t2"}));
+  const double shared = g.at("shared_weight_bytes"), unshared = g.at("unshared_weights_bytes");
+  CHECK(shared > 20e6);  // FaceRecognitionNet: 22.5 MB of float32 weights
+  CHECK(g.at("weights_bytes").get<double>() < 1.01 * shared);
+  CHECK(unshared > 2.9 * shared);
+  REQUIRE(g.at("merged_batches").get<int>() > 0);
+  std::uint64_t part_items = 0;
+  for (const char* q : {"t0-whole/recognize", "t1-whole/recognize", "t2-whole/recognize"}) {
+    INFO(q);
+    REQUIRE(g.at("per_member").contains(q));
+    CHECK(g["per_member"][q].at("items").get<int>() > 0);  // every tenant was served
+    part_items += g["per_member"][q].at("items").get<std::uint64_t>();
+  }
+  CHECK(part_items == g.at("items").get<std::uint64_t>());
+  CHECK(g.at("merged_batch_max").get<int>() > g.at("member_part_max").get<int>());
+  CHECK(g.at("merged_batch_mean").get<double>() > g.at("member_part_mean").get<double>());
+
+  // Per face: the head's best class (argmax of |d|² − |d − μ_c|² by the engine's FC layer) is the
+  // nearest of the tenant's enrolled descriptors, computed here in double from the face's
+  // descriptor; the head's distance is that distance.
+  std::size_t checked = 0;
+  auto check_face = [&](const json& f, const std::string& tenant) {
+    if (!f.contains("tenant_head")) return;
+    const json& h = f.at("tenant_head");
+    CHECK(h.at("model") == "face_recognition/" + tenant);
+    const auto& d = h.at("descriptor");
+    REQUIRE(d.size() == 128);
+    double best = 1e300, second = 1e300;
+    std::string nearest;
+    for (const auto& [key, mu] : means) {
+      if (key.rfind(tenant + "|", 0) != 0) continue;
+      double sq = 0;
+      for (std::size_t k = 0; k < 128; ++k) {
+        const double x = d[k].get<double>() - mu[k].get<double>();
+        sq += x * x;
+      }
+      const double dist = std::sqrt(sq);
+      if (dist < best) {
+        second = best;
+        best = dist;
+        nearest = key.substr(tenant.size() + 1);
+      } else if (dist < second) {
+        second = dist;
+      }
+    }
+    if (second - best > 1e-4) CHECK(h.at("nearest") == nearest);  // else float32 may pick either
+    CHECK(std::abs(h.at("distance").get<double>() - best) < 5e-3);
+    ++checked;
+  };
+  for (const auto& fr : r.at("frames"))
+    if (fr.contains("faces"))
+      for (const auto& f : fr.at("faces")) check_face(f, fr.at("tenant"));
+  for (const auto& p : r.at("photos"))
+    for (const auto& f : p.at("faces")) check_face(f, p.at("tenant"));
+  CHECK(checked >= 5);
+  const json& hc = r.at("tenant_head_check");
+  CHECK(hc.at("faces").get<std::size_t>() >= checked);
+  CHECK(hc.at("agree").get<std::size_t>() + hc.at("near_ties").get<std::size_t>() ==
+        hc.at("faces").get<std::size_t>());
+  // The summary shows the group.
+  std::ifstream sum(out / "summary.txt");
+  std::stringstream ss;
+  ss << sum.rdbuf();
+  CHECK(ss.str().find("Prefix groups") != std::string::npos);
+  CHECK(ss.str().find("merged batch size mean") != std::string::npos);
 }
 
 TEST_CASE("video_analytics: bad inputs end with clear messages", "[video][data]") {
@@ -360,6 +473,13 @@ TEST_CASE("video_analytics: inputs are checked before anything slow, with exit c
     CHECK(r.output.find("--out '/proc/nope/out'") != std::string::npos);
     CHECK(r.output.find("writable directory") != std::string::npos);
     CHECK(r.output.find("batching profiles") == std::string::npos);  // nothing slow ran
+  }
+  SECTION("--tenant-heads needs two tenants: exit 2 at once") {
+    const Run r = run_example("--tenant-heads --duration 2" + out, "heads_one_tenant");
+    INFO(r.output);
+    CHECK(r.code == 2);
+    CHECK(r.output.find("--tenant-heads with --tenants 1") != std::string::npos);
+    CHECK(r.output.find("batching profiles") == std::string::npos);
   }
   SECTION("a missing stream next to a good one: exit 2, named once, nothing served") {
     const fs::path rep = kWork / "checked" / "report.json";
