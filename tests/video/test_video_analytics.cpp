@@ -474,7 +474,7 @@ TEST_CASE("video_analytics: inputs are checked before anything slow, with exit c
     CHECK(r.output.find("writable directory") != std::string::npos);
     CHECK(r.output.find("batching profiles") == std::string::npos);  // nothing slow ran
   }
-  SECTION("--tenant-heads needs two tenants: exit 2 at once") {
+  SECTION("one tenant with --tenant-heads: exit 2 at once") {
     const Run r = run_example("--tenant-heads --duration 2" + out, "heads_one_tenant");
     INFO(r.output);
     CHECK(r.code == 2);
