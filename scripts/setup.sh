@@ -5,6 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libeigen3-dev libfmt-dev catch2 nlohmann-json3-dev
       libcxxopts-dev libopencv-dev gnuplot-nox glpk-utils libglpk-dev nodejs npm
       libspdlog-dev prometheus-cpp-dev
+      libgoogle-perftools-dev  # tcmalloc for nexus-sim (optional, faster)
       libonnx-dev libprotobuf-dev protobuf-compiler libonnx-testdata
       clang libfuzzer-14-dev)  # clang + libFuzzer: scripts/test_asan.sh, scripts/fuzz.sh
 missing=()
