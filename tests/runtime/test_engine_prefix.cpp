@@ -16,6 +16,7 @@
 #include "nexus/core/error.hpp"
 #include "nexus/exec/cpu_backend.hpp"
 #include "nexus/model/zoo/variants.hpp"
+#include "nexus/runtime/planner.hpp"
 #include "nexus/sim/traffic.hpp"
 #include "sim_helpers.hpp"
 
@@ -339,4 +340,78 @@ TEST_CASE("prefix: threaded engine (real clock) serves a group's burst exactly o
   CHECK(st.completed == sent.size());
   REQUIRE(st.prefix_groups.size() == 1);
   CHECK(st.prefix_groups.begin()->second.items > 0);
+}
+
+TEST_CASE("prefix: the planner sees one group session over every session of the members' models",
+          "[runtime][prefix][sim]") {
+  // Query qa: det -> a (a member as a child stage); qb: b; qc: a again (a second session of a).
+  // The group session merges qa/c, qb/s and qc/s; qa/root (det, no prefix) stays itself.
+  std::vector<std::vector<std::string>> seen;  // the sessions of every PlanRequest
+  std::vector<bool> had_profile;
+  const PlannerFn squishy = make_squishy_planner();
+  SimRig rig({.devices = "sim:2", .epoch = kNoEpoch, .planner = [&](const PlanRequest& req) {
+                seen.emplace_back();
+                for (const auto& s : req.sessions) seen.back().push_back(s.id);
+                had_profile.push_back(req.profiles->count("prefix:backbone") == 1);
+                return squishy(req);
+              }});
+  rig.engine->load_model({.name = "det", .profile = linear_profile("det", 1000, 2000, 16)});
+  for (const char* m : {"a", "b"})
+    rig.engine->load_model({.name = m, .profile = linear_profile(m, 500, 10000, 32),
+                            .declared_prefix = {.key = "backbone", .fraction = 0.9}});
+  rig.engine->add_query({.name = "qa", .slo = 200ms, .expected_rate_rps = 50,
+                         .stages = {{.name = "root", .model = "det", .children = {{.stage = "c"}}},
+                                    {.name = "c", .model = "a"}}});
+  rig.engine->add_query({.name = "qb", .slo = 150ms, .expected_rate_rps = 50, .stages = {{.name = "s", .model = "b"}}});
+  rig.engine->add_query({.name = "qc", .slo = 300ms, .expected_rate_rps = 50, .stages = {{.name = "s", .model = "a"}}});
+  REQUIRE_FALSE(seen.empty());
+  CHECK(std::set<std::string>(seen.back().begin(), seen.back().end()) ==
+        std::set<std::string>{"qa/root", "prefix:backbone"});
+  CHECK(had_profile.back());
+  // After planning the members follow the group: same slots, each with its own SLO.
+  const Plan plan = rig.engine->plan();
+  std::set<int> slots_of[3];
+  const char* members[3] = {"qa/c", "qb/s", "qc/s"};
+  for (const auto& g : plan.gpus)
+    for (int i = 0; i < 3; ++i)
+      if (const auto* a = g.find(members[i])) {
+        CHECK(a->prefix_group == "prefix:backbone");
+        slots_of[i].insert(g.gpu);
+      }
+  CHECK_FALSE(slots_of[0].empty());
+  CHECK(slots_of[0] == slots_of[1]);
+  CHECK(slots_of[1] == slots_of[2]);
+  // Traffic on all three queries: exactly once, per-member counters, the group's sessions.
+  std::vector<std::pair<TimePoint, std::string>> arrivals;
+  for (const char* q : {"qa", "qb", "qc"})
+    for (TimePoint t : sim::poisson_arrivals(50, 4s, static_cast<std::uint64_t>(q[1]))) arrivals.emplace_back(t, q);
+  std::sort(arrivals.begin(), arrivals.end());
+  std::vector<RequestId> ids;
+  std::vector<QueryResult> results;
+  std::map<std::string, std::uint64_t> per_query;
+  for (const auto& [t, q] : arrivals) {
+    rig.engine->run_until(t);
+    // The members take the same input: det's output per item ([1]) for qa/c, the same for qb, qc.
+    ids.push_back(rig.engine->submit(q, q == "qa" ? Tensor() : Tensor(Shape{1})));
+    ++per_query[q];
+  }
+  rig.engine->run_until_idle();
+  results = rig.engine->poll();
+  CHECK(each_exactly_once(ids, results));
+  for (const auto& r : results)
+    if (r.status != RequestStatus::kCompleted) {
+      FAIL_CHECK(r.query << ": " << to_string(r.status) << ": " << r.message);
+      break;
+    }
+  CHECK(good_rate(results) >= 0.99);
+  const EngineStats st = rig.engine->stats();
+  CHECK(st.sessions.at("qa/c").arrivals == per_query["qa"]);
+  CHECK(st.sessions.at("qb/s").arrivals == per_query["qb"]);
+  CHECK(st.sessions.at("qc/s").arrivals == per_query["qc"]);
+  const auto& g = st.prefix_groups.at("backbone");
+  CHECK(g.sessions == std::vector<std::string>{"qa/c", "qb/s", "qc/s"});
+  const double total = double(per_query["qa"] + per_query["qb"] + per_query["qc"]);
+  CHECK(double(g.items) <= total);
+  CHECK(double(g.items) >= 0.99 * total);
+  CHECK(g.max_batch_seen > 1);
 }
