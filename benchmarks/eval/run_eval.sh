@@ -125,13 +125,13 @@ GP
     [ -f "$OUT/maxtput-$sc-nexus.json" ] || continue
     { echo "nexus $(jq .max_throughput_rps "$OUT/maxtput-$sc-nexus.json")"
       for ab in $(ablations_of $sc); do
-        f="$OUT/ablation-$sc-$ab.json"; lab="no_$ab"; [ $ab = duty_cycle ] && lab=paced
+        f="$OUT/ablation-$sc-$ab.json"; lab="-${ab//_/-}"; [ $ab = duty_cycle ] && lab=paced
         [ -s "$f" ] && echo "$lab $(jq .max_throughput_rps "$f")"
       done; } > "$OUT/.ablation-$sc.dat"
     gnuplot <<GP
-set terminal pngcairo size 640,400
+set terminal pngcairo size 800,400
 set output "$OUT/ablation-$sc.png"
-set title "$sc: Nexus with one feature off, max throughput (16 GPUs)"
+set title "$sc: Nexus with a feature off (-x) or paced, max throughput at >= 99% good (16 GPUs)"
 set ylabel "requests/s"; set style fill solid 0.6; set boxwidth 0.6; set yrange [0:*]; unset key
 plot "$OUT/.ablation-$sc.dat" using 0:2:xtic(1) with boxes, "" using 0:2:(sprintf("%.0f",\$2)) with labels offset 0,1
 GP
