@@ -969,6 +969,13 @@ void Loader::pool(bool max) {
   auto ks = attr_ints("kernel_shape"), strides = attr_ints("strides"), pads = attr_ints("pads"),
        dil = attr_ints("dilations");
   if (ks.size() != 2) fail("attribute 'kernel_shape' must have 2 values");
+  if (ks[0] < 1 || ks[1] < 1 || ks[0] > x.full[2] + 65536 || ks[1] > x.full[3] + 65536)
+    fail("attribute 'kernel_shape' {} must be >= 1 and fit the input", dims_str(ks));
+  if (!strides.empty() && strides.size() != 2) fail("attribute 'strides' must have 2 values");
+  if (std::any_of(strides.begin(), strides.end(), [](auto v) { return v < 1 || v > 65536; }))
+    fail("attribute 'strides' {} must be in [1, 65536]", dims_str(strides));
+  if (std::any_of(pads.begin(), pads.end(), [](auto v) { return v < 0 || v > 65536; }))
+    fail("attribute 'pads' {} must be in [0, 65536]", dims_str(pads));
   if (!dil.empty() && (dil.size() != 2 || dil[0] != 1 || dil[1] != 1))
     fail("attribute 'dilations' [{}] is not supported (only 1)", fmt::join(dil, ", "));
   if (attr_int("storage_order", 0) != 0) fail("attribute storage_order=1 is not supported");

@@ -183,6 +183,27 @@ TEST_CASE("ONNX bad input: Conv auto_pad=VALID with explicit pads", "[onnx]") {
                         Contains("pads") && Contains("NOTSET"));
 }
 
+// Found by fuzz_onnx (fuzz/corpus/fuzz_onnx/regress-pool-strides): a MaxPool with one stride
+// value read strides[1] past the end of the attribute.
+TEST_CASE("ONNX bad input: pooling attributes of the wrong length or range", "[onnx]") {
+  auto pool_model = [](std::vector<std::int64_t> strides, std::vector<std::int64_t> kernel) {
+    auto m = conv_bn_relu();
+    auto* g = m.mutable_graph();
+    auto* p = add_node(g, "MaxPool", {"y"}, {"z"}, "pool1");
+    set_ints(p, "kernel_shape", kernel);
+    set_ints(p, "strides", strides);
+    g->mutable_output(0)->set_name("z");
+    return m;
+  };
+  CHECK_NOTHROW(model::load_onnx_bytes(bytes(pool_model({2, 2}, {2, 2}))));
+  CHECK_THROWS_WITH(model::load_onnx_bytes(bytes(pool_model({3}, {2, 2}))),
+                    Contains("pool1") && Contains("MaxPool") && Contains("'strides' must have 2 values"));
+  CHECK_THROWS_WITH(model::load_onnx_bytes(bytes(pool_model({0, 1}, {2, 2}))),
+                    Contains("pool1") && Contains("'strides'") && Contains("[1, 65536]"));
+  CHECK_THROWS_WITH(model::load_onnx_bytes(bytes(pool_model({1, 1}, {0, 2}))),
+                    Contains("pool1") && Contains("'kernel_shape'") && Contains(">= 1"));
+}
+
 TEST_CASE("ONNX bad input: truncated or non-ONNX files", "[onnx]") {
   const std::string full = bytes(conv_bn_relu());
   CHECK_THROWS_WITH(model::load_onnx_bytes(full.substr(0, full.size() / 2)),
