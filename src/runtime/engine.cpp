@@ -390,6 +390,7 @@ std::shared_ptr<const PrefixGroupRuntime> Engine::Impl::build_group(std::string 
   std::uint64_t key_hash = 1469598103934665603ULL;
   for (char c : rt->key) key_hash = (key_hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
   rt->runners.resize(devices_.size());
+  rt->device_bytes.assign(devices_.size(), 0);
   rt->sim.resize(devices_.size());
   std::vector<int> sizes;
   for (int b = 1; b <= rt->max_batch; ++b) sizes.push_back(b);
@@ -430,8 +431,12 @@ std::shared_ptr<const PrefixGroupRuntime> Engine::Impl::build_group(std::string 
     rt->weights_bytes = runner->weights_bytes();
     rt->unshared_weights_bytes = runner->unshared_weights_bytes();
     rt->shared_weight_bytes = runner->shared_weights_bytes();
+    rt->device_bytes[di] = runner->device_bytes();
     rt->runners[di] = std::move(runner);
   }
+  // The device memory the planner sees counts the runner (the members' own backends stay loaded).
+  for (std::size_t d = 0; d < rt->device_bytes.size() && d < device_memory_.size(); ++d)
+    device_memory_[d].used += rt->device_bytes[d];
   auto& counters = group_counters_[rt->key];
   if (!counters) counters = std::make_unique<PrefixGroupCounters>();
   rt->counters = counters.get();
@@ -466,16 +471,21 @@ bool Engine::Impl::regroup() {
         graphs.push_back(m->spec.graph.get());
         index.push_back(m->index);
       }
-    if (graphs.size() >= 2)
-      for (const model::PrefixGroup& g : model::find_prefix_groups(graphs)) {
-        std::vector<int> models;
-        for (int j : g.members) models.push_back(index[static_cast<std::size_t>(j)]);
-        // The key names the prefix: a hash over its nodes' canonical hashes.
-        const auto hashes = model::node_hashes(*graphs[static_cast<std::size_t>(g.members[0])]);
-        std::uint64_t h = 1469598103934665603ULL;
-        for (model::NodeId n : g.prefix.nodes[0]) h = (h ^ hashes[static_cast<std::size_t>(n)]) * 1099511628211ULL;
-        find_or_build(fmt::format("prefix-{:016x}", h), false, std::move(models));
-      }
+    std::vector<model::PrefixGroup> hashed;
+    try {
+      if (graphs.size() >= 2) hashed = model::find_prefix_groups(graphs);
+    } catch (const std::exception& e) {
+      NEXUS_LOG(kWarn, "prefix_detection_failed", {"error", e.what()});  // served on their own
+    }
+    for (const model::PrefixGroup& g : hashed) {
+      std::vector<int> models;
+      for (int j : g.members) models.push_back(index[static_cast<std::size_t>(j)]);
+      // The key names the prefix: a hash over its nodes' canonical hashes.
+      const auto hashes = model::node_hashes(*graphs[static_cast<std::size_t>(g.members[0])]);
+      std::uint64_t h = 1469598103934665603ULL;
+      for (model::NodeId n : g.prefix.nodes[0]) h = (h ^ hashes[static_cast<std::size_t>(n)]) * 1099511628211ULL;
+      find_or_build(fmt::format("prefix-{:016x}", h), false, std::move(models));
+    }
     // Declared (models without a graph): one group per key with two or more members.
     std::map<std::string, std::vector<int>> declared;
     for (const auto& m : model_store_)
@@ -486,6 +496,10 @@ bool Engine::Impl::regroup() {
       if (models.size() >= 2) find_or_build(key, true, std::move(models));
   }
   const bool changed = next != groups_;
+  for (const auto& g : groups_)
+    if (std::find(next.begin(), next.end(), g) == next.end())
+      for (std::size_t d = 0; d < g->device_bytes.size() && d < device_memory_.size(); ++d)
+        device_memory_[d].used -= std::min(device_memory_[d].used, g->device_bytes[d]);
   groups_ = std::move(next);
   return changed;
 }

@@ -120,6 +120,7 @@ struct PrefixGroupRuntime {
   std::vector<BatchProfile> suffixes;  // ℓ_suffix_m(b), per member model
   /// Per device: the merged runner (graph groups on cpu/cuda devices), or null.
   std::vector<std::unique_ptr<PrefixRunner>> runners;
+  std::vector<std::size_t> device_bytes;  // per device: the runner's PrefixRunner::device_bytes
   /// Per device (sim devices): SimBackends drawing ℓ_prefix and each ℓ_suffix_m with the
   /// engine's SimLatency noise; empty elsewhere.
   struct SimParts {
