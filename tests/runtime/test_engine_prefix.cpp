@@ -10,7 +10,9 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <set>
+#include <thread>
 
 #include "model/prefix_models.hpp"
 #include "nexus/core/error.hpp"
@@ -414,4 +416,42 @@ TEST_CASE("prefix: the planner sees one group session over every session of the 
   CHECK(double(g.items) <= total);
   CHECK(double(g.items) >= 0.99 * total);
   CHECK(g.max_batch_seen > 1);
+}
+
+TEST_CASE("prefix: real-time sim devices, producers on threads, epochs: a declared group ends every request once",
+          "[runtime][prefix][tsan]") {
+  // Two sim devices on the steady clock (the prefix and suffix parts sleep their drawn times),
+  // two producer threads per member query, epochs re-planning meanwhile.
+  Engine e({.devices = "sim:2", .cpu_workers = 2, .epoch = std::chrono::milliseconds(20),
+            .min_epoch = std::chrono::milliseconds(10)});
+  for (const char* m : {"a", "b", "c"}) {
+    e.load_model({.name = m, .profile = linear_profile(m, 20, 200, 32),
+                  .declared_prefix = {.key = "backbone", .fraction = 0.8}});
+    e.add_query({.name = std::string("q") + m, .slo = 50ms, .expected_rate_rps = 2000,
+                 .stages = {{.name = "s", .model = m}}});
+  }
+  std::mutex mu;
+  std::vector<RequestId> ids;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 6; ++t)
+    ts.emplace_back([&, t] {
+      const std::string q = std::string("q") + "abc"[t % 3];
+      std::vector<RequestId> mine;
+      for (int i = 0; i < 300; ++i) {
+        mine.push_back(e.submit(q, Tensor()));
+        if (i % 50 == 0) std::this_thread::sleep_for(1ms);
+      }
+      std::lock_guard lock(mu);
+      ids.insert(ids.end(), mine.begin(), mine.end());
+    });
+  for (auto& t : ts) t.join();
+  e.shutdown();
+  const auto rs = e.poll();
+  CHECK(each_exactly_once(ids, rs));
+  const EngineStats st = e.stats();
+  CHECK(st.completed + st.dropped + st.rejected + st.failed == st.submitted);
+  CHECK(st.completed > 0);
+  CHECK(st.in_flight == 0);
+  REQUIRE(st.prefix_groups.count("backbone"));
+  CHECK(st.prefix_groups.at("backbone").items > 0);
 }
