@@ -670,7 +670,8 @@ std::vector<TenantHead> make_tenant_heads(const Gallery& gallery, int tenants,
     ih.tenant = fmt::format("t{}", t);
     const bool all = t >= static_cast<int>(photos.size());
     for (const auto& e : gallery.entries) {
-      const auto p = static_cast<int>(std::find(photos.begin(), photos.end(), e.photo) - photos.begin());
+      const auto p =
+          static_cast<int>(std::find(photos.begin(), photos.end(), e.photo) - photos.begin());
       if (!all && p % tenants != t) continue;
       const std::vector<float>* one = &e.descriptor;
       ih.labels.push_back(e.label);
@@ -692,7 +693,8 @@ HeadMatch match_head(const TenantHead& head, const std::vector<float>& scores,
               scores.size(), head.labels.size());
   HeadMatch m{"unknown", "", 0.0, 0.0};
   if (scores.empty()) return m;
-  const auto best = static_cast<std::size_t>(std::max_element(scores.begin(), scores.end()) - scores.begin());
+  const auto best =
+      static_cast<std::size_t>(std::max_element(scores.begin(), scores.end()) - scores.begin());
   double d2 = 0;
   for (float v : descriptor) d2 += double(v) * v;
   m.nearest = head.labels[best];

@@ -528,7 +528,8 @@ void Collector::print_table(std::ostream& out, const nexus::runtime::EngineStats
       for (const auto& p : parts)
         out << fmt::format("    {:<26} items {:>5} ({:5.1f}% of the group's) in {:>4} merged batches, "
                            "part mean {:.2f}, max {}\n",
-                           p.session, p.items, g.items ? 100.0 * double(p.items) / double(g.items) : 0.0,
+                           p.session, p.items,
+                           g.items ? 100.0 * double(p.items) / double(g.items) : 0.0,
                            p.batches, p.mean_part(), p.max_part);
     }
   }
@@ -607,7 +608,8 @@ std::string Collector::headline(const nexus::runtime::EngineStats& stats, double
   std::string prefix;
   for (const auto& [key, g] : stats.prefix_groups) {
     if (g.batches == 0) continue;
-    const auto [max_part, mean_part] = largest_and_mean_part(member_parts(member_sessions(g, streams_, heads_), stats));
+    const auto [max_part, mean_part] =
+        largest_and_mean_part(member_parts(member_sessions(g, streams_, heads_), stats));
     prefix += fmt::format("; the {} models of prefix group {} ran {} merged batch(es) of mean {:.2f} "
                           "(max {}) items, where each member's part was {:.2f} (max {})",
                           g.members.size(), key, g.batches, g.mean_batch, g.max_batch_seen,
