@@ -1402,7 +1402,7 @@ void Engine::Impl::complete_batch(Batch& b, std::vector<QueryResult>* done) {
       outs.reserve(b.outputs.size());
       for (const Tensor& o : b.outputs) {
         if (o.shape().rank() >= 1 && o.shape()[0] == n)
-          outs.push_back(o.slice(i, i + 1).reshape(o.shape().drop_front()));
+          outs.push_back(o.row(i));
         else
           outs.push_back(o);
       }

@@ -34,6 +34,17 @@ TEST_CASE("Tensor owning, view, slice, reshape, clone", "[core]") {
   CHECK(second.shape() == Shape{1, 3, 2, 2});
   CHECK(second.data()[0] == 12.0f);
 
+  // row(i): item i without the leading dimension; element k of row 1 is v[12 + k].
+  Tensor row1 = t.row(1);
+  CHECK(row1.is_view());
+  CHECK(row1.shape() == Shape{3, 2, 2});
+  CHECK(row1.data()[0] == 12.0f);
+  CHECK(row1.data()[11] == 23.0f);
+  CHECK(t.slice(1, 2).reshape(Shape{3, 2, 2}).data() == row1.data());
+  CHECK_THROWS_WITH(t.row(2), Catch::Contains("out of range"));
+  CHECK_THROWS_AS(t.row(-1), nexus::Error);
+  CHECK_THROWS_AS(Tensor().row(0), nexus::Error);
+
   Tensor flat = t.reshape(Shape{2, 12});
   CHECK(flat.data()[13] == 13.0f);
   CHECK_THROWS_WITH(t.reshape(Shape{5, 5}), Catch::Contains("cannot view"));

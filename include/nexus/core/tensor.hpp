@@ -93,6 +93,20 @@ class Tensor {
     return t;
   }
 
+  /// Item i along dimension 0, without that dimension: [N, d1, ...] -> [d1, ...] (a view that
+  /// shares the storage). The same as slice(i, i + 1).reshape(shape().drop_front()) with one
+  /// Shape made instead of four. Throws if the rank is 0 or i is outside [0, N).
+  Tensor row(std::int64_t i) const {
+    NEXUS_CHECK(shape_.rank() >= 1 && 0 <= i && i < shape_[0],
+                "Tensor::row {} out of range for shape {}", i, shape_);
+    Tensor t;
+    t.shape_ = shape_.drop_front();
+    t.dtype_ = dtype_;
+    t.storage_ = storage_;
+    t.data_ = data_ + static_cast<std::size_t>(i * t.shape_.numel()) * size_of(dtype_);
+    return t;
+  }
+
   /// The same elements under a new shape (a view). Throws if the element counts differ.
   Tensor reshape(Shape shape) const {
     NEXUS_CHECK(shape.numel() == numel(), "Tensor::reshape: cannot view {} ({} elements) as {}",
