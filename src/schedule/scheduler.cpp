@@ -7,7 +7,11 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <string_view>
 #include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace nexus {
 
@@ -217,16 +221,38 @@ std::optional<Plan> Scheduler::tick(std::chrono::microseconds now) {
 
 int stabilize_gpu_numbering(const Plan& prev, Plan& next) {
   const int n_old = prev.num_gpus(), n_new = next.num_gpus();
-  // overlap(old g, new h) = Σ over shared sessions of min(rate_old, rate_new).
+  const int n_cmp = std::min(n_old, n_new);
+  // overlap(old g, new h) = Σ over shared sessions of min(rate_old, rate_new), summed in the
+  // order (h's sessions, then g's) of a direct double loop, but visiting only the old slots that
+  // share a session with h: O(pairs that overlap), not O(GPUs² · sessions²) string compares.
+  std::unordered_map<std::string_view, std::vector<std::pair<int, double>>> old_slots;
+  for (int g = 0; g < n_cmp; ++g)
+    for (const auto& b : prev.gpus[static_cast<std::size_t>(g)].sessions)
+      old_slots[b.session].emplace_back(g, b.rate_rps);
   std::vector<std::tuple<double, int, int>> pairs;
+  std::vector<double> ov(static_cast<std::size_t>(n_cmp), 0.0);
+  std::vector<char> seen(static_cast<std::size_t>(n_cmp), 0);
+  std::vector<int> touched;
   for (int h = 0; h < n_new; ++h) {
-    for (int g = 0; g < std::min(n_old, n_new); ++g) {
-      double ov = 0.0;
-      for (const auto& a : next.gpus[h].sessions)
-        for (const auto& b : prev.gpus[g].sessions)
-          if (a.session == b.session) ov += std::min(a.rate_rps, b.rate_rps);
-      if (ov > 0) pairs.emplace_back(-ov, h, g);
+    for (const auto& a : next.gpus[static_cast<std::size_t>(h)].sessions) {
+      auto it = old_slots.find(a.session);
+      if (it == old_slots.end()) continue;
+      for (const auto& [g, rate] : it->second) {
+        const auto gi = static_cast<std::size_t>(g);
+        if (!seen[gi]) {
+          seen[gi] = 1;
+          touched.push_back(g);
+        }
+        ov[gi] += std::min(a.rate_rps, rate);
+      }
     }
+    for (int g : touched) {
+      const auto gi = static_cast<std::size_t>(g);
+      if (ov[gi] > 0) pairs.emplace_back(-ov[gi], h, g);
+      ov[gi] = 0.0;
+      seen[gi] = 0;
+    }
+    touched.clear();
   }
   std::sort(pairs.begin(), pairs.end());  // largest overlap first; ties by index
   std::vector<int> slot(n_new, -1);
