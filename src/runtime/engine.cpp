@@ -206,51 +206,19 @@ void Engine::Impl::load_model(ModelSpec spec) {
     m->sim_latency.push_back(std::chrono::duration_cast<Duration>(spec.profile.mean_latency(b)));
   }
   m->plan_latency = dispatch::LatencyTable(plan_lat);
-  for (const auto& d : devices_) {
-    std::unique_ptr<Backend> be;
-    if (spec.make_backend) {
-      be = spec.make_backend(d);
-    } else if (d.kind == DeviceKind::kSim) {
-      sim::SimBackendOptions so;
-      so.input_shape = spec.input_shape;
-      so.device = d.name;
-      so.latency = options_.sim_latency;
-      // One stream per (model, device), fixed by the engine's seed.
-      so.latency.seed = options_.sim_latency.seed * 0x9E3779B97F4A7C15ULL + options_.seed * 1000003ULL +
-                        static_cast<std::uint64_t>(m->index) * 4099ULL + static_cast<std::uint64_t>(d.index);
-      be = std::make_unique<sim::SimBackend>(spec.profile, clock_, so);
-    } else if (d.kind == DeviceKind::kCuda) {
-      NEXUS_CHECK(spec.graph, "load_model('{}'): no graph and no make_backend for {}", spec.name, d.name);
-      CudaBackendOptions co;
-      co.device_index = d.index;
-      be = make_cuda_backend(co);
-    } else {
-#ifdef NEXUS_RUNTIME_HAVE_CPU_BACKEND
-      NEXUS_CHECK(spec.graph, "load_model('{}'): no graph and no make_backend for {}", spec.name, d.name);
-      be = std::make_unique<CpuBackend>();
-#else
-      throw_error("load_model('{}'): no make_backend given and no CpuBackend in this build", spec.name);
-#endif
-    }
-    NEXUS_CHECK(be != nullptr, "load_model('{}'): make_backend returned null for {}", spec.name, d.name);
-    const auto t0 = std::chrono::steady_clock::now();
-    if (spec.graph) be->load(*spec.graph, m->max_batch);
-    // Ready before the first request: every batch size the executor may form (1..max_batch).
-    std::vector<int> sizes(static_cast<std::size_t>(m->max_batch));
-    for (int b = 1; b <= m->max_batch; ++b) sizes[static_cast<std::size_t>(b - 1)] = b;
-    be->prepare(sizes);
-    m->load.load_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    m->load.device_bytes += be->device_bytes();
-    m->device_bytes.push_back(be->device_bytes());
-    m->load.prepared_batches = m->max_batch;
-    // The device's memory as the planner sees it: what is free now plus what the models loaded
-    // on it hold (Backend::free_memory; 0 = unknown).
-    auto& dm = device_memory_[static_cast<std::size_t>(d.index)];
-    dm.used += be->device_bytes();
-    if (const std::size_t f = be->free_memory(); f > 0) dm.capacity = f + dm.used;
-    m->backends.push_back(std::move(be));
+  m->spec = std::move(spec);
+  m->backends.resize(devices_.size());
+  m->device_bytes.assign(devices_.size(), 0);
+  m->load.prepared_batches = m->max_batch;
+  try {
+    for (const auto& d : devices_) load_own_backend(*m, d);
+  } catch (...) {
+    for (std::size_t d = 0; d < m->device_bytes.size(); ++d)
+      device_memory_[d].used -= std::min(device_memory_[d].used, m->device_bytes[d]);
+    throw;
   }
-  m->item_shape = spec.input_shape;
+  const ModelSpec& spec_ref = m->spec;
+  m->item_shape = spec_ref.input_shape;
   if (m->item_shape.rank() == 0 && !m->backends.empty()) {
     try {
       m->item_shape = m->backends[0]->input_shape(0);
@@ -260,19 +228,18 @@ void Engine::Impl::load_model(ModelSpec spec) {
   }
   // A declared prefix (models without a graph) is the application's claim that the members
   // run the same first layers: they must take the same input.
-  if (options_.prefix_batching && !spec.graph && !spec.declared_prefix.key.empty()) {
+  if (options_.prefix_batching && !spec_ref.graph && !spec_ref.declared_prefix.key.empty()) {
     for (const auto& o : model_store_) {
-      if (o->unloaded || o->spec.graph || o->spec.declared_prefix.key != spec.declared_prefix.key) continue;
-      if (o->item_shape == m->item_shape && o->spec.input_dtype == spec.input_dtype) continue;
+      if (o->unloaded || o->spec.graph || o->spec.declared_prefix.key != spec_ref.declared_prefix.key) continue;
+      if (o->item_shape == m->item_shape && o->spec.input_dtype == spec_ref.input_dtype) continue;
       for (std::size_t d = 0; d < m->device_bytes.size(); ++d) device_memory_[d].used -= m->device_bytes[d];
       throw_error(
           "load_model('{}'): mismatched input shapes in declared prefix '{}': model '{}' takes {} {}, "
           "model '{}' takes {} {} (the members of a prefix must take the same input)",
-          spec.name, spec.declared_prefix.key, o->spec.name, o->item_shape, name_of(o->spec.input_dtype),
-          spec.name, m->item_shape, name_of(spec.input_dtype));
+          spec_ref.name, spec_ref.declared_prefix.key, o->spec.name, o->item_shape, name_of(o->spec.input_dtype),
+          spec_ref.name, m->item_shape, name_of(spec_ref.input_dtype));
     }
   }
-  m->spec = std::move(spec);
   scheduler_->add_profile(m->spec.name, m->spec.profile);
   model_index_[m->spec.name] = m->index;
   models_[static_cast<std::size_t>(m->index)].store(m.get(), std::memory_order_release);
@@ -282,6 +249,51 @@ void Engine::Impl::load_model(ModelSpec spec) {
     scheduler_->invalidate_plan();
     plan_now(clock_->now(), true);
   }
+}
+
+void Engine::Impl::load_own_backend(ModelState& m, const DeviceInfo& d) {
+  const ModelSpec& spec = m.spec;
+  std::unique_ptr<Backend> be;
+  if (spec.make_backend) {
+    be = spec.make_backend(d);
+  } else if (d.kind == DeviceKind::kSim) {
+    sim::SimBackendOptions so;
+    so.input_shape = spec.input_shape;
+    so.device = d.name;
+    so.latency = options_.sim_latency;
+    // One stream per (model, device), fixed by the engine's seed.
+    so.latency.seed = options_.sim_latency.seed * 0x9E3779B97F4A7C15ULL + options_.seed * 1000003ULL +
+                      static_cast<std::uint64_t>(m.index) * 4099ULL + static_cast<std::uint64_t>(d.index);
+    be = std::make_unique<sim::SimBackend>(spec.profile, clock_, so);
+  } else if (d.kind == DeviceKind::kCuda) {
+    NEXUS_CHECK(spec.graph, "load_model('{}'): no graph and no make_backend for {}", spec.name, d.name);
+    CudaBackendOptions co;
+    co.device_index = d.index;
+    be = make_cuda_backend(co);
+  } else {
+#ifdef NEXUS_RUNTIME_HAVE_CPU_BACKEND
+    NEXUS_CHECK(spec.graph, "load_model('{}'): no graph and no make_backend for {}", spec.name, d.name);
+    be = std::make_unique<CpuBackend>();
+#else
+    throw_error("load_model('{}'): no make_backend given and no CpuBackend in this build", spec.name);
+#endif
+  }
+  NEXUS_CHECK(be != nullptr, "load_model('{}'): make_backend returned null for {}", spec.name, d.name);
+  const auto t0 = std::chrono::steady_clock::now();
+  if (spec.graph) be->load(*spec.graph, m.max_batch);
+  // Ready before the first request: every batch size the executor may form (1..max_batch).
+  std::vector<int> sizes(static_cast<std::size_t>(m.max_batch));
+  for (int b = 1; b <= m.max_batch; ++b) sizes[static_cast<std::size_t>(b - 1)] = b;
+  be->prepare(sizes);
+  m.load.load_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const auto di = static_cast<std::size_t>(d.index);
+  m.device_bytes[di] = be->device_bytes();
+  // The device's memory as the planner sees it: what is free now plus what the models loaded
+  // on it hold (Backend::free_memory; 0 = unknown).
+  auto& dm = device_memory_[di];
+  dm.used += be->device_bytes();
+  if (const std::size_t f = be->free_memory(); f > 0) dm.capacity = f + dm.used;
+  m.backends[di] = std::move(be);
 }
 
 void Engine::Impl::unload_model(const std::string& name) {
@@ -434,7 +446,8 @@ std::shared_ptr<const PrefixGroupRuntime> Engine::Impl::build_group(std::string 
     rt->device_bytes[di] = runner->device_bytes();
     rt->runners[di] = std::move(runner);
   }
-  // The device memory the planner sees counts the runner (the members' own backends stay loaded).
+  // The device memory the planner sees counts the runner (regroup releases the members' own
+  // backends where it runs).
   for (std::size_t d = 0; d < rt->device_bytes.size() && d < device_memory_.size(); ++d)
     device_memory_[d].used += rt->device_bytes[d];
   auto& counters = group_counters_[rt->key];
@@ -496,12 +509,60 @@ bool Engine::Impl::regroup() {
       if (models.size() >= 2) find_or_build(key, true, std::move(models));
   }
   const bool changed = next != groups_;
+  // Members' own backends (issue #12: shared weights held once). On a device where a group's
+  // runner serves a model, its own backend is released; a model no runner serves there (its
+  // group dissolved or re-formed without it, or a group that failed to build) gets its own back,
+  // loaded and prepared before the new plan names it. The executors run what their schedules
+  // hold (Serving), so a released backend serves until the new plan reaches every executor and
+  // is freed then; nothing queued moves (the sessions keep their queues across the swap).
+  auto served_by = [&](const std::vector<std::shared_ptr<const PrefixGroupRuntime>>& gs, int mi,
+                       std::size_t d) {
+    for (const auto& g : gs)
+      if (d < g->runners.size() && g->runners[d] && g->member_of(mi) >= 0) return true;
+    return false;
+  };
+  try {
+    for (const auto& m : model_store_) {
+      if (m->unloaded) continue;
+      for (const DeviceInfo& d : devices_) {
+        const auto di = static_cast<std::size_t>(d.index);
+        if (!m->backends[di] && !served_by(next, m->index, di)) {
+          load_own_backend(*m, d);
+          NEXUS_LOG(kInfo, "model_backend_reloaded", {"model", m->spec.name}, {"device", d.name},
+                    {"device_bytes", m->device_bytes[di]});
+        }
+      }
+    }
+  } catch (...) {
+    // The groups stay as they were (the new ones' runners are dropped uncounted).
+    for (const auto& g : next)
+      if (std::find(groups_.begin(), groups_.end(), g) == groups_.end())
+        for (std::size_t d = 0; d < g->device_bytes.size() && d < device_memory_.size(); ++d)
+          device_memory_[d].used -= std::min(device_memory_[d].used, g->device_bytes[d]);
+    throw;
+  }
   for (const auto& g : groups_)
     if (std::find(next.begin(), next.end(), g) == next.end())
       for (std::size_t d = 0; d < g->device_bytes.size() && d < device_memory_.size(); ++d)
         device_memory_[d].used -= std::min(device_memory_[d].used, g->device_bytes[d]);
   groups_ = std::move(next);
+  for (const auto& m : model_store_) {
+    if (m->unloaded) continue;
+    for (std::size_t d = 0; d < m->backends.size(); ++d)
+      if (m->backends[d] && served_by(groups_, m->index, d)) {
+        device_memory_[d].used -= std::min(device_memory_[d].used, m->device_bytes[d]);
+        m->device_bytes[d] = 0;
+        m->backends[d].reset();  // freed here, or by the last executor schedule that names it
+      }
+  }
   return changed;
+}
+
+std::shared_ptr<const PrefixGroupRuntime> Engine::Impl::runner_group(int mi, int d) const {
+  const auto di = static_cast<std::size_t>(d);
+  for (const auto& g : groups_)
+    if (di < g->runners.size() && g->runners[di] && g->member_of(mi) >= 0) return g;
+  return nullptr;
 }
 
 Engine::Impl::GroupedSessions Engine::Impl::group_sessions(const std::vector<Session>& sessions,
@@ -1135,7 +1196,16 @@ void Engine::Impl::apply_plan(const Plan& plan) {
       auto it = by_id.find(a.session);
       if (it == by_id.end()) continue;
       auto [t, fresh] = targets[static_cast<std::size_t>(g.gpu)].try_emplace(it->second, a.batch);
-      if (fresh) sched.sessions.emplace_back(it->second, a.batch);
+      if (!fresh) continue;
+      sched.sessions.emplace_back(it->second, a.batch);
+      // What runs it there: its model's own backend, or the runner of the group holding its weights.
+      const int mi = session(it->second)->model;
+      ModelState& ms = *model_store_[static_cast<std::size_t>(mi)];
+      Serving sv;
+      if (static_cast<std::size_t>(g.gpu) < ms.backends.size()) sv.backend = ms.backends[static_cast<std::size_t>(g.gpu)];
+      if (!sv.backend)
+        if ((sv.group = runner_group(mi, g.gpu))) sv.member = sv.group->member_of(mi);
+      sched.serving.push_back(std::move(sv));
     }
   }
   // Prefix groups: the members the plan runs in one group on a device form one merged batch
@@ -1758,8 +1828,16 @@ EngineStats Engine::Impl::stats() const {
     m.latency = q->latency.summary();
     st.queries[q->name] = m;
   }
-  for (const auto& m : model_store_)
-    if (!m->unloaded) st.models[m->spec.name] = m->load;
+  for (const auto& m : model_store_) {
+    if (m->unloaded) continue;
+    ModelLoadSnapshot x = m->load;
+    x.device_bytes = 0;  // what its own backends hold now (0 where a group's runner serves it)
+    for (std::size_t b : m->device_bytes) x.device_bytes += b;
+    for (std::size_t d = 0; d < m->backends.size(); ++d)
+      if (!m->backends[d])
+        if (auto g = runner_group(m->index, static_cast<int>(d))) x.prefix_group = g->key;
+    st.models[m->spec.name] = std::move(x);
+  }
   for (const auto& g : groups_) {
     PrefixGroupMetricsSnapshot s;
     s.key = g->key;
@@ -1773,6 +1851,7 @@ EngineStats Engine::Impl::stats() const {
     s.shared_weight_bytes = g->shared_weight_bytes;
     s.weights_bytes = g->weights_bytes;
     s.unshared_weights_bytes = g->unshared_weights_bytes;
+    for (std::size_t b : g->device_bytes) s.device_bytes += b;
     const PrefixGroupCounters& c = *g->counters;
     s.batches = c.batches.load();
     s.items = c.items.load();

@@ -93,8 +93,11 @@ struct ModelState {
   dispatch::LatencyTable plan_latency;   // planning ℓ(b): the batch policy's estimate
   std::vector<Duration> sim_latency;     // mean ℓ(b): virtual-time batch duration
   Shape item_shape;                      // per-item input shape ({} = unchecked)
-  std::vector<std::unique_ptr<Backend>> backends;  // one per device
-  std::vector<std::size_t> device_bytes;           // Backend::device_bytes per device
+  // One per device, its own (control thread only; the executors get theirs through their
+  // Schedule, so a backend released here lives until no executor's schedule names it). Null on
+  // a device where a prefix group's runner serves the model (its weights are held once there).
+  std::vector<std::shared_ptr<Backend>> backends;
+  std::vector<std::size_t> device_bytes;           // Backend::device_bytes per device (0: released)
   ModelLoadSnapshot load;                          // load + prepare cost (EngineStats::models)
   bool unloaded = false;                           // unload_model(): no backends, not in groups
 };
@@ -283,6 +286,11 @@ class Engine::Impl {
   bool regroup();
   std::shared_ptr<const PrefixGroupRuntime> build_group(std::string key, bool declared,
                                                          std::vector<int> models);
+  /// Makes, loads and prepares (every batch size 1..max_batch) model m's own backend on device
+  /// d; counts its bytes (m.load, m.device_bytes, device_memory_). Throws what the backend throws.
+  void load_own_backend(ModelState& m, const DeviceInfo& d);
+  /// The group (in groups_) whose runner serves model `mi` on device `d`, or null.
+  std::shared_ptr<const PrefixGroupRuntime> runner_group(int mi, int d) const;
   /// Sessions → the planner's sessions: the sessions of each prefix group's members (two or
   /// more) become one group session; `profiles` gains the groups' profiles.
   struct GroupedSessions {

@@ -86,10 +86,13 @@ void Executor::apply_pending_plan() {
     plan_pending_.store(false, std::memory_order_release);
   }
   const int ns = num_slots_.load(std::memory_order_acquire);
+  // The previous schedule's backends and runners are let go here (a backend the engine released
+  // is freed when the last schedule naming it is replaced; no batch is running on it now).
   for (int i = 0; i < ns; ++i) {
     Slot* s = slot(i);
     if (!s) continue;
     s->active = false;
+    s->serving = Serving{};
   }
   order_.clear();
   // Prefix groups: a group's policy carries over a plan swap that keeps the group.
@@ -107,10 +110,12 @@ void Executor::apply_pending_plan() {
   for (std::size_t g = 0; g < groups_.size(); ++g)
     for (int session : groups_[g].def.sessions) group_of_[static_cast<std::size_t>(session)] = static_cast<int>(g);
   std::vector<char> group_listed(groups_.size(), 0);
-  for (auto [session, batch] : sched.sessions) {
+  for (std::size_t e = 0; e < sched.sessions.size(); ++e) {
+    const auto [session, batch] = sched.sessions[e];
     if (Slot* s = slot(session); s && !s->active) {
       s->active = true;
       s->target_batch = std::max(1, batch);
+      if (e < sched.serving.size()) s->serving = std::move(sched.serving[e]);
       // A group takes one turn per cycle, at its first member's place.
       if (const int g = group_of_[static_cast<std::size_t>(session)]; g >= 0) {
         if (group_listed[static_cast<std::size_t>(g)]) continue;
@@ -296,10 +301,23 @@ void Executor::run_batch(Slot& s, std::size_t take, TimePoint now) {
   }
   s.queued.fetch_sub(take, std::memory_order_acq_rel);
   b.started = now;
-  Backend& backend = *m.backends[static_cast<std::size_t>(device_)];
+  const Backend* backend = s.serving.backend.get();
   try {
     Tensor in = stage_inputs(ss.model, b.items);
-    b.outputs = backend.run({in});
+    const PrefixGroupRuntime* g = s.serving.group.get();
+    const auto dev = static_cast<std::size_t>(device_);
+    if (s.serving.backend) {
+      b.outputs = s.serving.backend->run({in});
+    } else if (g && dev < g->runners.size() && g->runners[dev] && s.serving.member >= 0) {
+      // Its own backend is released while the group holds its weights: the group's runner runs
+      // this member alone (the prefix and its suffix on this batch, the other members none).
+      std::vector<int> counts(g->models.size(), 0);
+      counts[static_cast<std::size_t>(s.serving.member)] = static_cast<int>(take);
+      auto outs = g->runners[dev]->run({in}, counts);
+      b.outputs = std::move(outs[static_cast<std::size_t>(s.serving.member)]);
+    } else {
+      throw_error("model '{}': no backend on device {} (internal: not in the schedule)", m.spec.name, device_);
+    }
   } catch (const std::exception& e) {
     b.failed = true;
     b.error = e.what();
@@ -311,7 +329,7 @@ void Executor::run_batch(Slot& s, std::size_t take, TimePoint now) {
   Duration busy;
   if (eng_.virtual_) {
     // What the simulated device took (SimLatency's draw), else the profile's mean.
-    if (const auto* sim = dynamic_cast<const sim::SimBackend*>(&backend); sim && !b.failed)
+    if (const auto* sim = dynamic_cast<const sim::SimBackend*>(backend); sim && !b.failed)
       busy = sim->last_batch_time();
     else
       busy = m.sim_latency[static_cast<std::size_t>(std::clamp(n, 1, m.max_batch) - 1)];
@@ -460,8 +478,18 @@ void Executor::run_group_batch(GroupState& g, const std::vector<std::size_t>& ta
     } else {
       // A declared group on a real device: each member's own backend runs its slice in turn
       // (the merged batch is formed and planned; the prefix is not shared).
-      for (std::size_t m = 0; m < members; ++m)
-        if (counts[m] > 0) outs[m] = eng_.model(rt.models[m]).backends[dev]->run({slice_of(m)});
+      // (each member's backend from its sessions' schedule entries).
+      std::vector<Backend*> own(members, nullptr);
+      for (std::size_t i = 0; i < g.def.sessions.size(); ++i)
+        if (member_of_session[i] >= 0)
+          if (Slot* s = slot(g.def.sessions[i]); s && s->serving.backend)
+            own[static_cast<std::size_t>(member_of_session[i])] = s->serving.backend.get();
+      for (std::size_t m = 0; m < members; ++m) {
+        if (counts[m] == 0) continue;
+        NEXUS_CHECK(own[m] != nullptr, "prefix group '{}': member '{}' has no backend on device {}", rt.key,
+                    eng_.model(rt.models[m]).spec.name, device_);
+        outs[m] = own[m]->run({slice_of(m)});
+      }
     }
   } catch (const std::exception& e) {
     failed = true;

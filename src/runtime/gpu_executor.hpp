@@ -34,6 +34,15 @@
 
 namespace nexus::runtime {
 
+/// What runs a session's batches on one device: the model's own backend, or (its own backend
+/// released while a prefix group holds its weights) member `member` of the group's runner.
+/// Held by the schedule: a backend or runner lives while a schedule names it.
+struct Serving {
+  std::shared_ptr<Backend> backend;
+  std::shared_ptr<const PrefixGroupRuntime> group;
+  int member = -1;
+};
+
 /// One session's queue on one executor.
 struct Slot {
   explicit Slot(int session_index) : session(session_index) {}
@@ -45,6 +54,7 @@ struct Slot {
   std::unique_ptr<dispatch::BatchPolicy> policy;
   int target_batch = 1;
   bool active = false;
+  Serving serving;                          // set with the schedule (null when inactive)
   std::optional<TimePoint> wait_until;
 };
 
@@ -63,6 +73,7 @@ class Executor {
   struct Schedule {
     Duration duty_cycle{0};                       ///< 0: no pacing (work-conserving)
     std::vector<std::pair<int, int>> sessions;    ///< (session index, planned batch)
+    std::vector<Serving> serving;                 ///< per entry of `sessions`: what runs it
     /// Prefix groups: member sessions (also in `sessions`) run as one merged batch of at most
     /// `batch` per cycle, at the turn of the first of them in `sessions`.
     struct Group {

@@ -17,6 +17,7 @@
 #include "model/prefix_models.hpp"
 #include "nexus/core/error.hpp"
 #include "nexus/exec/cpu_backend.hpp"
+#include "nexus/exec/prefix_runner.hpp"
 #include "nexus/model/zoo/variants.hpp"
 #include "nexus/runtime/planner.hpp"
 #include "nexus/sim/traffic.hpp"
@@ -72,6 +73,7 @@ double max_rel_error(const Tensor& a, const Tensor& b) {
 // result: exactly once, completed, outputs equal to the model alone. Returns the stats.
 EngineStats serve_and_check(Engine& e, const std::vector<std::shared_ptr<const model::Graph>>& graphs,
                             const std::vector<int>& used, int per) {
+  const EngineStats before = e.stats();  // the counts below are this call's
   std::map<RequestId, std::pair<int, std::uint64_t>> sent;  // id -> (model, input seed)
   std::uint64_t seed = 1000;
   for (int r = 0; r < per; ++r)
@@ -94,10 +96,14 @@ EngineStats serve_and_check(Engine& e, const std::vector<std::shared_ptr<const m
   CHECK(seen.size() == sent.size());
   for (const auto& [id, n] : seen) CHECK(n == 1);
   const EngineStats st = e.stats();
-  CHECK(st.submitted == sent.size());
-  CHECK(st.completed == sent.size());
+  CHECK(st.submitted - before.submitted == sent.size());
+  CHECK(st.completed - before.completed == sent.size());
   CHECK(st.in_flight == 0);
-  for (int m : used) CHECK(st.sessions.at(fmt::format("q{}/s", m)).completions == std::uint64_t(per));
+  for (int m : used) {
+    const std::string id = fmt::format("q{}/s", m);
+    const std::uint64_t had = before.sessions.count(id) ? before.sessions.at(id).completions : 0;
+    CHECK(st.sessions.at(id).completions - had == std::uint64_t(per));
+  }
   return st;
 }
 
@@ -454,4 +460,151 @@ TEST_CASE("prefix: real-time sim devices, producers on threads, epochs: a declar
   CHECK(st.in_flight == 0);
   REQUIRE(st.prefix_groups.count("backbone"));
   CHECK(st.prefix_groups.at("backbone").items > 0);
+}
+
+namespace {
+
+// What one model's own CpuBackend holds once loaded and prepared for 1..max_batch (as the
+// Engine loads it), measured on a backend of our own.
+std::size_t own_bytes(const model::Graph& g, int max_batch) {
+  CpuBackend cpu;
+  cpu.load(g, max_batch);
+  std::vector<int> sizes;
+  for (int b = 1; b <= max_batch; ++b) sizes.push_back(b);
+  cpu.prepare(sizes);
+  return cpu.device_bytes();
+}
+
+// What a PrefixRunner over `graphs` holds (the prefix once + every suffix), measured on our own.
+std::size_t runner_bytes(const std::vector<std::shared_ptr<const model::Graph>>& graphs, int max_batch) {
+  std::vector<const model::Graph*> gs;
+  for (const auto& g : graphs) gs.push_back(g.get());
+  PrefixRunner r([] { return std::make_unique<CpuBackend>(); });
+  r.load(model::split_prefix(gs), max_batch);
+  std::vector<int> sizes;
+  for (int b = 1; b <= max_batch; ++b) sizes.push_back(b);
+  r.prepare(sizes);
+  return r.device_bytes();
+}
+
+std::size_t engine_bytes(const EngineStats& st) {
+  std::size_t total = 0;
+  for (const auto& [name, m] : st.models) total += m.device_bytes;
+  for (const auto& [key, g] : st.prefix_groups) total += g.device_bytes;
+  return total;
+}
+
+}  // namespace
+
+TEST_CASE("prefix: a group holds its members' shared weights once; a member left alone gets its own backend back",
+          "[runtime][prefix]") {
+  constexpr int K = 10;
+  const auto graphs = variants(K);
+  const std::size_t one = own_bytes(*graphs[0], 8);  // cpu_spec: max_batch 8
+  REQUIRE(one > 0);
+  auto e = cpu_engine();
+  e->load_model(cpu_spec(graphs[0]));
+  CHECK(e->stats().models.at("v0").device_bytes == one);  // alone: its own backend
+  for (int k = 1; k < K; ++k) e->load_model(cpu_spec(graphs[static_cast<std::size_t>(k)]));
+  {
+    const EngineStats st = e->stats();
+    REQUIRE(st.prefix_groups.size() == 1);
+    const auto& g = st.prefix_groups.begin()->second;
+    REQUIRE(g.members.size() == std::size_t(K));
+    // The members' own backends are released: the runner holds the prefix once and the suffixes.
+    for (const auto& [name, m] : st.models) {
+      CHECK(m.device_bytes == 0);
+      CHECK(m.prefix_group == g.key);
+    }
+    CHECK(g.device_bytes == runner_bytes(graphs, 8));
+    CHECK(engine_bytes(st) == g.device_bytes);
+    CHECK(double(engine_bytes(st)) <= 1.2 * double(one));
+    CHECK(double(engine_bytes(st)) > double(one) * 0.99);  // the prefix is held (once)
+  }
+  // Served through the runner: merged batches and a member planned alone (q9's session is in
+  // the group with the others; outputs equal each model alone).
+  add_queries(*e, {0, 3, 9});
+  serve_and_check(*e, graphs, {0, 3, 9}, 4);
+  // Unused members leave; the group re-forms without them (still no own backends) ...
+  for (int k = 1; k < K; ++k)
+    if (k != 3 && k != 9) e->unload_model(fmt::format("v{}", k));
+  {
+    const EngineStats st = e->stats();
+    REQUIRE(st.prefix_groups.size() == 1);
+    CHECK(st.prefix_groups.begin()->second.members == std::vector<std::string>{"v0", "v3", "v9"});
+    CHECK(engine_bytes(st) == st.prefix_groups.begin()->second.device_bytes);
+    CHECK(st.prefix_groups.begin()->second.device_bytes == runner_bytes({graphs[0], graphs[3], graphs[9]}, 8));
+  }
+  serve_and_check(*e, graphs, {0, 3, 9}, 3);
+}
+
+TEST_CASE("prefix: unloading down to one member gives it its own backend, serving as the model alone",
+          "[runtime][prefix]") {
+  const auto graphs = variants(3);
+  const std::size_t one = own_bytes(*graphs[1], 8);
+  auto e = cpu_engine();
+  for (const auto& g : graphs) e->load_model(cpu_spec(g));
+  add_queries(*e, {1});
+  CHECK(e->stats().models.at("v1").device_bytes == 0);
+  serve_and_check(*e, graphs, {1}, 3);  // v1 alone in the plan, run by the group's runner
+  e->unload_model("v0");
+  CHECK(e->stats().models.at("v1").device_bytes == 0);  // still grouped with v2
+  e->unload_model("v2");
+  const EngineStats st = e->stats();
+  CHECK(st.prefix_groups.empty());
+  REQUIRE(st.models.size() == 1);
+  CHECK(st.models.at("v1").device_bytes == one);
+  CHECK(st.models.at("v1").prefix_group.empty());
+  CHECK(engine_bytes(st) == one);
+  serve_and_check(*e, graphs, {1}, 5);
+  // Joining again releases it again.
+  e->load_model(cpu_spec(graphs[0]));
+  CHECK(e->stats().models.at("v1").device_bytes == 0);
+  serve_and_check(*e, graphs, {1}, 2);
+}
+
+TEST_CASE("prefix: threaded engine: members swap between the runner and their own backends while serving, exactly once",
+          "[runtime][prefix][tsan]") {
+  const auto graphs = variants(3);
+  Engine e({.devices = "cpu", .cpu_workers = 1, .epoch = kNoEpoch});
+  e.load_model(cpu_spec(graphs[0]));
+  e.add_query({.name = "q0", .slo = 10s, .expected_rate_rps = 200, .stages = {{.name = "s", .model = "v0"}}});
+  std::map<RequestId, std::uint64_t> sent;
+  std::uint64_t seed = 7000;
+  auto burst = [&](int n) {
+    for (int r = 0; r < n; ++r) {
+      ++seed;
+      sent[e.submit("q0", image(seed))] = seed;
+    }
+  };
+  // v0 alone (own backend) -> grouped (released, the runner serves it) -> alone again (reloaded)
+  // -> grouped again, each swap with requests queued and running.
+  burst(8);
+  e.load_model(cpu_spec(graphs[1]));
+  burst(8);
+  e.load_model(cpu_spec(graphs[2]));
+  burst(8);
+  e.unload_model("v1");
+  e.unload_model("v2");
+  burst(8);
+  e.load_model(cpu_spec(graphs[2]));
+  burst(8);
+  std::map<RequestId, int> seen;
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while (seen.size() < sent.size() && std::chrono::steady_clock::now() < give_up)
+    for (const QueryResult& r : e.poll(64, 50ms)) {
+      ++seen[r.id];
+      REQUIRE(sent.count(r.id));
+      REQUIRE(r.status == RequestStatus::kCompleted);
+      const auto ref = alone(*graphs[0], image(sent.at(r.id)));
+      REQUIRE(r.stages.at(0).outputs.size() == ref.size());
+      for (std::size_t o = 0; o < ref.size(); ++o) CHECK(max_rel_error(r.stages[0].outputs[o], ref[o]) < 1e-5);
+    }
+  e.shutdown();
+  for (const QueryResult& r : e.poll()) ++seen[r.id];
+  CHECK(seen.size() == sent.size());
+  for (const auto& [id, n] : seen) CHECK(n == 1);
+  const EngineStats st = e.stats();
+  CHECK(st.completed == sent.size());
+  CHECK(st.models.at("v0").device_bytes == 0);
 }

@@ -201,11 +201,16 @@ struct EngineOptions {
 
 /// What load_model() cost for one model: it loads the backend on every device and prepares
 /// every batch size 1..max_batch the executor may form (Backend::prepare), so the first request
-/// meets no one-time work.
+/// meets no one-time work. While a prefix group's runner serves the model on a device (paper
+/// §6.3, docs/prefix_batching.md), its own backend there is released (the group holds its
+/// weights once); when it leaves the group its own backend is loaded and prepared again.
 struct ModelLoadSnapshot {
-  double load_seconds = 0.0;     ///< wall time of load + prepare, all devices together
-  std::size_t device_bytes = 0;  ///< Σ Backend::device_bytes() over the devices
+  double load_seconds = 0.0;     ///< wall time of load + prepare of its own backends (re-loads too)
+  /// Σ Backend::device_bytes() of the backends it holds now, over the devices: 0 on devices where
+  /// a group's runner serves it (those bytes are in PrefixGroupMetricsSnapshot::device_bytes).
+  std::size_t device_bytes = 0;
   int prepared_batches = 0;      ///< batch sizes prepared per device: 1..this
+  std::string prefix_group;      ///< the group whose runner serves it (own backend released), or ""
 };
 
 /// Point-in-time counters (see metrics.hpp for the meaning of each).

@@ -153,6 +153,9 @@ struct PrefixGroupMetricsSnapshot {
   /// Weight bytes of one merged runner (prefix once + suffixes) and of the members loaded one
   /// by one (prefix per member + suffixes); 0 where nothing runs merged weights (sim devices).
   std::size_t weights_bytes = 0, unshared_weights_bytes = 0;
+  /// Σ over devices of the runner's Backend::device_bytes (the prefix once + every suffix): what
+  /// the process holds for the members, whose own backends are released there (0 on sim devices).
+  std::size_t device_bytes = 0;
   std::uint64_t batches = 0;         ///< merged batches run (all devices)
   std::uint64_t items = 0;           ///< items in them
   double mean_batch = 0.0;           ///< items / batches
