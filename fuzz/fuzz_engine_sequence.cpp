@@ -60,10 +60,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   Engine e(o);
 
   const int item = in.ConsumeIntegralInRange<int>(1, 4);  // per-item input shape [item]
-  const int n_models = in.ConsumeIntegralInRange<int>(1, 2);
+  const int n_models = in.ConsumeIntegralInRange<int>(1, 3);
+  // Prefix batching: some models declare a shared prefix ("p"), so groups form, re-form when
+  // extra members are loaded or unloaded mid-sequence, and serve merged batches.
+  auto declared = [&]() -> ModelSpec::DeclaredPrefix {
+    if (!in.ConsumeBool()) return {};
+    return {"p", in.ConsumeIntegralInRange<int>(0, 100) / 100.0};
+  };
   for (int m = 0; m < n_models; ++m)
     e.load_model({.name = "m" + std::to_string(m), .profile = profile("m" + std::to_string(m), in),
-                  .input_shape = Shape{item}});
+                  .input_shape = Shape{item}, .declared_prefix = declared()});
+  std::vector<std::string> extra;  // models no query uses: loaded and unloaded at random
 
   std::vector<std::string> queries;
   auto add_query = [&](int k) {
@@ -97,7 +104,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   bool shut = false;
   int steps = 0;
   while (in.remaining_bytes() > 0 && steps++ < 2000) {
-    switch (in.ConsumeIntegralInRange<int>(0, 7)) {
+    switch (in.ConsumeIntegralInRange<int>(0, 9)) {
       case 0:
       case 1:
       case 2: {  // submit, mostly with a valid shape
@@ -127,6 +134,31 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       case 6:
         if (!shut && queries.size() < 4) add_query(static_cast<int>(queries.size()) + 1000 * steps);
+        break;
+      case 8:  // another prefix member (or, with a different input shape, a load-time error)
+        if (!shut && extra.size() < 3) {
+          const std::string name = "x" + std::to_string(steps);
+          const bool mismatched = in.ConsumeIntegralInRange<int>(0, 7) == 0;
+          try {
+            e.load_model({.name = name, .profile = profile(name, in),
+                          .input_shape = Shape{mismatched ? item + 1 : item},
+                          .declared_prefix = {"p", in.ConsumeIntegralInRange<int>(1, 100) / 100.0}});
+            extra.push_back(name);
+          } catch (const Error&) {
+          }
+        }
+        break;
+      case 9:  // unload: an extra model (always allowed) or m0 (refused while a query uses it)
+        if (!shut) {
+          const bool used = extra.empty() || in.ConsumeBool();
+          const std::string name = used ? "m0" : extra.back();
+          try {
+            e.unload_model(name);
+            if (!used) extra.pop_back();
+          } catch (const Error&) {
+            if (!used) violated("unload_model of an unused model refused", 0, 0);
+          }
+        }
         break;
       case 7:
         if (in.ConsumeIntegralInRange<int>(0, 9) == 0) {
