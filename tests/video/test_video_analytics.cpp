@@ -271,7 +271,7 @@ TEST_CASE("video_analytics --tenant-heads: each tenant's identity head agrees wi
   CHECK(labels.size() == enrolled);
 
   // The Engine formed one prefix group of the three tenants' models by itself: the backbone's
-  // weights once; its merged batches held more items than any tenant's part of them.
+  // weights once; its merged batches held more items than the tenants' parts of them.
   REQUIRE(r.at("prefix_groups").size() == 1);
   const json& g = r["prefix_groups"][0];
   CHECK(g.at("members") ==
@@ -289,8 +289,10 @@ TEST_CASE("video_analytics --tenant-heads: each tenant's identity head agrees wi
     part_items += g["per_member"][q].at("items").get<std::uint64_t>();
   }
   CHECK(part_items == g.at("items").get<std::uint64_t>());
-  CHECK(g.at("merged_batch_max").get<int>() > g.at("member_part_max").get<int>());
+  // items / merged batches > items / Σ the members' batches exactly when some merged batch held
+  // two or more tenants' faces (the cap is the recognizer's measured B_max, 2 on a noisy box).
   CHECK(g.at("merged_batch_mean").get<double>() > g.at("member_part_mean").get<double>());
+  CHECK(g.at("merged_batch_max").get<int>() >= g.at("member_part_max").get<int>());
 
   // Per face: the head's best class (argmax of |d|² − |d − μ_c|² by the engine's FC layer) is the
   // nearest of the tenant's enrolled descriptors, computed here in double from the face's
