@@ -242,38 +242,6 @@ nexus::ProfileMap load_or_measure_profiles(const Models& models, const std::stri
     }
   }
   if (reuse) {
-    // The fingerprint names the machine, not the backend's code: a faster (or slower) backend
-    // since the cache was made leaves a profile that plans for the wrong speed (a cache from
-    // before the CpuBackend's fused kernels planned the detector at 300 ms a frame for 82 ms
-    // runs, and admission control turned away two of the three default streams). Spot check:
-    // the detector at batch 1, best of 3 runs after a warm-up, against the cached mean ℓ(1).
-    try {
-      const auto& graph = *models.graphs.at(kModelDetector);
-      auto backend = make_backend(device);
-      backend->load(graph, 1);
-      std::vector<std::int64_t> d = backend->input_shape(0).dims();
-      d.insert(d.begin(), 1);
-      const Tensor in{Shape(d)};
-      (void)backend->run({in});
-      double best_ms = 1e300;
-      for (int i = 0; i < 3; ++i) {
-        const auto t0 = Clock::now();
-        (void)backend->run({in});
-        best_ms = std::min(best_ms, std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-      }
-      const double cached_ms = store.profile(kModelDetector, device).mean_latency(1).count() / 1e3;
-      if (cached_ms > 1.5 * best_ms || best_ms > 1.5 * cached_ms) {
-        std::cout << fmt::format("cached profiles in {} are stale: the detector's l(1) is {:.1f} ms "
-                                 "there and {:.1f} ms now; measuring again\n",
-                                 dir.string(), cached_ms, best_ms);
-        reuse = false;
-      }
-    } catch (const nexus::Error& e) {
-      std::cout << "cached profiles not checked (" << e.what() << "); measuring again\n";
-      reuse = false;
-    }
-  }
-  if (reuse) {
     std::cout << "batching profiles: " << dir.string() << " (cached; --reprofile measures again)\n";
   } else {
     std::cout << "batching profiles: measuring on " << device << " (" << fp
