@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """gpu_report.py RESULTS_DIR: the summary of one scripts/gpu_check.sh run (issue 9's bars).
 
-Reads what gpu_check.sh wrote into RESULTS_DIR (cuda_tests.txt, nexus_gpu_backend.jsonl merged
-with pytorch.json, ncu_<model>_fp16_b32.csv, serving.jsonl, pytorch_compile.json) and writes
+Reads what gpu_check.sh wrote into RESULTS_DIR (cuda_tests.txt, cuda_onnx_node_tests.txt,
+nexus_gpu_backend.jsonl merged with pytorch.json, ncu_<model>_fp16_b32.csv, serving.jsonl, pytorch_compile.json) and writes
   summary.md    tables: tests, throughput vs PyTorch (+ CUDA Graphs, + torch.compile), batch-1
                 latency, per-kernel tables with the share of Nexus's own kernels, serving
   summary.json  the same figures, plus kernels_<model>_fp16_b32.txt per-kernel tables.
@@ -96,6 +96,23 @@ def main():
         out["tests"] = {"summary": last, "comparisons": len(errs), "failed_lines": fails[:20]}
         md += [f"- {last}", f"- {len(errs)} output comparisons logged"]
         md += [f"- `{f.strip()[:200]}`" for f in fails[:10]]
+    else:
+        md += ["- not run"]
+    md.append("")
+
+    # ONNX node tests on the CudaBackend (step 2b)
+    onnx_tests = os.path.join(res, "cuda_onnx_node_tests.txt")
+    md += ["## ONNX node tests on the CudaBackend (FP32)", ""]
+    if os.path.exists(onnx_tests):
+        text = open(onnx_tests, errors="replace").read()
+        summary = re.search(r"^ONNX node tests on the CudaBackend.*$", text, re.M)
+        bad = re.findall(r"^(?:FAIL|REFUSED) .*$", text, re.M)
+        never = re.findall(r"^op .* none on the GPU$", text, re.M)
+        out["onnx_node_tests"] = {"summary": summary.group(0) if summary else "(no summary line)",
+                                  "fail_or_refused": bad[:50], "ops_never_passing": never}
+        md += [f"- {summary.group(0) if summary else '(no summary line: see the file)'}"]
+        md += [f"- `{b.strip()[:200]}`" for b in bad[:20]]
+        md += [f"- {n}" for n in never]
     else:
         md += ["- not run"]
     md.append("")
