@@ -175,14 +175,6 @@ std::vector<MetricFamily> collect(const runtime::Engine& engine) {
               MetricType::Gauge,
               [&](const std::string& id, const S&) { return st.plan.planned_rate(id); });
   {
-    auto& f = fs.family("nexus_session_admission",
-                        "Admission control's decision for the session: 1 on its state (served, partial "
-                        "or rejected), with the planner's reason.",
-                        MetricType::Gauge);
-    for (const auto& [id, s] : st.sessions)
-      Families::sample(f, {{"session", id}, {"state", s.admission}, {"reason", s.admission_reason}}, 1.0);
-  }
-  {
     auto& f = fs.family("nexus_device_busy_seconds_total", "Time the device spent running batches.",
                         MetricType::Counter);
     for (const auto& d : st.devices) Families::sample(f, {{"device", d.name}}, d.busy_seconds);
@@ -263,13 +255,19 @@ std::vector<MetricFamily> collect(const runtime::Engine& engine) {
                              MetricType::Counter),
                    {}, double(st.plans_kept));
   {
-    // Admission control's verdict per session: 1 on the label of its state.
+    // Admission control's verdict per session (one family): 1 on the series of its state, which
+    // carries the planner's reason when there is one; 0 on the other states.
     auto& f = fs.family("nexus_session_admission",
-                        "Admission of the session by the current plan (served in full, partial, rejected).",
+                        "Admission control's decision for the session by the current plan: 1 on its state "
+                        "(served in full, partial or rejected, with the planner's reason), 0 on the others.",
                         MetricType::Gauge);
     for (const auto& [id, s] : st.sessions)
-      for (const char* state : {"served", "partial", "rejected"})
-        Families::sample(f, {{"session", id}, {"state", state}}, s.admission == state ? 1.0 : 0.0);
+      for (const char* state : {"served", "partial", "rejected"}) {
+        const bool on = s.admission == state;
+        Labels labels{{"session", id}, {"state", state}};
+        if (on && !s.admission_reason.empty()) labels.push_back({"reason", s.admission_reason});
+        Families::sample(f, std::move(labels), on ? 1.0 : 0.0);
+      }
   }
   Families::sample(fs.family("nexus_ready", "1 when /readyz answers 200.", MetricType::Gauge), {},
                    ready.ready ? 1.0 : 0.0);

@@ -378,6 +378,29 @@ std::shared_ptr<const PrefixGroupRuntime> Engine::Impl::build_group(std::string 
   if (!declared) {
     for (int i : rt->models) graphs.push_back(model(i).spec.graph.get());
     const model::CommonPrefix cp = model::longest_common_prefix(graphs);
+    // The engine keeps each member's graph (to re-form groups, and to load its own backend
+    // again when it leaves): the members' prefix weights (verified equal) are made to share
+    // member 0's storage, so that once the application drops its graphs the process holds
+    // them once (the CpuBackend and split_prefix share a graph's weight storage).
+    for (std::size_t k = 1; k < graphs.size() && !cp.nodes.empty(); ++k) {
+      std::vector<model::Node> nodes = graphs[k]->nodes();
+      bool copied = false;
+      for (std::size_t j = 0; j < cp.nodes[k].size(); ++j) {
+        const model::Node& from = graphs[0]->node(cp.nodes[0][j]);
+        model::Node& to = nodes[static_cast<std::size_t>(cp.nodes[k][j])];
+        for (auto [src, dst] : {std::pair{&from.weight, &to.weight}, {&from.bias, &to.bias},
+                                {&from.mean, &to.mean}, {&from.variance, &to.variance}})
+          if (!src->empty() && src->raw_data() != dst->raw_data()) {
+            *dst = *src;
+            copied = true;
+          }
+      }
+      if (!copied) continue;
+      ModelState& mk = *model_store_[static_cast<std::size_t>(rt->models[k])];
+      mk.spec.graph = std::make_shared<const model::Graph>(model::Graph::from_nodes(
+          graphs[k]->name(), std::move(nodes), graphs[k]->inputs(), graphs[k]->outputs()));
+      graphs[k] = mk.spec.graph.get();
+    }
     rt->shared_weight_bytes = cp.shared_weight_bytes;
     for (const model::Graph* g : graphs) {
       const double macs = double(g->macs_per_item());

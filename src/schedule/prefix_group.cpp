@@ -90,7 +90,8 @@ BatchProfile group_profile(const std::string& group_model, const BatchProfile& p
 Session group_session(std::string id, std::string group_model,
                       std::span<const PrefixGroupMember> members) {
   check_members(id, members);
-  Session s{std::move(id), std::move(group_model), members[0].session.slo, 0.0};
+  Session s{.id = std::move(id), .model = std::move(group_model), .slo = members[0].session.slo, .rate_rps = 0.0,
+            .priority = 0, .group = {}};
   for (const PrefixGroupMember& m : members) {
     s.slo = std::min(s.slo, m.session.slo);
     s.rate_rps += m.session.rate_rps;

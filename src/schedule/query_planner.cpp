@@ -102,7 +102,8 @@ std::map<std::string, double> QueryPlanner::stage_rates(const QuerySpec& q) {
 std::vector<Session> QueryPlanner::sessions(const QuerySpec& q, const QuerySplit& split) {
   std::vector<Session> out;
   for (const auto& s : q.stages)
-    out.push_back({q.id + "/" + s.id, s.model, split.budgets.at(s.id), split.rates.at(s.id)});
+    out.push_back({.id = q.id + "/" + s.id, .model = s.model, .slo = split.budgets.at(s.id),
+                   .rate_rps = split.rates.at(s.id), .priority = 0, .group = {}});
   return out;
 }
 

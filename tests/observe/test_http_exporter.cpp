@@ -3,6 +3,9 @@
 // and checks the counters against the results the application polled.
 #include <catch2/catch.hpp>
 
+#include <map>
+#include <sstream>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -194,6 +197,25 @@ TEST_CASE("observe: admission control's decisions and reasons are in the exposit
   }
   CHECK(served == 1);
   CHECK(rejected == 1);
+  // Valid exposition: each family has one HELP and one TYPE line (a family defined twice, as
+  // nexus_session_admission once was, repeats them and scrapers reject the text).
+  std::map<std::string, int> help, type;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream w(line);
+    std::string hash, kind, name;
+    w >> hash >> kind >> name;
+    if (hash != "#") continue;
+    if (kind == "HELP") ++help[name];
+    if (kind == "TYPE") ++type[name];
+  }
+  CHECK(help.count("nexus_session_admission"));
+  for (const auto& [name, n] : help) CHECK(n == 1);
+  for (const auto& [name, n] : type) {
+    INFO(name);
+    CHECK(n == 1);
+  }
+  CHECK(help.size() == type.size());
 }
 
 TEST_CASE("observe: prefix groups are in the exposition (members, batches, merged sizes)", "[observe][prefix]") {
