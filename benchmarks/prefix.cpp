@@ -27,7 +27,10 @@
 // the Engine splits it into prefix and suffix by the prefix's share of the MACs (its estimate,
 // docs/prefix_batching.md) — the simulated default (--serve sim) uses the measured prefix and
 // suffix profiles instead. Noise: SimLatency lognormal with cv >= 0.05.
-// Options: --serve sim|engine (default sim), --device cpu|cuda (default cpu; cuda: the CudaBackend, device memory), --model mobilenet_v1|resnet50|... (default mobilenet_v1: ResNet-50 takes minutes to
+// --serve engine also prints, first, rows {"engine_memory": true, ...} (engine_memory_rows): the
+// process RSS growth and the Engine's reported device bytes with K = 1 and 10 variants loaded on
+// the real device (--memory-only: only those rows).
+// Options: --serve sim|engine (default sim), --memory-only, --device cpu|cuda (default cpu; cuda: the CudaBackend, device memory), --model mobilenet_v1|resnet50|... (default mobilenet_v1: ResNet-50 takes minutes to
 // profile on a shared 2-core box), --classes N (head size, default 100), --slo-ms X (default
 // 10 x ℓ_model(1), rounded up to 10 ms), --runs N (default 5), --threads N, --machine "label".
 #include <algorithm>
@@ -40,6 +43,9 @@
 #include <random>
 #include <string>
 #include <vector>
+
+#include <malloc.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -74,13 +80,22 @@ struct Args {
   std::string machine = "2-core x86_64 CPU box, shared";
   std::string device = "cpu";
   std::string serve = "sim";
+  bool memory_only = false;
 };
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
-    const char* v = argv[i + 1];
+    if (k == "--memory-only") {
+      a.memory_only = true;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "option %s needs a value\n", k.c_str());
+      std::exit(2);
+    }
+    const char* v = argv[++i];
     if (k == "--model") a.model = v;
     else if (k == "--classes") a.classes = std::atoll(v);
     else if (k == "--slo-ms") a.slo_ms = std::atof(v);
@@ -309,6 +324,75 @@ Served serve_engine(const std::vector<std::shared_ptr<const model::Graph>>& grap
   return s;
 }
 
+
+// Resident set size of this process (/proc/self/statm), after returning freed heap to the OS.
+std::size_t rss_bytes() {
+  malloc_trim(0);
+  long pages = 0, resident = 0;
+  if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<std::size_t>(resident) * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+
+// What the Engine holds for K variants on a real device (--serve engine; --memory-only runs only
+// this): K variants built one by one (zoo::standard_variant: each with its own weight storage, as
+// if read from K files), each handed to load_model and dropped by the application at once, so
+// the growth of the process RSS is what the Engine keeps (its backends or the group's runner,
+// and each model's retained graph; no queries, nothing served). One row per (K, mode), with the
+// Engine's own accounting: Σ stats().models[].device_bytes + Σ prefix_groups[].device_bytes.
+void engine_memory_rows(const Args& args, const std::string& device_label) {
+  using namespace nexus::runtime;
+  std::vector<int> batches;
+  std::vector<double> lat;
+  for (int b = 1; b <= kMaxBatch; b *= 2) {
+    batches.push_back(b);
+    lat.push_back(1000.0 * b);  // planning figure only: nothing is served here
+  }
+  for (int k : {1, 10})
+    for (bool prefix : {false, true}) {
+      if (k == 1 && prefix) continue;  // one model forms no group
+      const std::size_t before = rss_bytes();
+      std::size_t weights_one = 0;
+      {
+        Engine e({.devices = args.device == "cuda" ? "auto" : "cpu",  // auto: every CUDA GPU
+                  .clock = std::make_shared<VirtualClock>(),
+                  .epoch = std::chrono::microseconds(0),
+                  .prefix_batching = prefix});
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int v = 0; v < k; ++v) {
+          auto g = std::make_shared<const model::Graph>(model::zoo::standard_variant(args.model, v, 1, args.classes));
+          weights_one = g->weights_bytes();
+          e.load_model({.name = g->name(), .profile = BatchProfile(g->name(), "cpu", batches, lat), .graph = g,
+                        .max_batch = kMaxBatch});
+        }  // the application's graph is dropped here: the Engine keeps what it needs
+        const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const std::size_t after = rss_bytes();
+        const EngineStats st = e.stats();
+        std::size_t engine_bytes = 0, own = 0;
+        for (const auto& [name, m] : st.models) own += m.device_bytes;
+        engine_bytes = own;
+        for (const auto& [key, gr] : st.prefix_groups) engine_bytes += gr.device_bytes;
+        json row = {{"engine_memory", true},
+                    {"device", device_label},
+                    {"model", args.model},
+                    {"classes", args.classes},
+                    {"variants", k},
+                    {"prefix_batching", prefix},
+                    {"groups", st.prefix_groups.size()},
+                    {"max_batch", kMaxBatch},
+                    {"engine_device_bytes", engine_bytes},
+                    {"members_own_device_bytes", own},
+                    {"model_weights_bytes", weights_one},
+                    {"rss_growth_bytes", after > before ? after - before : 0},
+                    {"load_seconds", std::round(load_s * 100) / 100}};
+        std::printf("%s\n", row.dump().c_str());
+        std::fflush(stdout);
+      }
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
@@ -332,6 +416,11 @@ int main(int argc, char** argv) try {
       (gpu ? "cuda:0" : "cpu") + std::string(" (") + args.machine +
       (by_engine ? "; latencies measured here, served by the Engine in virtual time on sim:1)"
                  : "; latencies measured here, serving simulated in virtual time)");
+  if (args.memory_only || by_engine) {
+    engine_memory_rows(args, (gpu ? "cuda (every GPU)" : "cpu") + std::string(" (") + args.machine +
+                                 "; the Engine on the real device, models loaded, nothing served)");
+    if (args.memory_only) return 0;
+  }
 
   // Profiles: the whole variant model, the shared prefix, one suffix.
   const std::vector<model::Graph> two = model::zoo::standard_variants(args.model, 2, 1, args.classes);

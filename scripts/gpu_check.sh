@@ -19,6 +19,11 @@
 #                   Poisson at 50/80/95 % of planned capacity, from the first request (serving.jsonl)
 #     6b. prefix    benchmarks/prefix --device cuda: ResNet-50 variants with and without prefix
 #                   batching, if time is left (prefix.jsonl; issue 12)
+#     6c. prefix-engine  benchmarks/prefix --serve engine --device cuda: the Engine holding K = 1
+#                   and 10 MobileNetV1 variants on the GPU (--memory-only: its reported device
+#                   bytes, the group's runner in place of the members' backends; host RSS) and
+#                   the Engine-served throughput rows; only the memory rows when time is short
+#                   (prefix-engine.jsonl)
 #     7. compile    torch.compile(reduce-overhead) ResNet-50 b1/b32, if time is left (pytorch_compile.json)
 #     8. report     summary.md + summary.json (scripts/gpu_report.py)
 #   Every step has its own timeout, so one hang costs only that step. Results go to
@@ -155,6 +160,22 @@ if (($(left) > 150)); then
   log "prefix rc=$? ($(wc -l < "$RES/prefix.jsonl") rows)"
 else
   log "prefix skipped: $(left) s left"
+fi
+
+# 6c. prefix batching in the Engine (issue 12): the Engine on cuda:0 with K = 1, 10 MobileNetV1
+#     variants, with and without prefix batching (the members' own backends released while the
+#     group's runner holds the prefix once; engine_memory rows) and the Engine-served rows
+#     (ℓ(b) measured on the GPU, served in virtual time); only the memory rows when time is short
+if (($(left) > 150)); then
+  timeout "$(step_timeout 75)" .gpu/bin/prefix --serve engine --device cuda --model mobilenet_v1 \
+    --runs 3 --machine "${GPU:-unknown GPU}" > "$RES/prefix-engine.jsonl" 2> "$RES/prefix-engine.log"
+  log "prefix --serve engine rc=$? ($(wc -l < "$RES/prefix-engine.jsonl") rows)"
+elif (($(left) > 60)); then
+  timeout "$(step_timeout 40)" .gpu/bin/prefix --memory-only --device cuda --model mobilenet_v1 \
+    --machine "${GPU:-unknown GPU}" > "$RES/prefix-engine.jsonl" 2> "$RES/prefix-engine.log"
+  log "prefix --memory-only rc=$?"
+else
+  log "prefix engine skipped: $(left) s left"
 fi
 
 # 7. torch.compile (the next bar), only with time left

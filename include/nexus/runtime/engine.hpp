@@ -252,13 +252,17 @@ class Engine {
   /// each load the models with a graph and no make_backend are hashed (model/prefix.hpp) and
   /// those sharing a prefix of weighted layers form a group; models without a graph form one
   /// per non-empty ModelSpec::declared_prefix key. A group's sessions are planned as one
-  /// session and run as merged batches. Also throws nexus::Error when `spec` declares a prefix
+  /// session and run as merged batches. On a cpu/cuda device where a hashed group's runner
+  /// serves a member, the member's own backend is released (the prefix weights are held once;
+  /// ModelLoadSnapshot::device_bytes 0, PrefixGroupMetricsSnapshot::device_bytes the runner's).
+  /// Also throws nexus::Error when `spec` declares a prefix
   /// key whose members take another input shape (naming both models and shapes), or a fraction
   /// outside [0, 1].
   void load_model(ModelSpec spec);
 
   /// Removes a model: its backends are freed and its name may be loaded again. A prefix group it
-  /// was in is re-formed (or dissolved) and re-planned; the other members keep serving. Throws
+  /// was in is re-formed (or dissolved) and re-planned; the other members keep serving (one left
+  /// alone gets its own backend loaded and prepared again before it serves alone). Throws
   /// nexus::Error for an unknown model or while a query uses it (naming the queries).
   void unload_model(const std::string& name);
 
