@@ -10,7 +10,7 @@
 #     1. env        nvidia-smi, driver, cuDNN found (env.txt)
 #     2. tests      tests/cuda, every GPU test but [onnx] (cuda_tests.txt)
 #     2b. onnx      tests/cuda [onnx]: ONNX's node tests of the importer's ops on the CudaBackend
-#                   in FP32 (cuda_onnx_node_tests.txt; REFUSED / FAIL lines name them)
+#                   in FP32 and FP16 (cuda_onnx_node_tests.txt; REFUSED / FAIL lines name them)
 #     3. pytorch    benchmarks/pytorch_baseline.py, FP16 (pytorch.json)
 #     4. nexus      benchmarks/gpu_backend sweep, same batches, merged with 3 (nexus_gpu_backend.jsonl)
 #     5. kernels    ncu per-kernel table of one FP16 batch of 32, ResNet-50 and MobileNetV1
@@ -118,10 +118,10 @@ log "env done"
 # 2. tests/cuda (all GPU tests; the log shows the conv path of every layer for the pinned-path test)
 timeout "$(step_timeout 130)" .gpu/bin/nexus_tests_cuda "~[onnx]" --reporter compact > "$RES/cuda_tests.txt" 2>&1
 log "tests/cuda rc=$? ($(tail -1 "$RES/cuda_tests.txt"))"
-# 2b. ONNX's node tests of the importer's ops on the CudaBackend, FP32 (issue 13; the PASS
-#     count, REFUSED / FAIL lines per node test and ops that never passed)
-timeout "$(step_timeout 60)" .gpu/bin/nexus_tests_cuda "[onnx]" --reporter compact > "$RES/cuda_onnx_node_tests.txt" 2>&1
-log "tests/cuda [onnx] rc=$? ($(grep -m1 'ONNX node tests on the CudaBackend' "$RES/cuda_onnx_node_tests.txt"))"
+# 2b. ONNX's node tests of the importer's ops on the CudaBackend, FP32 and FP16 (issue 13; the
+#     PASS count, REFUSED / FAIL lines per node test and ops that never passed)
+timeout "$(step_timeout 120)" .gpu/bin/nexus_tests_cuda "[onnx]" --reporter compact > "$RES/cuda_onnx_node_tests.txt" 2>&1
+log "tests/cuda [onnx] rc=$? ($(grep 'ONNX node tests on the CudaBackend' "$RES/cuda_onnx_node_tests.txt" | tr '\n' ' '))"
 
 BATCHES=1,8,32,64
 MODELS=resnet50,mobilenet_v1,vgg16,googlenet,ssd_mobilenet_v1_300

@@ -102,15 +102,15 @@ def main():
 
     # ONNX node tests on the CudaBackend (step 2b)
     onnx_tests = os.path.join(res, "cuda_onnx_node_tests.txt")
-    md += ["## ONNX node tests on the CudaBackend (FP32)", ""]
+    md += ["## ONNX node tests on the CudaBackend (FP32, FP16)", ""]
     if os.path.exists(onnx_tests):
         text = open(onnx_tests, errors="replace").read()
-        summary = re.search(r"^ONNX node tests on the CudaBackend.*$", text, re.M)
+        summaries = re.findall(r"^ONNX node tests on the CudaBackend.*$", text, re.M)
         bad = re.findall(r"^(?:FAIL|REFUSED) .*$", text, re.M)
         never = re.findall(r"^op .* none on the GPU$", text, re.M)
-        out["onnx_node_tests"] = {"summary": summary.group(0) if summary else "(no summary line)",
+        out["onnx_node_tests"] = {"summary": summaries or ["(no summary line)"],
                                   "fail_or_refused": bad[:50], "ops_never_passing": never}
-        md += [f"- {summary.group(0) if summary else '(no summary line: see the file)'}"]
+        md += [f"- {x}" for x in summaries] or ["- (no summary line: see the file)"]
         md += [f"- `{b.strip()[:200]}`" for b in bad[:20]]
         md += [f"- {n}" for n in never]
     else:

@@ -58,7 +58,9 @@ inline std::pair<double, double> tolerance(const std::set<std::string>& ops) {
 
 // Runs one node test: patches parameter inputs into initializers, loads the model and runs it
 // with `run` (graph, max batch, feeds) -> outputs; compares with the expected outputs.
-inline Outcome run_node_test_inner(const fs::path& dir, const NodeRunner& run) {
+/// `floor`: the least (atol, rtol) to use, e.g. FP16's documented tolerance (docs/cuda.md).
+inline Outcome run_node_test_inner(const fs::path& dir, const NodeRunner& run,
+                                   std::pair<double, double> floor) {
   Outcome r;
   r.test = dir.filename().string();
   onnx::ModelProto m;
@@ -133,7 +135,9 @@ inline Outcome run_node_test_inner(const fs::path& dir, const NodeRunner& run) {
     }
     if (got.size() != outs.size())
       return {r.test, r.ops, "fail", fmt::format("{} outputs, expected {}", got.size(), outs.size())};
-    const auto [atol, rtol] = tolerance(ops);
+    auto [atol, rtol] = tolerance(ops);
+    atol = std::max(atol, floor.first);
+    rtol = std::max(rtol, floor.second);
     for (std::size_t k = 0; k < outs.size(); ++k) {
       if (outs[k].data_type() != onnx::TensorProto::FLOAT)
         return {r.test, r.ops, "unsupported", "a non-float32 output"};
@@ -156,9 +160,10 @@ inline Outcome run_node_test_inner(const fs::path& dir, const NodeRunner& run) {
   return r;
 }
 
-inline Outcome run_node_test(const fs::path& dir, const NodeRunner& run) {
+inline Outcome run_node_test(const fs::path& dir, const NodeRunner& run,
+                             std::pair<double, double> floor = {0.0, 0.0}) {
   try {
-    return run_node_test_inner(dir, run);
+    return run_node_test_inner(dir, run, floor);
   } catch (const std::exception& e) {
     return {dir.filename().string(), "", "fail", std::string("harness: ") + e.what()};
   }
