@@ -132,10 +132,12 @@ __global__ void softmax_kernel(const T* x, Dims4 xs, T* y, Dims4 ys, Dims4 dims,
   }
 }
 
+/// Max or average pooling; `include_pad` (ONNX count_include_pad) divides by the window clipped
+/// to the padded input instead of by the input elements it covers.
 template <typename T>
 __global__ void pool_kernel(bool is_max, const T* x, Dims4 xdims, Dims4 xs, T* y, Dims4 ydims,
                             Dims4 ys, int kh, int kw, int sh, int sw, int pad_top, int pad_left,
-                            std::int64_t n) {
+                            bool include_pad, int pad_bottom, int pad_right, std::int64_t n) {
   for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
        i += std::int64_t{gridDim.x} * blockDim.x) {
     std::int64_t idx[4];
@@ -154,8 +156,12 @@ __global__ void pool_kernel(bool is_max, const T* x, Dims4 xdims, Dims4 xs, T* y
         ++count;
       }
     }
+    const std::int64_t divisor =
+        include_pad ? (min(h0 + kh, xdims.v[2] + pad_bottom) - h0) *
+                          (min(w0 + kw, xdims.v[3] + pad_right) - w0)
+                    : count;
     float out = 0.f;
-    if (count > 0) out = is_max ? acc : acc / static_cast<float>(count);
+    if (is_max ? count > 0 : divisor > 0) out = is_max ? acc : acc / static_cast<float>(divisor);
     st(y, offset(idx, ys), out);
   }
 }
@@ -193,32 +199,6 @@ __global__ void resize_kernel(const T* x, Dims4 xdims, Dims4 xs, T* y, Dims4 ydi
     const float t = tl + (tr - tl) * lx;
     const float b = bl + (br - bl) * lx;
     st(y, offset(idx, ys), t + (b - t) * ly);
-  }
-}
-
-template <typename T>
-__global__ void avg_pool_include_pad_kernel(const T* x, Dims4 xdims, Dims4 xs, T* y, Dims4 ydims,
-                                            Dims4 ys, int kh, int kw, int sh, int sw, int pad_top,
-                                            int pad_left, int pad_bottom, int pad_right,
-                                            std::int64_t n) {
-  for (std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += std::int64_t{gridDim.x} * blockDim.x) {
-    std::int64_t idx[4];
-    unravel(i, ydims, idx);
-    const std::int64_t h0 = idx[2] * sh - pad_top, w0 = idx[3] * sw - pad_left;
-    float acc = 0.f;
-    for (int dh = 0; dh < kh; ++dh) {
-      const std::int64_t h = h0 + dh;
-      if (h < 0 || h >= xdims.v[2]) continue;
-      for (int dw = 0; dw < kw; ++dw) {
-        const std::int64_t w = w0 + dw;
-        if (w < 0 || w >= xdims.v[3]) continue;
-        acc += ld(x, idx[0] * xs.v[0] + idx[1] * xs.v[1] + h * xs.v[2] + w * xs.v[3]);
-      }
-    }
-    const std::int64_t count = (min(h0 + kh, xdims.v[2] + pad_bottom) - h0) *
-                               (min(w0 + kw, xdims.v[3] + pad_right) - w0);
-    st(y, offset(idx, ys), count > 0 ? acc / static_cast<float>(count) : 0.f);
   }
 }
 
@@ -696,11 +676,13 @@ void launch_pool(Elem t, bool is_max, const void* x, Dims4 xdims, Dims4 xs, void
   if (t == Elem::kF32)
     pool_kernel<<<blocks_for(n), kThreads, 0, stream>>>(is_max, static_cast<const float*>(x), xdims,
                                                         xs, static_cast<float*>(y), ydims, ys, kh,
-                                                        kw, sh, sw, pad_top, pad_left, n);
+                                                        kw, sh, sw, pad_top, pad_left, false, 0, 0,
+                                                        n);
   else
     pool_kernel<<<blocks_for(n), kThreads, 0, stream>>>(is_max, static_cast<const __half*>(x),
                                                         xdims, xs, static_cast<__half*>(y), ydims,
-                                                        ys, kh, kw, sh, sw, pad_top, pad_left, n);
+                                                        ys, kh, kw, sh, sw, pad_top, pad_left,
+                                                        false, 0, 0, n);
 }
 
 void launch_resize_bilinear(Elem t, const void* x, Dims4 xdims, Dims4 xs, void* y, Dims4 ydims,
@@ -730,13 +712,13 @@ void launch_avg_pool_include_pad(Elem t, const void* x, Dims4 xdims, Dims4 xs, v
   const std::int64_t n = ydims.numel();
   if (n == 0) return;
   if (t == Elem::kF32)
-    avg_pool_include_pad_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
-        static_cast<const float*>(x), xdims, xs, static_cast<float*>(y), ydims, ys, kh, kw, sh, sw,
-        pad_top, pad_left, pad_bottom, pad_right, n);
+    pool_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
+        false, static_cast<const float*>(x), xdims, xs, static_cast<float*>(y), ydims, ys, kh, kw,
+        sh, sw, pad_top, pad_left, true, pad_bottom, pad_right, n);
   else
-    avg_pool_include_pad_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
-        static_cast<const __half*>(x), xdims, xs, static_cast<__half*>(y), ydims, ys, kh, kw, sh,
-        sw, pad_top, pad_left, pad_bottom, pad_right, n);
+    pool_kernel<<<blocks_for(n), kThreads, 0, stream>>>(
+        false, static_cast<const __half*>(x), xdims, xs, static_cast<__half*>(y), ydims, ys, kh,
+        kw, sh, sw, pad_top, pad_left, true, pad_bottom, pad_right, n);
 }
 
 void launch_strided_copy(Elem t, const void* x, Dims4 src_dims, Dims4 x_strides,
