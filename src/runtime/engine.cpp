@@ -114,6 +114,16 @@ Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
   virtual_ = clock_->is_virtual();
   devices_ = parse_devices(options_.devices);
   NEXUS_CHECK(options_.max_queue_per_session >= 1, "EngineOptions::max_queue_per_session must be >= 1");
+  if (options_.executor.concurrent_sessions) {
+    NEXUS_CHECK(virtual_, "ExecutorOptions::concurrent_sessions: simulated devices in virtual time only "
+                          "(expected EngineOptions::clock a VirtualClock)");
+    for (const auto& d : devices_)
+      NEXUS_CHECK(d.kind == DeviceKind::kSim, "ExecutorOptions::concurrent_sessions: device '{}' is not simulated "
+                                              "(expected EngineOptions::devices \"sim:N\")", d.name);
+    NEXUS_CHECK(!options_.prefix_batching, "ExecutorOptions::concurrent_sessions: expected "
+                                           "EngineOptions::prefix_batching = false (a prefix group's merged "
+                                           "batch is Nexus's round robin, paper §6.3)");
+  }
   NEXUS_CHECK(options_.slo_split_segments >= 1, "EngineOptions::slo_split_segments must be >= 1 (got {})",
               options_.slo_split_segments);
   NEXUS_CHECK(options_.epoch.count() >= 0, "EngineOptions::epoch must be >= 0 (got {} us)", options_.epoch.count());

@@ -1,6 +1,7 @@
 #include "gpu_executor.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "nexus/dispatch/merged_queue.hpp"
@@ -23,7 +24,8 @@ class DequeView final : public dispatch::QueueView {
 
 }  // namespace
 
-Executor::Executor(Engine::Impl& engine, int device) : eng_(engine), device_(device) {}
+Executor::Executor(Engine::Impl& engine, int device)
+    : eng_(engine), device_(device), concurrent_(engine.options_.executor.concurrent_sessions) {}
 
 Executor::~Executor() { stop(); }
 
@@ -174,11 +176,7 @@ std::optional<TimePoint> Executor::next_cycle(TimePoint now) const {
   return t;
 }
 
-bool Executor::step(TimePoint now) {
-  apply_pending_plan();
-  const int ns = num_slots_.load(std::memory_order_acquire);
-  if (ns == 0) return false;
-  std::vector<QueryResult>& done = done_;
+bool Executor::take_in(int ns) {
   // Take in what producers pushed; items of sessions not served here (the plan changed under a
   // producer) are re-routed.
   bool work = false;
@@ -201,6 +199,15 @@ bool Executor::step(TimePoint now) {
     }
     work = true;
   }
+  return work;
+}
+
+bool Executor::step(TimePoint now) {
+  apply_pending_plan();
+  const int ns = num_slots_.load(std::memory_order_acquire);
+  if (ns == 0) return false;
+  std::vector<QueryResult>& done = done_;
+  const bool work = take_in(ns);
   if (!in_cycle_) {
     // A new duty cycle starts when there is work and the previous cycle's d has passed (paced),
     // or at once (work-conserving).
@@ -345,6 +352,14 @@ void Executor::run_batch(Slot& s, std::size_t take, TimePoint now) {
   sm.batches.fetch_add(1, std::memory_order_relaxed);
   sm.batch_items.fetch_add(take, std::memory_order_relaxed);
   if (n < sm.hist_size) sm.batch_hist[static_cast<std::size_t>(n)].fetch_add(1, std::memory_order_relaxed);
+  if (concurrent_) {
+    // Shares the device from now: its finish (and the policy's feedback) comes when its solo
+    // time is used up (concurrent_sim_step).
+    share_advance(now);
+    s.running = true;
+    shared_.push_back({std::move(b), static_cast<double>(busy.count())});
+    return;
+  }
   bool all_met = !b.failed;
   for (auto& it : b.items) all_met = all_met && b.finished <= it.deadline;
   s.policy->on_batch_done(n, all_met);
@@ -595,6 +610,23 @@ void Executor::loop() {
 }
 
 std::optional<TimePoint> Executor::next_event(TimePoint now) const {
+  if (concurrent_) {
+    // The next completion, or now / a policy's wait for a session with no batch in flight.
+    if (plan_pending_.load()) return now;
+    std::optional<TimePoint> t = share_next_completion();
+    const int ns = num_slots_.load(std::memory_order_acquire);
+    for (int i = 0; i < ns; ++i) {
+      const Slot* s = slot(i);
+      if (!s) continue;
+      if (!s->inbox.empty()) return now;
+      if (s->queue.empty()) continue;
+      if (!s->active) return now;  // to re-route
+      if (s->running) continue;    // waits for its batch in flight
+      const TimePoint w = s->wait_until ? std::max(now, *s->wait_until) : now;
+      if (!t || w < *t) t = w;
+    }
+    return t;
+  }
   if (!inflight_.empty()) return busy_until_;
   if (plan_pending_.load()) return now;
   std::optional<TimePoint> t;
@@ -614,7 +646,78 @@ std::optional<TimePoint> Executor::next_event(TimePoint now) const {
   return t;
 }
 
+void Executor::share_advance(TimePoint now) {
+  if (!shared_.empty() && now > shared_since_) {
+    const double done = static_cast<double>((now - shared_since_).count()) / static_cast<double>(shared_.size());
+    for (auto& r : shared_) r.remaining_ns -= done;
+  }
+  shared_since_ = now;
+}
+
+std::optional<TimePoint> Executor::share_next_completion() const {
+  if (shared_.empty()) return std::nullopt;
+  double least = shared_.front().remaining_ns;
+  for (const auto& r : shared_) least = std::min(least, r.remaining_ns);
+  const double wall = std::ceil(std::max(0.0, least) * static_cast<double>(shared_.size()) - 1e-6);
+  return shared_since_ + Duration(static_cast<Duration::rep>(wall));
+}
+
+void Executor::concurrent_sim_step(TimePoint now) {
+  share_advance(now);
+  // Solo time used up (to rounding: the event is at the next nanosecond): the batch ends now, in
+  // start order; the policy learns whether it met every deadline.
+  bool ended = false;
+  for (auto& r : shared_) {
+    if (r.remaining_ns > 1e-3) continue;
+    Batch& b = r.batch;
+    b.finished = now;
+    if (Slot* s = slot(b.session)) {
+      s->running = false;
+      bool all_met = !b.failed;
+      for (auto& it : b.items) all_met = all_met && b.finished <= it.deadline;
+      s->policy->on_batch_done(static_cast<int>(b.items.size()), all_met);
+    }
+    eng_.complete_batch(b, &done_);
+    ended = true;
+  }
+  if (ended)
+    shared_.erase(std::remove_if(shared_.begin(), shared_.end(), [](const Shared& r) { return r.remaining_ns <= 1e-3; }),
+                  shared_.end());
+  eng_.flush(done_);
+  // Every session with no batch in flight forms its own (plan order), as its policy decides.
+  apply_pending_plan();
+  const int ns = num_slots_.load(std::memory_order_acquire);
+  if (ns == 0) return;
+  take_in(ns);
+  for (const int idx : order_) {
+    Slot* s = slot(idx);
+    if (!s || !s->active || s->running || s->queue.empty()) continue;
+    const SessionState* ss = eng_.sessions_[static_cast<std::size_t>(idx)].load();
+    const ModelState& m = eng_.model(ss->model);
+    s->wait_until.reset();
+    const auto d = s->policy->decide(DequeView(s->queue), now, m.plan_latency, s->target_batch);
+    for (std::size_t i = 0; i < d.drop; ++i) {
+      Item it = std::move(s->queue.front());
+      s->queue.pop_front();
+      s->queued.fetch_sub(1, std::memory_order_acq_rel);
+      eng_.end_item(it, RequestStatus::kDropped, Reason::kDeadline,
+                    "dropped by the batch policy: cannot finish by its deadline", &done_);
+    }
+    if (d.take > 0) {
+      eng_.flush(done_);
+      run_batch(*s, d.take, now);
+      continue;
+    }
+    s->wait_until = d.wait_until;
+  }
+  eng_.flush(done_);
+}
+
 void Executor::sim_step(TimePoint now) {
+  if (concurrent_) {
+    concurrent_sim_step(now);
+    return;
+  }
   if (!inflight_.empty() && now >= busy_until_) {
     for (auto& b : inflight_) eng_.complete_batch(b, &done_);
     eng_.flush(done_);
@@ -631,6 +734,14 @@ void Executor::drop_all(Reason reason, const char* message) {
     std::vector<Batch> bs = std::move(inflight_);
     inflight_.clear();
     for (auto& b : bs) eng_.complete_batch(b, &done);
+  }
+  if (!shared_.empty()) {  // (none after run_until_idle) they end at their solo finish
+    std::vector<Shared> rs = std::move(shared_);
+    shared_.clear();
+    for (auto& r : rs) {
+      if (Slot* s = slot(r.batch.session)) s->running = false;
+      eng_.complete_batch(r.batch, &done);
+    }
   }
   const int ns = num_slots_.load(std::memory_order_acquire);
   for (int i = 0; i < ns; ++i) {

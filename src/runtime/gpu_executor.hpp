@@ -18,7 +18,15 @@
 //
 // Real time: a thread loops step(); it sleeps on a condition variable when there is nothing to do.
 // Virtual time: no thread; the engine's discrete-event driver calls sim_step(now) at the times
-// next_event() reports, and a batch occupies the device for the profile's mean ℓ(b).
+// next_event() reports, and a batch occupies the device for the SimBackend's drawn ℓ(b).
+//
+// ExecutorOptions::concurrent_sessions (virtual time only; the TF-Serving-like and Triton-like
+// baselines): no round robin. Each session on the device starts its own batch, with its own
+// BatchPolicy, whenever it has none in flight here (Slot::running), and the batches in flight
+// share the device as a processor-sharing server: with k in flight each advances at 1/k of its
+// solo speed. Each one's solo time left (Shared::remaining_ns) is brought up to date at every
+// step (share_advance), before k changes, so next_event() always reports the true next
+// completion: since + k · min(remaining), rounded up to the next nanosecond.
 
 #include <array>
 #include <atomic>
@@ -56,6 +64,7 @@ struct Slot {
   bool active = false;
   Serving serving;                          // set with the schedule (null when inactive)
   std::optional<TimePoint> wait_until;
+  bool running = false;  // concurrent_sessions: a batch of this session is on the device
 };
 
 class Executor {
@@ -110,6 +119,9 @@ class Executor {
   /// Tries one batch, visiting sessions round robin. Returns true if a batch ran.
   bool step(TimePoint now);
   void apply_pending_plan();
+  /// Takes in every slot's inbox and re-routes the items of sessions not served here; returns
+  /// true when an active session has queued work.
+  bool take_in(int num_slots);
   void run_batch(Slot& slot, std::size_t take, TimePoint now);
   struct GroupState {
     Schedule::Group def;
@@ -161,6 +173,22 @@ class Executor {
   // virtual time: the batch on the device (a merged batch: one per member session)
   std::vector<Batch> inflight_;
   TimePoint busy_until_{};
+
+  // virtual time, concurrent_sessions: the batches in flight, sharing the device.
+  const bool concurrent_;
+  struct Shared {
+    Batch batch;
+    double remaining_ns;  // solo time left (the SimBackend's draw at the start)
+  };
+  std::vector<Shared> shared_;  // in start order
+  TimePoint shared_since_{};    // when remaining_ns was last brought up to date
+  /// Brings every in-flight batch's solo time left up to `now` (each did (now - since) / k).
+  void share_advance(TimePoint now);
+  /// When the first in-flight batch completes at the current k (nullopt: none in flight).
+  std::optional<TimePoint> share_next_completion() const;
+  /// Completes the batches whose solo time is used up, then starts a batch of every session
+  /// with none in flight and a batch its policy takes now.
+  void concurrent_sim_step(TimePoint now);
 };
 
 }  // namespace nexus::runtime

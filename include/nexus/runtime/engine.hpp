@@ -147,6 +147,22 @@ struct ExecutorOptions {
   /// paper's duty cycle, false) sustained less load at >= 99% good under noise in
   /// benchmarks/results/fidelity-2026-11-30.json (docs/architecture.md, "Defaults").
   bool work_conserving = true;
+  /// Co-located sessions contend (the interference baseline; simulated devices in virtual time
+  /// only, off by default). Instead of the round robin above, every session on a device forms
+  /// and starts its own batches, with its own BatchPolicy, as soon as its previous batch on that
+  /// device ended (no duty cycle, no pacing), and the batches in flight on one device share it
+  /// as a processor-sharing server: with k batches in flight each progresses at 1/k of its solo
+  /// speed (its solo time is the SimBackend's drawn, noisy time), so completion times move
+  /// whenever a batch starts or ends on the device. Source: TF Serving and Triton run one
+  /// scheduler thread per model and co-located models' kernels share the GPU; the original Nexus
+  /// code's GpuExecutorNoMultiBatching (flag -multi_batch=false, "one thread per model, the
+  /// interference baseline"), paper §6.3 and Fig. 14 (round-robin multiplexing gains
+  /// 1.4-2.1x over it). Pure processor sharing has NO extra interference overhead (no cache or
+  /// memory-bandwidth contention, no context switches): the device does the same total work per
+  /// second as one batch at a time, so this still favours the baselines and is a lower bound on
+  /// what contention costs them. Throws nexus::Error at Engine construction on a real-time clock
+  /// or on non-sim devices, and with prefix_batching (a merged group batch is Nexus's, §6.3).
+  bool concurrent_sessions = false;
 };
 
 struct EngineOptions {
