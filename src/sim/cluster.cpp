@@ -154,6 +154,14 @@ std::string apply_executor(runtime::EngineOptions& eo, bool work_conserving) {
   return work_conserving ? "work_conserving" : "duty_cycle";
 }
 
+/// TF Serving and Triton: one scheduler per model, so co-located models' batches run on the
+/// GPU at once and contend (ExecutorOptions::concurrent_sessions: processor sharing, no extra
+/// interference overhead); returns the mode's name.
+std::string apply_concurrent(runtime::EngineOptions& eo) {
+  eo.executor.concurrent_sessions = true;
+  return "concurrent_sessions";
+}
+
 }  // namespace
 
 SimResult simulate(const Scenario& sc, const SimOptions& o) {
@@ -207,6 +215,7 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
       eo.planner = make_batch_oblivious_planner({.fixed_batch = sc.tfserving.max_batch, .budgets = even});
       eo.batch_policy.kind = dispatch::BatchPolicyKind::kMaxBatchTimeout;
       eo.batch_policy.batch_timeout = sc.tfserving.batch_timeout;
+      executor_mode = apply_concurrent(eo);
       break;
     case System::kTriton: {
       const auto& pref = sc.triton.preferred_batch_sizes;
@@ -217,6 +226,7 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
       eo.batch_policy.kind = dispatch::BatchPolicyKind::kTritonDynamic;
       eo.batch_policy.preferred_batch_sizes = pref;
       eo.batch_policy.max_queue_delay = sc.triton.max_queue_delay;
+      executor_mode = apply_concurrent(eo);
       break;
     }
   }

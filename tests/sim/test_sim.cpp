@@ -267,6 +267,27 @@ TEST_CASE("nexus runs the library's executor defaults; --ablate duty_cycle is th
   CHECK(lost < 0.25);
 }
 
+TEST_CASE("tfserving and triton: co-located models contend; nexus and clipper take turns", "[sim][baselines]") {
+  // Two models, ℓ(b) = 10 ms whatever b, on one GPU (the allocator co-locates both halves).
+  // Poisson 60 req/s each: batches of the two often overlap. Round robin (nexus, clipper) keeps
+  // one batch on the device; contending (tfserving, triton), overlapping batches share it.
+  auto sc = one_model(60, 200ms, linear("m", 0, 10000, 32), 4s);
+  sc.models.push_back({"n", {}, linear("n", 0, 10000, 32)});
+  ScenarioQuery q2 = sc.queries[0];
+  q2.name = "q2";
+  q2.stages[0].model = "n";
+  sc.queries.push_back(q2);
+  for (auto& q : sc.queries) q.arrivals.shape = ArrivalShape::kPoisson;
+  for (auto sys : {System::kNexus, System::kClipper, System::kTfServing, System::kTriton}) {
+    INFO(to_string(sys));
+    const SimResult r = simulate(sc, {.gpus = 1, .system = sys, .seed = 3});
+    const bool contend = sys == System::kTfServing || sys == System::kTriton;
+    CHECK(r.executor == (contend ? "concurrent_sessions" : "work_conserving"));
+    CHECK(r.completed + r.dropped + r.rejected + r.failed == r.submitted);
+    CHECK(r.good_rate > 0.99);
+  }
+}
+
 TEST_CASE("declared prefixes reach the Engine; --ablate prefix and the baselines run without", "[sim][prefix]") {
   const Scenario g = load_scenario(kRoot / "sim/scenarios/game.json");
   const SimOptions base{.gpus = 4, .duration = 1s, .seed = 2, .load_scale = 0.5};

@@ -8,9 +8,12 @@
 //               rate, query SLOs split evenly over the stages), one model per GPU, Clipper's
 //               AIMD adaptive batching and lazy drop (Crankshaw et al., NSDI'17 §4.3).
 //   kTfServing  the same allocator; TF-Serving's batching: a fixed max batch and a batch
-//               timeout, no SLO awareness (never drops); co-located models share a GPU.
+//               timeout, no SLO awareness (never drops); co-located models share a GPU and
+//               contend: each runs its own batches at once with the others'
+//               (ExecutorOptions::concurrent_sessions, processor sharing).
 //   kTriton     the same allocator; Triton's dynamic batcher: preferred batch sizes and a max
-//               queue delay; the queue timeout (at the request's deadline) is its only drop.
+//               queue delay; the queue timeout (at the request's deadline) is its only drop;
+//               co-located models contend as under kTfServing.
 //
 // Thread-safety: pure functions; the planners are called under the Engine's control lock.
 

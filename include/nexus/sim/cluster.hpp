@@ -70,7 +70,9 @@ struct SimSessionDetail {
 struct SimResult {
   std::string scenario, system, ablations;
   std::string noise;        ///< how batch times were drawn
-  std::string executor;     ///< "duty_cycle" (paced) or "work_conserving"
+  /// "duty_cycle" (paced), "work_conserving" (round robin) or "concurrent_sessions"
+  /// (tfserving, triton: co-located sessions contend, ExecutorOptions::concurrent_sessions)
+  std::string executor;
   /// EngineOptions::prefix_batching as run (Nexus: on unless --ablate prefix; baselines: off),
   /// and how many of the scenario's models declare a prefix.
   bool prefix_batching = false;
