@@ -325,8 +325,21 @@ Graph ssd_mobilenet_v1_300(std::uint64_t seed) {
   return std::move(n.b).build();
 }
 
+Graph lenet(std::uint64_t seed) {
+  Net n("lenet", seed);
+  NodeId y = n.b.input("image", Shape{1, 28, 28});
+  y = n.conv("conv1", y, 20, 5, 1, Act::kNone, false, 1, 1.0f, Padding::kValid);
+  y = n.max_pool("pool1", y, 2, 2, Padding::kValid);
+  y = n.conv("conv2", y, 50, 5, 1, Act::kNone, false, 1, 1.0f, Padding::kValid);
+  y = n.max_pool("pool2", y, 2, 2, Padding::kValid);
+  y = n.fc("ip1", y, 500, Act::kRelu);
+  y = n.fc("ip2", y, 10, Act::kNone);
+  n.b.output(n.b.softmax("prob", y));
+  return std::move(n.b).build();
+}
+
 std::vector<std::string> standard_model_names() {
-  return {"resnet50", "mobilenet_v1", "vgg16", "googlenet", "inception_v3", "ssd_mobilenet_v1_300"};
+  return {"resnet50", "mobilenet_v1", "vgg16", "googlenet", "inception_v3", "ssd_mobilenet_v1_300", "lenet"};
 }
 
 Graph standard_model(std::string_view name, std::uint64_t seed) {
@@ -336,8 +349,9 @@ Graph standard_model(std::string_view name, std::uint64_t seed) {
   if (name == "googlenet") return googlenet(seed);
   if (name == "inception_v3") return inception_v3(seed);
   if (name == "ssd_mobilenet_v1_300") return ssd_mobilenet_v1_300(seed);
+  if (name == "lenet") return lenet(seed);
   throw_error("unknown standard model '{}': expected one of resnet50, mobilenet_v1, vgg16, "
-              "googlenet, inception_v3, ssd_mobilenet_v1_300",
+              "googlenet, inception_v3, ssd_mobilenet_v1_300, lenet",
               name);
 }
 

@@ -77,8 +77,22 @@ TEST_CASE("SSD MobileNetV1 300: feature maps 19..1 and head shapes", "[model][zo
   CHECK(gmacs(g) == Approx(1.23).epsilon(0.05));
 }
 
+TEST_CASE("LeNet (Caffe MNIST): 2,293,000 MACs, 431,080 parameters, 10 classes", "[model][zoo]") {
+  const Graph g = zoo::lenet();
+  CHECK(g.node(g.inputs()[0]).shape == Shape({1, 28, 28}));
+  CHECK(out_shape(g, 0) == Shape({10}));
+  CHECK(g.node(g.find("pool1")).shape == Shape({20, 12, 12}));
+  CHECK(g.node(g.find("pool2")).shape == Shape({50, 4, 4}));
+  // BVLC Caffe examples/mnist/lenet.prototxt, counted by hand:
+  //   conv1 20x24x24 outputs x 25 taps = 288,000; conv2 50x8x8 x (20x25) = 1,600,000;
+  //   ip1 800 x 500 = 400,000; ip2 500 x 10 = 5,000.  Parameters: 520 + 25,050 + 400,500 + 5,010.
+  CHECK(g.macs_per_item() == 2'293'000);
+  CHECK(g.weights_bytes() == 431'080 * 4);
+}
+
 TEST_CASE("standard_model by name; seeds are reproducible", "[model][zoo]") {
-  CHECK(zoo::standard_model_names().size() == 6);
+  CHECK(zoo::standard_model_names().size() == 7);
+  CHECK(zoo::standard_model("lenet").name() == "lenet");
   CHECK(zoo::standard_model("inception_v3").name() == "inception_v3");
   CHECK(zoo::standard_model("mobilenet_v1").name() == "mobilenet_v1");
   CHECK_THROWS_WITH(zoo::standard_model("alexnet"), Contains("alexnet") && Contains("resnet50"));

@@ -18,6 +18,10 @@
 //                        conv13, 4 extra layers, box/class heads on 6 maps 19,10,5,3,2,1 with 3,6,6,6,6,6
 //                        anchors, 91 classes). Outputs, in order: the six box heads "box_predictor_<i>/box" [anchors*4, h, w], then
 //                        the six "box_predictor_<i>/class" [anchors*91, h, w]; no anchor decoding or NMS.
+//   lenet                [1, 28, 28]    ~2.29 M (Caffe's MNIST LeNet, BVLC examples/mnist/lenet.prototxt:
+//                        conv 20 5x5, max-pool 2, conv 50 5x5, max-pool 2, fc 500 + ReLU, fc 10; valid
+//                        padding, 431,080 parameters; the digit recognizer of the paper's game
+//                        analysis, Table 4). Grayscale input; outputs "prob" [10].
 
 #include <cstdint>
 #include <string>
@@ -34,9 +38,10 @@ Graph vgg16(std::uint64_t seed = 1);
 Graph googlenet(std::uint64_t seed = 1);
 Graph inception_v3(std::uint64_t seed = 1);
 Graph ssd_mobilenet_v1_300(std::uint64_t seed = 1);
+Graph lenet(std::uint64_t seed = 1);
 
 /// The names standard_model() accepts: "resnet50", "mobilenet_v1", "vgg16", "googlenet",
-/// "inception_v3", "ssd_mobilenet_v1_300".
+/// "inception_v3", "ssd_mobilenet_v1_300", "lenet".
 std::vector<std::string> standard_model_names();
 /// One of the above by name. Throws nexus::Error naming the known models on an unknown name.
 Graph standard_model(std::string_view name, std::uint64_t seed = 1);
