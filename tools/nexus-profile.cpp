@@ -2,7 +2,8 @@
 // file per model into a ModelStore directory (format: include/nexus/profile/batch_profile.hpp).
 //
 //   nexus-profile --model resnet50[,mobilenet_v1,...] --out DIR [--max-batch N] [--threads T]
-//                 [--repeats R] [--batches sparse|all|1,2,4,...] [--face-models DIR]
+//                 [--repeats R] [--batches sparse|all|1,2,4,...] [--min-gain G] [--search-repeats S]
+//                 [--face-models DIR]
 //   nexus-profile --onnx MODEL.onnx[,...] [--input-shape C,H,W] --out DIR [...]
 //
 // --onnx profiles ONNX models (model/onnx.hpp; the profile is named after the file's stem);
@@ -59,6 +60,10 @@ int main(int argc, char** argv) {
     ("threads", "CpuBackend threads (0 = all cores)", cxxopts::value<int>()->default_value("0"))
     ("repeats", "timed runs per batch size (>= 10)", cxxopts::value<int>()->default_value("10"))
     ("batches", "sparse | all | a list 1,2,4", cxxopts::value<std::string>()->default_value("sparse"))
+    ("min-gain", "max-batch search: stop doubling when throughput gains less than this (0.01 = 1%; "
+     "0 = only when it falls; -1 = never)", cxxopts::value<double>()->default_value("0.01"))
+    ("search-repeats", "timed runs per probe of the max-batch search (>= 1)",
+     cxxopts::value<int>()->default_value("3"))
     ("onnx", "comma-separated ONNX model files", cxxopts::value<std::string>())
     ("input-shape", "ONNX: per-item input shape C,H,W (for symbolic dims)",
      cxxopts::value<std::string>()->default_value(""))
@@ -83,6 +88,8 @@ int main(int argc, char** argv) {
     nexus::ProfilerOptions po;
     po.max_batch = args["max-batch"].as<int>();
     po.repeats = args["repeats"].as<int>();
+    po.min_gain = args["min-gain"].as<double>();
+    po.search_repeats = args["search-repeats"].as<int>();
     const std::string batches = args["batches"].as<std::string>();
     if (batches == "sparse") {
       po.batches = nexus::sparse_batches(po.max_batch);

@@ -52,7 +52,8 @@ Profiler::Profiler(BackendFactory factory, ProfilerOptions options)
   NEXUS_CHECK(options_.warmup >= 0 && options_.search_repeats >= 1,
               "profiler: warmup must be >= 0 and search_repeats >= 1");
   NEXUS_CHECK(options_.max_batch >= 1, "profiler: max_batch must be >= 1 (got {})", options_.max_batch);
-  NEXUS_CHECK(options_.min_gain >= 0, "profiler: min_gain must be >= 0");
+  NEXUS_CHECK(options_.min_gain >= -1, "profiler: min_gain must be >= -1 (got {}; -1 = never stop on a plateau)",
+              options_.min_gain);
 }
 
 std::chrono::nanoseconds Profiler::now() const {

@@ -83,6 +83,22 @@ TEST_CASE("max batch: stops when throughput gains < 1%", "[profiler]") {
   CHECK(p.find_max_batch(tiny_graph()) == 16);
 }
 
+TEST_CASE("max batch: min_gain -1 never stops on a plateau, even when throughput falls", "[profiler]") {
+  FakeDevice d;
+  // A noisy host: ℓ(2) = 3·ℓ(1) (throughput falls at b = 2), then it rises again.
+  d.latency_us = [](int b) { return b == 2 ? 300.0 : 100.0 + 10.0 * b; };
+  d.oom_above = 32;
+  auto o = virtual_time(d);
+  o.max_batch = 64;
+  CHECK(Profiler([&] { return std::make_unique<FakeBackend>(d); }, o).find_max_batch(tiny_graph()) == 2);
+  o.min_gain = -1;
+  d.loads.clear();
+  CHECK(Profiler([&] { return std::make_unique<FakeBackend>(d); }, o).find_max_batch(tiny_graph()) == 32);
+  CHECK(d.loads == std::vector<int>{1, 2, 4, 8, 16, 32, 64, 48, 40, 36, 34, 33});
+  o.min_gain = -1.5;
+  CHECK_THROWS_WITH(Profiler([&] { return std::make_unique<FakeBackend>(d); }, o), Catch::Contains("min_gain"));
+}
+
 TEST_CASE("profile: exact latencies, ≥ 10 repeats, memory, pre/post", "[profiler]") {
   FakeDevice d;
   d.latency_us = [](int b) { return 1000.0 + 100.0 * b; };

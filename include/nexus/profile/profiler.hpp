@@ -35,7 +35,9 @@ struct ProfilerOptions {
   int repeats = 10;             ///< timed runs per batch size (≥ 10 is enforced)
   int search_repeats = 3;       ///< timed runs per probe of the max-batch search
   int max_batch = 256;          ///< upper limit of the search
-  double min_gain = 0.01;       ///< stop doubling when throughput improves less than this
+  /// Stop doubling when throughput improves less than this (a fraction; 0 = only when it falls;
+  /// -1 = never: the search then ends only at max_batch or a failure, for noisy hosts).
+  double min_gain = 0.01;
   std::vector<int> batches;     ///< batch sizes to time (clipped to B_max); empty = 1..B_max
   std::uint64_t seed = 1;       ///< input values
   /// Clock in ns; default std::chrono::steady_clock.
