@@ -4,6 +4,8 @@
 #
 #   benchmarks/eval/run_eval.sh [BUILD_DIR] [OUT] [PARTS]
 #   PARTS: any of maxtput ablation clockwork diurnal speed (default: all), comma separated.
+#   NEXUS_EVAL_SCENARIOS: the scenarios of maxtput and ablation (default: all of them below;
+#   the H200 set, then the CPU set sim/profiles/cpu-2core-2026-11-30).
 #
 # One simulation at a time (the box is shared). Every JSON names its scenario, and every
 # scenario names its profile folder. docs/evaluation.md shows the plots and the commands.
@@ -14,16 +16,17 @@ PARTS=${3:-maxtput,ablation,clockwork,diurnal,speed}
 SIM="$BUILD/tools/nexus-sim"
 DUR=${NEXUS_EVAL_DURATION:-10}
 mkdir -p "$OUT"
+SCENARIOS=${NEXUS_EVAL_SCENARIOS:-traffic traffic-rush-hour game game-cpu traffic-cpu}
 has() { [[ ",$PARTS," == *",$1,"* ]]; }
 # Nexus features switched off one at a time (duty_cycle = paced, the paper's schedule); prefix
 # only where the scenario declares shared prefixes (game).
-ablations_of() { if [ "$1" = game ]; then echo squishy query_dp early_drop duty_cycle prefix all;
+ablations_of() { if [[ "$1" == game* ]]; then echo squishy query_dp early_drop duty_cycle prefix all;
                  else echo squishy query_dp early_drop duty_cycle all; fi; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 say() { echo "[eval $(date -u +%H:%M:%S)] $*" >&2; }
 
 if has maxtput; then
-  for sc in traffic traffic-rush-hour game; do
+  for sc in $SCENARIOS; do
     for sys in nexus clipper tfserving triton; do
       say "max throughput: $sc $sys (16 GPUs)"
       "$SIM" --workload sim/scenarios/$sc.json --gpus 16 --system $sys --duration "$DUR" \
@@ -32,7 +35,8 @@ if has maxtput; then
   done
 fi
 if has ablation; then
-  for sc in traffic game; do
+  for sc in $SCENARIOS; do
+    [ "$sc" = traffic-rush-hour ] && continue
     for ab in $(ablations_of $sc); do
       say "ablation: $sc without $ab"
       "$SIM" --workload sim/scenarios/$sc.json --gpus 16 --system nexus --ablate $ab --duration "$DUR" \
@@ -97,7 +101,7 @@ jq -s '[.[] | {scenario, system, ablate, gpus, max_throughput_rps, good_rate, p9
 } > "$OUT/summary.md"
 if command -v gnuplot > /dev/null; then
   # Max throughput per system (one bar cluster per scenario).
-  for sc in traffic traffic-rush-hour game clockwork-slo-sweep; do
+  for sc in traffic traffic-rush-hour game game-cpu traffic-cpu clockwork-slo-sweep; do
     ls "$OUT"/maxtput-$sc-*.json > /dev/null 2>&1 || continue
     for sys in nexus clipper tfserving triton; do
       f="$OUT/maxtput-$sc-$sys.json"; [ -f "$f" ] && echo "$sys $(jq .max_throughput_rps "$f")"
@@ -105,7 +109,7 @@ if command -v gnuplot > /dev/null; then
     gnuplot <<GP
 set terminal pngcairo size 640,400
 set output "$OUT/maxtput-$sc.png"
-set title "$sc: max throughput at >= 99% good, 16 simulated GPUs"
+set title "$sc: max throughput at >= 99% good, 16 simulated devices"
 set ylabel "requests/s"; set style fill solid 0.6; set boxwidth 0.6; set yrange [0:*]; unset key
 plot "$OUT/.bars-$sc.dat" using 0:2:xtic(1) with boxes, "" using 0:2:(sprintf("%.0f",\$2)) with labels offset 0,1
 GP
@@ -116,14 +120,14 @@ GP
     gnuplot <<GP
 set terminal pngcairo size 640,400
 set output "$OUT/goodrate-$sc.png"
-set title "$sc: good rate vs offered load, 16 simulated GPUs"
+set title "$sc: good rate vs offered load, 16 simulated devices"
 set xlabel "offered requests/s"; set ylabel "good rate (%)"; set yrange [80:100.5]; set key bottom left
 set arrow from graph 0, first 99 to graph 1, first 99 nohead dt 2
 plot for [s in "nexus clipper tfserving triton"] "$OUT/.curve-$sc-".s.".dat" using 1:2 with linespoints title s
 GP
   done
   # Ablation bars.
-  for sc in traffic game; do
+  for sc in traffic game game-cpu traffic-cpu; do
     [ -f "$OUT/maxtput-$sc-nexus.json" ] || continue
     { echo "nexus $(jq .max_throughput_rps "$OUT/maxtput-$sc-nexus.json")"
       for ab in $(ablations_of $sc); do
@@ -133,7 +137,7 @@ GP
     gnuplot <<GP
 set terminal pngcairo size 800,400
 set output "$OUT/ablation-$sc.png"
-set title "$sc: Nexus with a feature off (-x) or paced, max throughput at >= 99% good (16 GPUs)"
+set title "$sc: Nexus with a feature off (-x) or paced, max throughput at >= 99% good (16 devices)"
 set ylabel "requests/s"; set style fill solid 0.6; set boxwidth 0.6; set yrange [0:*]; unset key
 plot "$OUT/.ablation-$sc.dat" using 0:2:xtic(1) with boxes, "" using 0:2:(sprintf("%.0f",\$2)) with labels offset 0,1
 GP

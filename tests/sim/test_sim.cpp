@@ -95,7 +95,8 @@ TEST_CASE("arrival traces: rates, spacing, determinism", "[sim][traffic]") {
 }
 
 TEST_CASE("shipped scenarios load and name their profile folders", "[sim][scenario]") {
-  for (const char* f : {"traffic", "traffic-rush-hour", "game", "clockwork-slo-sweep", "diurnal-100gpu", "cluster-1000gpu"}) {
+  for (const char* f : {"traffic", "traffic-rush-hour", "game", "clockwork-slo-sweep", "diurnal-100gpu", "cluster-1000gpu",
+                        "game-cpu", "traffic-cpu"}) {
     const Scenario sc = load_scenario(kRoot / "sim/scenarios" / (std::string(f) + ".json"));
     CHECK(sc.name == f);
     CHECK(std::filesystem::is_directory(sc.profile_dir));
@@ -112,6 +113,11 @@ TEST_CASE("shipped scenarios load and name their profile folders", "[sim][scenar
     if (rn) CHECK(m.prefix_fraction == Approx(0.98));
   }
   CHECK(with_prefix == 4);
+  // The CPU set's game runs the real LeNet (zoo "lenet") for the digits, not a stand-in.
+  const Scenario gc = load_scenario(kRoot / "sim/scenarios/game-cpu.json");
+  REQUIRE(gc.models.size() == g.models.size());
+  for (const auto& m : gc.models)
+    CHECK(m.profile.model() == (m.name.rfind("resnet50_", 0) == 0 ? "resnet50" : "lenet"));
   const Scenario t = load_scenario(kRoot / "sim/scenarios/traffic.json");
   CHECK(t.queries[0].stage_multipliers() == std::vector<double>{1.0, 1.0, 2.0});
   CHECK(t.queries[0].longest_path() == 2);
