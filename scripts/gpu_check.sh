@@ -24,6 +24,9 @@
 #                   bytes, the group's runner in place of the members' backends; host RSS) and
 #                   the Engine-served throughput rows; only the memory rows when time is short
 #                   (prefix-engine.jsonl)
+#     6d. profiles  tools/nexus-profile --device cuda --precision fp16: the simulator's H200 profile
+#                   set re-measured, LeNet first (game's digits; issue 11), if time is left
+#                   (profiles/*.json: commit them as sim/profiles/h200-<date>/)
 #     7. compile    torch.compile(reduce-overhead) ResNet-50 b1/b32, if time is left (pytorch_compile.json)
 #     8. report     summary.md + summary.json (scripts/gpu_report.py)
 #   Every step has its own timeout, so one hang costs only that step. Results go to
@@ -43,11 +46,11 @@ if [[ "${1:-}" == "--stage" ]]; then
   cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DNEXUS_WITH_CUDA=ON \
     -DNEXUS_CUDA_ARCHITECTURES=90 -DNEXUS_BUILD_EXAMPLES=OFF -DCMAKE_DISABLE_FIND_PACKAGE_OpenCV=ON \
     "${launcher[@]}" > /dev/null
-  cmake --build build-gpu -j"${JOBS:-2}" --target nexus_tests_cuda gpu_backend gpu_serving prefix
+  cmake --build build-gpu -j"${JOBS:-2}" --target nexus_tests_cuda gpu_backend gpu_serving prefix nexus-profile
   rm -rf .gpu
   mkdir -p .gpu/bin .gpu/lib .gpu/data/face-api/model
   cp build-gpu/tests/cuda/nexus_tests_cuda build-gpu/benchmarks/gpu_backend \
-     build-gpu/benchmarks/gpu_serving build-gpu/benchmarks/prefix .gpu/bin/
+     build-gpu/benchmarks/gpu_serving build-gpu/benchmarks/prefix build-gpu/tools/nexus-profile .gpu/bin/
   cp -L /usr/lib/x86_64-linux-gnu/libfmt.so.9 .gpu/lib/
   # Also linked by the binaries when this machine has them (the GPU machine does not): spdlog
   # (logging), and for the ONNX node tests of tests/cuda the ONNX protobuf libraries.
@@ -176,6 +179,20 @@ elif (($(left) > 60)); then
   log "prefix --memory-only rc=$?"
 else
   log "prefix engine skipped: $(left) s left"
+fi
+
+# 6d. the simulator's H200 profiles (issue 11), re-measured on the backend as it is now: LeNet
+#     (no H200 profile yet: game.json's digits use a stand-in) and the game/traffic models;
+#     --min-gain -1 times every sparse batch up to 64 (a dip no longer ends the search)
+if (($(left) > 90)); then
+  mkdir -p "$RES/profiles"
+  timeout "$(step_timeout 80)" .gpu/bin/nexus-profile --device cuda --precision fp16 \
+    --model lenet,resnet50,face_recognition,googlenet,ssd_mobilenet_v1_300,mobilenet_v1 \
+    --face-models .gpu/data/face-api/model --out "$RES/profiles" --max-batch 64 --min-gain -1 \
+    --search-repeats 3 --repeats 10 > "$RES/profiles.log" 2>&1
+  log "nexus-profile rc=$? ($(ls "$RES/profiles" | wc -l) profiles)"
+else
+  log "profiles skipped: $(left) s left"
 fi
 
 # 7. torch.compile (the next bar), only with time left

@@ -45,23 +45,18 @@
 #include "nexus/exec/cpu_backend.hpp"
 #include "nexus/exec/cuda_backend.hpp"
 #include "nexus/model/graph.hpp"
-#include "nexus/model/zoo/face_age_gender.hpp"
-#include "nexus/model/zoo/face_detector.hpp"
-#include "nexus/model/zoo/face_expression.hpp"
-#include "nexus/model/zoo/face_landmarks.hpp"
-#include "nexus/model/zoo/face_recognition.hpp"
 #include "nexus/model/zoo/standard.hpp"
 #include "nexus/profile/profiler.hpp"
 #include "nexus/runtime/engine.hpp"
 #include "nexus/sim/baselines.hpp"
 #include "nexus/sim/traffic.hpp"
 #include "nexus/version.hpp"
+#include "named_models.hpp"
 #ifdef NEXUS_WITH_ONNX
 #include "nexus/model/onnx.hpp"
 #endif
 
 namespace fs = std::filesystem;
-namespace zoo = nexus::model::zoo;
 using nexus::Duration;
 using nexus::TimePoint;
 using nexus::runtime::Engine;
@@ -175,18 +170,7 @@ std::shared_ptr<const nexus::model::Graph> load_graph(const Config& cfg) {
     throw nexus::Error("--onnx: this build has no ONNX import (install libonnx-dev libprotobuf-dev, rebuild)");
 #endif
   }
-  const std::string& n = cfg.model;
-  if (n == "face_recognition") return std::make_shared<G>(zoo::load_face_recognition_net(cfg.face_models));
-  if (n == "face_landmarks") return std::make_shared<G>(zoo::load_face_landmark68_net(cfg.face_models));
-  if (n == "face_expression") return std::make_shared<G>(zoo::load_face_expression_net(cfg.face_models));
-  if (n == "age_gender") return std::make_shared<G>(zoo::load_age_gender_net(cfg.face_models));
-  if (n == "face_detector") return std::make_shared<G>(zoo::FaceDetector::load(cfg.face_models).graph());
-  const auto standard = zoo::standard_model_names();
-  if (std::find(standard.begin(), standard.end(), n) == standard.end())
-    nexus::throw_error("--model '{}': unknown; expected one of face_recognition, face_landmarks, "
-                       "face_expression, age_gender, face_detector, {}",
-                       n, fmt::join(standard, ", "));
-  return std::make_shared<G>(zoo::standard_model(n));
+  return std::make_shared<G>(nexus::tools::load_named_model(cfg.model, cfg.face_models));
 }
 
 std::unique_ptr<nexus::Backend> make_backend(const Config& cfg) {
@@ -442,10 +426,8 @@ int main(int argc, char** argv) {
   try {
     const auto a = options.parse(argc, argv);
     if (a.count("help")) {
-      std::cout << options.help() << "\nmodels: face_recognition face_landmarks face_expression age_gender "
-                                     "face_detector";
-      for (const auto& n : zoo::standard_model_names()) std::cout << " " << n;
-      std::cout << "\n";
+      std::cout << options.help() << "\nmodels: " << fmt::format("{}", fmt::join(nexus::tools::named_model_names(), " "))
+                << "\n";
       return 0;
     }
     cfg.device = a["device"].as<std::string>();

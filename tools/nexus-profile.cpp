@@ -5,6 +5,10 @@
 //                 [--repeats R] [--batches sparse|all|1,2,4,...] [--min-gain G] [--search-repeats S]
 //                 [--face-models DIR]
 //   nexus-profile --onnx MODEL.onnx[,...] [--input-shape C,H,W] --out DIR [...]
+//   nexus-profile --device cuda --precision fp16 --model lenet,resnet50 --out DIR [...]
+//
+// --device cuda profiles on the CudaBackend of GPU 0 (a build with CUDA; --precision fp32|fp16,
+// files named MODEL@<gpu>-<precision>.json, as sim/profiles/h200-*); --threads is the CPU's.
 //
 // --onnx profiles ONNX models (model/onnx.hpp; the profile is named after the file's stem);
 // --input-shape gives the per-item input shape where the model's H, W are symbolic.
@@ -24,13 +28,10 @@
 
 #include "nexus/core/error.hpp"
 #include "nexus/exec/cpu_backend.hpp"
-#include "nexus/model/zoo/face_age_gender.hpp"
+#include "nexus/exec/cuda_backend.hpp"
 #include "nexus/model/zoo/face_detector.hpp"
-#include "nexus/model/zoo/face_expression.hpp"
-#include "nexus/model/zoo/face_landmarks.hpp"
-#include "nexus/model/zoo/face_recognition.hpp"
-#include "nexus/model/zoo/standard.hpp"
 #include "nexus/profile/profiler.hpp"
+#include "named_models.hpp"
 #ifdef NEXUS_WITH_ONNX
 #include "nexus/model/onnx.hpp"
 #endif
@@ -67,6 +68,8 @@ int main(int argc, char** argv) {
     ("onnx", "comma-separated ONNX model files", cxxopts::value<std::string>())
     ("input-shape", "ONNX: per-item input shape C,H,W (for symbolic dims)",
      cxxopts::value<std::string>()->default_value(""))
+    ("device", "cpu | cuda (GPU 0; needs a CUDA build)", cxxopts::value<std::string>()->default_value("cpu"))
+    ("precision", "cuda: fp32 | fp16", cxxopts::value<std::string>()->default_value("fp16"))
     ("face-models", "face-api model directory",
      cxxopts::value<std::string>()->default_value("data/face-api/model"))
     ("h,help", "show this help");
@@ -78,9 +81,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (args.count("help") || (!args.count("model") && !args.count("onnx")) || !args.count("out")) {
-    std::cerr << options.help() << "\nmodels: face_detector face_recognition face_landmarks "
-                 "face_expression age_gender";
-    for (const auto& n : zoo::standard_model_names()) std::cerr << " " << n;
+    std::cerr << options.help() << "\nmodels:";
+    for (const auto& n : nexus::tools::named_model_names()) std::cerr << " " << n;
     std::cerr << "\n";
     return args.count("help") ? 0 : 2;
   }
@@ -97,8 +99,24 @@ int main(int argc, char** argv) {
       for (const auto& b : split(batches)) po.batches.push_back(std::stoi(b));
     }
     const int threads = args["threads"].as<int>();
-    nexus::Profiler profiler(
-        [threads] { return std::make_unique<nexus::CpuBackend>(nexus::CpuBackendOptions{threads}); }, po);
+    const std::string device = args["device"].as<std::string>();
+    const std::string precision = args["precision"].as<std::string>();
+    if (device != "cpu" && device != "cuda") {
+      std::cerr << "nexus-profile: --device '" << device << "': expected cpu or cuda\n";
+      return 2;
+    }
+    if (precision != "fp32" && precision != "fp16") {
+      std::cerr << "nexus-profile: --precision '" << precision << "': expected fp32 or fp16\n";
+      return 2;
+    }
+    nexus::CudaBackendOptions cuda_options;
+    cuda_options.precision = precision == "fp16" ? nexus::CudaPrecision::kFloat16 : nexus::CudaPrecision::kFloat32;
+    // The face detector's pre/post-processing needs real outputs: a backend of the same kind.
+    auto make_backend = [device, threads, cuda_options]() -> std::unique_ptr<nexus::Backend> {
+      if (device == "cuda") return nexus::make_cuda_backend(cuda_options);
+      return std::make_unique<nexus::CpuBackend>(nexus::CpuBackendOptions{threads});
+    };
+    nexus::Profiler profiler(make_backend, po);
     const fs::path out = args["out"].as<std::string>();
     fs::create_directories(out);
     const fs::path face_dir = args["face-models"].as<std::string>();
@@ -132,23 +150,15 @@ int main(int argc, char** argv) {
         const auto det = zoo::FaceDetector::load(face_dir);
         zoo::Image image(640, 480);
         for (std::size_t i = 0; i < image.rgb.size(); ++i) image.rgb[i] = static_cast<std::uint8_t>(i * 7);
-        nexus::CpuBackend backend(nexus::CpuBackendOptions{threads});
-        backend.load(det.graph(), 1);
+        const auto backend = make_backend();
+        backend->load(det.graph(), 1);
         const auto outputs =  // real outputs to post-process
-            backend.run({det.preprocess(image).reshape(nexus::Shape({1, 3, 512, 512}))});
+            backend->run({det.preprocess(image).reshape(nexus::Shape({1, 3, 512, 512}))});
         profile = profiler.profile(
             det.graph(), name, [&] { (void)det.preprocess(image); },
             [&] { (void)det.postprocess(outputs, 0, image.width, image.height); });
-      } else if (name == "face_recognition") {
-        profile = profiler.profile(zoo::load_face_recognition_net(face_dir), name);
-      } else if (name == "face_landmarks") {
-        profile = profiler.profile(zoo::load_face_landmark68_net(face_dir), name);
-      } else if (name == "face_expression") {
-        profile = profiler.profile(zoo::load_face_expression_net(face_dir), name);
-      } else if (name == "age_gender") {
-        profile = profiler.profile(zoo::load_age_gender_net(face_dir), name);
       } else {
-        profile = profiler.profile(zoo::standard_model(name), name);
+        profile = profiler.profile(nexus::tools::load_named_model(name, face_dir), name);
       }
       const fs::path file = out / (name + "@" + profile.device() + ".json");
       profile.save(file);

@@ -1,0 +1,36 @@
+# nexus-profile as a user runs it: LeNet on the CpuBackend into a ModelStore folder (the file
+# is a BatchProfile the library loads back; timings are this machine's, so only their sanity is
+# checked), then bad input: exit 2 for a bad flag, 1 for an unknown model or a missing device.
+file(REMOVE_RECURSE ${OUT})
+execute_process(COMMAND ${PROFILE} --model lenet --out ${OUT} --max-batch 4 --threads 1 --min-gain -1
+                RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "nexus-profile failed (${rc}): ${out}${err}")
+endif()
+if(NOT EXISTS ${OUT}/lenet@cpu.json)
+  message(FATAL_ERROR "nexus-profile wrote no ${OUT}/lenet@cpu.json: ${out}")
+endif()
+file(READ ${OUT}/lenet@cpu.json json)
+string(JSON model GET "${json}" model)
+string(JSON nb LENGTH "${json}" batch)
+string(JSON last GET "${json}" batch 3)
+string(JSON l1 GET "${json}" latency_us 0)
+# --min-gain -1: the search runs to --max-batch whatever the timings, so b = 1..4 are all there.
+if(NOT model STREQUAL "lenet" OR NOT nb EQUAL 4 OR NOT last EQUAL 4 OR NOT l1 GREATER 0)
+  message(FATAL_ERROR "lenet@cpu.json: model '${model}', ${nb} batches (last ${last}), l(1) = ${l1}: ${json}")
+endif()
+
+function(expect_bad expect_rc pattern)
+  execute_process(COMMAND ${PROFILE} ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL ${expect_rc})
+    message(FATAL_ERROR "nexus-profile ${ARGN}: exit ${rc}, expected ${expect_rc}: ${err}")
+  endif()
+  string(FIND "${err}" "${pattern}" at)
+  if(at EQUAL -1)
+    message(FATAL_ERROR "nexus-profile ${ARGN}: message lacks '${pattern}': ${err}")
+  endif()
+endfunction()
+expect_bad(2 "--device 'tpu': expected cpu or cuda" --model lenet --out ${OUT} --device tpu)
+expect_bad(2 "--precision 'int8': expected fp32 or fp16" --model lenet --out ${OUT} --precision int8)
+expect_bad(1 "model 'alexnet': unknown; expected one of face_detector" --model alexnet --out ${OUT})
+expect_bad(1 "min_gain must be >= -1" --model lenet --out ${OUT} --min-gain -2)
