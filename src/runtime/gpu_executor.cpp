@@ -202,6 +202,26 @@ bool Executor::take_in(int ns) {
   return work;
 }
 
+std::size_t Executor::decide(Slot& s, int idx, TimePoint now, std::vector<QueryResult>& done) {
+  const SessionState* ss = eng_.sessions_[static_cast<std::size_t>(idx)].load();
+  const ModelState& m = eng_.model(ss->model);
+  s.wait_until.reset();
+  const auto d = s.policy->decide(DequeView(s.queue), now, m.plan_latency, s.target_batch);
+  for (std::size_t i = 0; i < d.drop; ++i) {
+    Item it = std::move(s.queue.front());
+    s.queue.pop_front();
+    s.queued.fetch_sub(1, std::memory_order_acq_rel);
+    eng_.end_item(it, RequestStatus::kDropped, Reason::kDeadline,
+                  "dropped by the batch policy: cannot finish by its deadline", &done);
+  }
+  if (d.take > 0) {
+    eng_.flush(done);
+    return d.take;
+  }
+  s.wait_until = d.wait_until;
+  return 0;
+}
+
 bool Executor::step(TimePoint now) {
   apply_pending_plan();
   const int ns = num_slots_.load(std::memory_order_acquire);
@@ -226,24 +246,11 @@ bool Executor::step(TimePoint now) {
     }
     Slot* s = slot(idx);
     if (!s || !s->active || s->queue.empty()) continue;
-    const SessionState* ss = eng_.sessions_[static_cast<std::size_t>(idx)].load();
-    const ModelState& m = eng_.model(ss->model);
-    s->wait_until.reset();
-    const auto d = s->policy->decide(DequeView(s->queue), now, m.plan_latency, s->target_batch);
-    for (std::size_t i = 0; i < d.drop; ++i) {
-      Item it = std::move(s->queue.front());
-      s->queue.pop_front();
-      s->queued.fetch_sub(1, std::memory_order_acq_rel);
-      eng_.end_item(it, RequestStatus::kDropped, Reason::kDeadline,
-                    "dropped by the batch policy: cannot finish by its deadline", &done);
-    }
-    if (d.take > 0) {
-      eng_.flush(done);
+    if (const std::size_t take = decide(*s, idx, now, done); take > 0) {
       if (cycle_pos_ >= order_.size()) in_cycle_ = false;
-      run_batch(*s, d.take, now);
+      run_batch(*s, take, now);
       return true;
     }
-    s->wait_until = d.wait_until;
   }
   in_cycle_ = false;
   eng_.flush(done);
@@ -692,23 +699,7 @@ void Executor::concurrent_sim_step(TimePoint now) {
   for (const int idx : order_) {
     Slot* s = slot(idx);
     if (!s || !s->active || s->running || s->queue.empty()) continue;
-    const SessionState* ss = eng_.sessions_[static_cast<std::size_t>(idx)].load();
-    const ModelState& m = eng_.model(ss->model);
-    s->wait_until.reset();
-    const auto d = s->policy->decide(DequeView(s->queue), now, m.plan_latency, s->target_batch);
-    for (std::size_t i = 0; i < d.drop; ++i) {
-      Item it = std::move(s->queue.front());
-      s->queue.pop_front();
-      s->queued.fetch_sub(1, std::memory_order_acq_rel);
-      eng_.end_item(it, RequestStatus::kDropped, Reason::kDeadline,
-                    "dropped by the batch policy: cannot finish by its deadline", &done_);
-    }
-    if (d.take > 0) {
-      eng_.flush(done_);
-      run_batch(*s, d.take, now);
-      continue;
-    }
-    s->wait_until = d.wait_until;
+    if (const std::size_t take = decide(*s, idx, now, done_); take > 0) run_batch(*s, take, now);
   }
   eng_.flush(done_);
 }

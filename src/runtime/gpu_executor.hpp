@@ -122,6 +122,9 @@ class Executor {
   /// Takes in every slot's inbox and re-routes the items of sessions not served here; returns
   /// true when an active session has queued work.
   bool take_in(int num_slots);
+  /// The session's batch policy on its queue: ends the items it drops (into `done`) and returns
+  /// how many to run now, or 0 (then slot.wait_until says when to look again, if set).
+  std::size_t decide(Slot& slot, int session, TimePoint now, std::vector<QueryResult>& done);
   void run_batch(Slot& slot, std::size_t take, TimePoint now);
   struct GroupState {
     Schedule::Group def;
