@@ -205,6 +205,19 @@ std::vector<MetricFamily> collect(const runtime::Engine& engine) {
     for (std::size_t i = 0; i < devices.size(); ++i) Families::sample(f, {{"device", devices[i].name}}, planned[i]);
   }
   {
+    auto& f = fs.family("nexus_model_device_bytes",
+                        "Device bytes of a model's own backends, summed over devices (0 where a prefix "
+                        "group's runner serves it: those are in nexus_prefix_group_device_bytes).",
+                        MetricType::Gauge);
+    for (const auto& [name, m] : st.models) Families::sample(f, {{"model", name}}, double(m.device_bytes));
+  }
+  {
+    auto& f = fs.family("nexus_model_load_seconds",
+                        "Wall time of loading and preparing a model's own backends (re-loads included).",
+                        MetricType::Gauge);
+    for (const auto& [name, m] : st.models) Families::sample(f, {{"model", name}}, m.load_seconds);
+  }
+  {
     // Prefix groups (paper §6.3): members, shared weights, merged batches.
     auto& f = fs.family("nexus_prefix_group_members", "Member models of a prefix group (1 per member).",
                         MetricType::Gauge);
@@ -216,6 +229,13 @@ std::vector<MetricFamily> collect(const runtime::Engine& engine) {
                         "Weight bytes of a prefix group's shared prefix, held once.", MetricType::Gauge);
     for (const auto& [key, g] : st.prefix_groups)
       Families::sample(f, {{"group", key}}, double(g.shared_weight_bytes));
+  }
+  {
+    auto& f = fs.family("nexus_prefix_group_device_bytes",
+                        "Device bytes of a prefix group's runners (the prefix once plus every suffix), "
+                        "summed over devices.",
+                        MetricType::Gauge);
+    for (const auto& [key, g] : st.prefix_groups) Families::sample(f, {{"group", key}}, double(g.device_bytes));
   }
   {
     auto& f = fs.family("nexus_prefix_group_batches_total", "Merged batches a prefix group ran.",

@@ -17,6 +17,8 @@
 #include <thread>
 
 #include "nexus/core/error.hpp"
+#include "nexus/model/zoo/standard.hpp"
+#include "nexus/model/zoo/variants.hpp"
 #include "nexus/observe/http_exporter.hpp"
 #include "sim_helpers.hpp"
 
@@ -246,6 +248,31 @@ TEST_CASE("observe: prefix groups are in the exposition (members, batches, merge
   CHECK(sample(text, "nexus_prefix_group_batch_size_count{group=\"backbone\"}") == double(g.batches));
   CHECK(sample(text, "nexus_prefix_group_batch_size_sum{group=\"backbone\"}") == double(g.items));
   CHECK(sample(text, "nexus_prefix_group_batch_size_bucket{group=\"backbone\",le=\"+Inf\"}") == double(g.batches));
+}
+
+TEST_CASE("observe: device bytes of models and prefix groups are in the exposition", "[observe][prefix]") {
+  // Two LeNet variants (new FC heads on one backbone) form a group whose runner holds the
+  // backbone once; a third LeNet with other weights is served by its own backend.
+  Engine e({.devices = "cpu", .cpu_workers = 1, .epoch = 0us});
+  const model::Graph base = model::zoo::lenet(1);
+  std::vector<std::shared_ptr<const model::Graph>> graphs;
+  for (int i = 0; i < 2; ++i)
+    graphs.push_back(std::make_shared<const model::Graph>(
+        model::zoo::with_new_head(base, 100 + static_cast<std::uint64_t>(i), 0, "v" + std::to_string(i))));
+  graphs.push_back(std::make_shared<const model::Graph>(model::zoo::lenet(7)));
+  for (const auto& g : graphs)
+    e.load_model({.name = g->name(), .profile = linear_profile(g->name(), 100, 200, 4), .graph = g});
+  const auto st = e.stats();
+  REQUIRE(st.prefix_groups.size() == 1);
+  const auto& [key, group] = *st.prefix_groups.begin();
+  REQUIRE(group.members.size() == 2);
+  REQUIRE(group.device_bytes > 0);
+  REQUIRE(st.models.at("lenet").device_bytes > 0);
+  const std::string text = observe::metrics_text(e);
+  CHECK(sample(text, "nexus_prefix_group_device_bytes{group=\"" + key + "\"}") == double(group.device_bytes));
+  CHECK(sample(text, "nexus_model_device_bytes{model=\"v0\"}") == 0.0);  // the runner serves it
+  CHECK(sample(text, "nexus_model_device_bytes{model=\"lenet\"}") == double(st.models.at("lenet").device_bytes));
+  CHECK(sample(text, "nexus_model_load_seconds{model=\"lenet\"}") > 0.0);
 }
 
 TEST_CASE("observe: a bad or busy address is a nexus::Error naming it", "[observe]") {
