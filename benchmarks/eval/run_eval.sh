@@ -3,7 +3,9 @@
 # and writes JSON + PNG plots (gnuplot) into OUT (default benchmarks/results/sim).
 #
 #   benchmarks/eval/run_eval.sh [BUILD_DIR] [OUT] [PARTS]
-#   PARTS: any of maxtput ablation clockwork diurnal speed (default: all), comma separated.
+#   PARTS: any of maxtput ablation clockwork diurnal speed micro (default: all), comma separated.
+#   micro: the paper's micro-benchmarks (Figs. 9, 14, 15) on one simulated GPU, benchmarks/eval/micro.sh
+#   (NEXUS_MICRO_SEEDS, default 1 2 3); writes OUT/micro-*.
 #   NEXUS_EVAL_SCENARIOS: the scenarios of maxtput and ablation (default: all of them below;
 #   the H200 set, then the CPU set sim/profiles/cpu-2core-2026-11-30).
 #
@@ -12,7 +14,7 @@
 set -euo pipefail
 BUILD=${1:-build}
 OUT=${2:-benchmarks/results/sim}
-PARTS=${3:-maxtput,ablation,clockwork,diurnal,speed}
+PARTS=${3:-maxtput,ablation,clockwork,diurnal,speed,micro}
 SIM="$BUILD/tools/nexus-sim"
 DUR=${NEXUS_EVAL_DURATION:-10}
 mkdir -p "$OUT"
@@ -83,6 +85,9 @@ if has speed; then
     say "speed: 1000 GPUs, 12 s (run $rep of 3)"
     run_speed 1000 12
   done
+fi
+if has micro; then
+  bash "$(dirname "$0")/micro.sh" "$SIM" "$OUT"
 fi
 
 # ---- summary and plots ---------------------------------------------------------------------
