@@ -3,9 +3,12 @@
 # and writes JSON + PNG plots (gnuplot) into OUT (default benchmarks/results/sim).
 #
 #   benchmarks/eval/run_eval.sh [BUILD_DIR] [OUT] [PARTS]
-#   PARTS: any of maxtput ablation clockwork diurnal speed micro (default: all), comma separated.
+#   PARTS: any of maxtput ablation clockwork diurnal speed micro qa (default: all), comma separated.
 #   micro: the paper's micro-benchmarks (Figs. 9, 14, 15) on one simulated GPU, benchmarks/eval/micro.sh
 #   (NEXUS_MICRO_SEEDS, default 1 2 3); writes OUT/micro-*.
+#   qa: the micro-benchmarks of paper Figs. 17 (query DP vs even split, CPU set, 8 devices) and
+#   16 (squishy vs batch-oblivious, H200 set, 16 GPUs), seeds 1-3 (NEXUS_QA_SEEDS): writes
+#   qa-fig17.json, squishy-fig16.json and their PNGs (docs/evaluation.md, "Micro-benchmarks").
 #   NEXUS_EVAL_SCENARIOS: the scenarios of maxtput and ablation (default: all of them below;
 #   the H200 set, then the CPU set sim/profiles/cpu-2core-2026-11-30).
 #
@@ -14,7 +17,7 @@
 set -euo pipefail
 BUILD=${1:-build}
 OUT=${2:-benchmarks/results/sim}
-PARTS=${3:-maxtput,ablation,clockwork,diurnal,speed,micro}
+PARTS=${3:-maxtput,ablation,clockwork,diurnal,speed,micro,qa}
 SIM="$BUILD/tools/nexus-sim"
 DUR=${NEXUS_EVAL_DURATION:-10}
 mkdir -p "$OUT"
@@ -61,6 +64,73 @@ if has diurnal; then
   say "diurnal: 100 GPUs, nexus"
   "$SIM" --workload sim/scenarios/diurnal-100gpu.json --gpus 100 --system nexus --sample 10 --quiet \
     > "$OUT/diurnal-100gpu-nexus.json"
+fi
+if has qa; then
+  # Paper Fig. 17 (query analysis): X = ResNet-50 -> Y = face recognizer on the CPU set, fan-out
+  # gamma in {0.1, 1, 10}, whole-query SLO 300/400/500 ms; Nexus (QueryPlanner DP) against
+  # --ablate query_dp (even split), 8 devices. Paper Fig. 16 (squishy scheduling): five mixes on
+  # the H200 set (sim/scenarios/gen_squishy_mixes.py), Nexus against --ablate squishy
+  # (batch-oblivious allocator), 16 GPUs. Each run's scenario duration; one run at a time.
+  QA_SEEDS=${NEXUS_QA_SEEDS:-1 2 3}
+  qa_run() {  # scenario gpus seed ablate(or none) -> one compact JSON line
+    local ab=(); [ "$4" != none ] && ab=(--ablate "$4")
+    "$SIM" --workload "sim/scenarios/$1.json" --gpus "$2" --system nexus "${ab[@]}" --seed "$3" \
+      --find-max-throughput --quiet |
+      jq -c '{scenario, system, ablate, gpus, seed, max_throughput_rps, good_rate, p99_latency_ms,
+              gpus_used_avg, lower_bound_gpus, profiles, duration_s,
+              sessions: (.sessions | map_values({budget_ms, gpus_planned, planned_batch_max, mean_batch}))}'
+  }
+  : > "$OUT/.qa-fig17.jsonl"
+  for g in 0.1 1 10; do for slo in 300 400 500; do for seed in $QA_SEEDS; do
+    for ab in none query_dp; do
+      say "qa fig17: gamma $g, SLO $slo ms, seed $seed, ablate $ab (8 devices)"
+      qa_run "qa-fig17-g$g-slo$slo" 8 "$seed" "$ab" |
+        jq -c --argjson g "$g" --argjson slo "$slo" '. + {gamma: $g, slo_ms: $slo}' >> "$OUT/.qa-fig17.jsonl"
+    done
+  done; done; done
+  jq -s '{figure: "paper Fig. 17: query analysis (QueryPlanner DP vs even split)",
+          machine: "shared 2-core x86_64 box, no GPU (virtual time)",
+          command: "benchmarks/eval/run_eval.sh build benchmarks/results/sim qa", runs: .}' \
+    "$OUT/.qa-fig17.jsonl" > "$OUT/qa-fig17.json"
+  : > "$OUT/.squishy-fig16.jsonl"
+  for mix in fixed slos rates zipf models; do for seed in $QA_SEEDS; do for ab in none squishy; do
+    say "qa fig16: mix $mix, seed $seed, ablate $ab (16 GPUs)"
+    qa_run "squishy-$mix" 16 "$seed" "$ab" | jq -c --arg m "$mix" '. + {mix: $m}' >> "$OUT/.squishy-fig16.jsonl"
+  done; done; done
+  jq -s '{figure: "paper Fig. 16: squishy scheduling vs the batch-oblivious allocator",
+          machine: "shared 2-core x86_64 box, no GPU (virtual time)",
+          command: "benchmarks/eval/run_eval.sh build benchmarks/results/sim qa", runs: .}' \
+    "$OUT/.squishy-fig16.jsonl" > "$OUT/squishy-fig16.json"
+  # Ratios (Nexus / ablated, same seed), then the median and range over the seeds.
+  ratios='[.runs | group_by(KEY + [.seed])[] | {key: (.[0] | KEY), r: ((map(select(.ablate == "none"))[0].max_throughput_rps) / (map(select(.ablate != "none"))[0].max_throughput_rps))}]
+          | group_by(.key)[] | (map(.r) | sort) as $r | {key: .[0].key, median: $r[(($r | length) / 2 | floor)], min: $r[0], max: $r[-1]}'
+  jq -r "${ratios//KEY/[.gamma, .slo_ms]}"' | "\(.key[0]) \(.key[1]) \(.median) \(.min) \(.max)"' "$OUT/qa-fig17.json" > "$OUT/.qa-fig17.dat"
+  # In the paper's order, with the paper's ratio where the notes give one (fixed 1.11, Zipf 1.64).
+  jq -r '["fixed", "slos", "rates", "zipf", "models"] as $o | {fixed: 1.11, zipf: 1.64} as $p
+         | ['"${ratios//KEY/[.mix]}"'] | sort_by(.key[0] as $m | $o | index($m))[]
+         | "\(.key[0]) \(.median) \(.min) \(.max) \($p[.key[0]] // "NaN")"' "$OUT/squishy-fig16.json" > "$OUT/.squishy-fig16.dat"
+  if command -v gnuplot > /dev/null; then
+    for slo in 300 400 500; do awk -v s=$slo '$2 == s' "$OUT/.qa-fig17.dat" > "$OUT/.qa-fig17-$slo.dat"; done
+    gnuplot <<GP
+set terminal pngcairo size 720,420
+set output "$OUT/qa-fig17.png"
+set title "Fig. 17: query DP vs even split, ResNet-50 -> face rec. (CPU set, 8 devices)\nmax throughput ratio at >= 99% good, median of seeds (bars: min-max)"
+set ylabel "DP / even split"; set xlabel "fan-out gamma"; set yrange [0.8:*]; set key top right
+set style data histogram; set style histogram errorbars gap 1 lw 1; set style fill solid 0.6
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
+set label "paper: 1.13-1.55, largest at gamma 10 and 300 ms" at graph 0.02, graph 0.95
+plot "$OUT/.qa-fig17-300.dat" using 3:4:5:xtic(1) title "SLO 300 ms", "$OUT/.qa-fig17-400.dat" using 3:4:5 title "400 ms", "$OUT/.qa-fig17-500.dat" using 3:4:5 title "500 ms"
+GP
+    gnuplot <<GP
+set terminal pngcairo size 720,420
+set output "$OUT/squishy-fig16.png"
+set title "Fig. 16: squishy packing vs batch-oblivious allocator (H200 set, 16 GPUs)\nmax throughput ratio at >= 99% good, median of seeds (bars: min-max)"
+set ylabel "squishy / batch-oblivious"; set yrange [0:*]; set key top left
+set style data histogram; set style histogram errorbars gap 1 lw 1; set style fill solid 0.6
+set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
+plot "$OUT/.squishy-fig16.dat" using 2:3:4:xtic(1) title "ours (median of seeds)", "" using 5:5:5 title "paper (fixed, Zipf)"
+GP
+  fi
 fi
 if has speed; then
   : > "$OUT/speed.jsonl"
