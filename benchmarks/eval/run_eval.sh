@@ -131,6 +131,8 @@ set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
 plot "$OUT/.squishy-fig16.dat" using 2:3:4:xtic(1) title "ours (median of seeds)", "" using 5:5:5 title "paper (fixed, Zipf)"
 GP
   fi
+  cat "$OUT/.qa-fig17.dat" "$OUT/.squishy-fig16.dat" >&2  # ratio: median min max (the docs' table)
+  rm -f "$OUT"/.qa-fig17*.dat "$OUT"/.qa-fig17.jsonl "$OUT"/.squishy-fig16.dat "$OUT"/.squishy-fig16.jsonl
 fi
 if has speed; then
   : > "$OUT/speed.jsonl"
