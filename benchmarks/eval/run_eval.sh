@@ -114,11 +114,10 @@ if has qa; then
     gnuplot <<GP
 set terminal pngcairo size 720,420
 set output "$OUT/qa-fig17.png"
-set title "Fig. 17: query DP vs even split, ResNet-50 -> face rec. (CPU set, 8 devices)\nmax throughput ratio at >= 99% good, median of seeds (bars: min-max)"
+set title "Fig. 17: query DP vs even split, ResNet-50 -> face rec. (CPU set, 8 devices)\nmax throughput ratio at >= 99% good, median of seeds (bars: min-max)\npaper: 1.13-1.55, largest at gamma 10, 300 ms"
 set ylabel "DP / even split"; set xlabel "fan-out gamma"; set yrange [0.8:*]; set key top right
 set style data histogram; set style histogram errorbars gap 1 lw 1; set style fill solid 0.6
 set arrow from graph 0, first 1 to graph 1, first 1 nohead dt 2
-set label "paper: 1.13-1.55, largest at gamma 10 and 300 ms" at graph 0.02, graph 0.95
 plot "$OUT/.qa-fig17-300.dat" using 3:4:5:xtic(1) title "SLO 300 ms", "$OUT/.qa-fig17-400.dat" using 3:4:5 title "400 ms", "$OUT/.qa-fig17-500.dat" using 3:4:5 title "500 ms"
 GP
     gnuplot <<GP
