@@ -340,45 +340,12 @@ void Engine::Impl::unload_model(const std::string& name) {
 // ---------------------------------------------------------------------------------------------
 // Prefix groups (paper §6.3; docs/prefix_batching.md)
 
-namespace {
-
-// `p` with ℓ(b) and its std scaled by `lat`, m(b) by `mem`, for b <= max_batch; pre/post-processing
-// kept (the prefix: members take the same inputs) or dropped (a suffix).
-BatchProfile scaled_profile(const BatchProfile& p, const std::string& name, double lat, double mem,
-                            bool keep_pre_post, int max_batch) {
-  std::vector<int> batches;
-  std::vector<double> mean, sd;
-  std::vector<std::size_t> bytes;
-  for (int b : p.batches()) {
-    if (b > max_batch) break;
-    batches.push_back(b);
-    mean.push_back(std::max(1e-3, lat * double(p.mean_latency(b).count())));
-    sd.push_back(lat * double(p.latency_std(b).count()));
-    bytes.push_back(static_cast<std::size_t>(mem * double(p.memory(b))));
-  }
-  if (batches.empty() || batches.back() < max_batch) {  // sparse profile: the ends interpolated
-    batches.push_back(max_batch);
-    mean.push_back(std::max(1e-3, lat * double(p.mean_latency(max_batch).count())));
-    sd.push_back(lat * double(p.latency_std(max_batch).count()));
-    bytes.push_back(static_cast<std::size_t>(mem * double(p.memory(max_batch))));
-  }
-  const double factor = p.latency_model().factor > 0 ? p.latency_model().factor : 1.0;
-  return BatchProfile(name, p.device(), batches, mean, sd, bytes,
-                      keep_pre_post ? double(p.preprocess().count()) / factor : 0.0,
-                      keep_pre_post ? double(p.postprocess().count()) / factor : 0.0, p.latency_model());
-}
-
-}  // namespace
-
 std::shared_ptr<const PrefixGroupRuntime> Engine::Impl::build_group(std::string key, bool declared,
                                                                     std::vector<int> models) {
   auto rt = std::make_shared<PrefixGroupRuntime>();
   rt->key = std::move(key);
-  rt->session_id = "prefix:" + rt->key;
   rt->declared = declared;
   rt->models = std::move(models);
-  rt->max_batch = std::numeric_limits<int>::max();
-  for (int i : rt->models) rt->max_batch = std::min(rt->max_batch, model(i).max_batch);
   // Each member's share of its ℓ(b) and m(b) that is prefix. Declared: the application's
   // fraction. Hashed graphs: an estimate from the graphs — ℓ split by the share of per-item MACs
   // in the prefix, m(b) by the share of weight bytes (nexus::Profiler can measure the prefix and
@@ -425,13 +392,14 @@ std::shared_ptr<const PrefixGroupRuntime> Engine::Impl::build_group(std::string 
       mem_share.push_back(model(i).spec.declared_prefix.fraction);
     }
   }
-  const ModelState& first = model(rt->models[0]);
-  rt->prefix = scaled_profile(first.spec.profile, rt->session_id, lat_share[0], mem_share[0], true, rt->max_batch);
+  // The prefix and suffix profiles (member 0's profile × its shares; each member's × the rest),
+  // up to the members' smallest max batch.
+  std::vector<PrefixSplit> split;
   for (std::size_t k = 0; k < rt->models.size(); ++k) {
     const ModelState& mk = model(rt->models[k]);
-    rt->suffixes.push_back(scaled_profile(mk.spec.profile, mk.spec.name + "/suffix", 1.0 - lat_share[k],
-                                          1.0 - mem_share[k], false, rt->max_batch));
+    split.push_back({mk.spec.name, mk.spec.profile, lat_share[k], mem_share[k], mk.max_batch});
   }
+  static_cast<PrefixGroupProfiles&>(*rt) = split_prefix_group("prefix:" + rt->key, split);
   std::uint64_t key_hash = 1469598103934665603ULL;
   for (char c : rt->key) key_hash = (key_hash ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
   rt->runners.resize(devices_.size());
@@ -533,13 +501,14 @@ bool Engine::Impl::regroup() {
       find_or_build(fmt::format("prefix-{:016x}", h), false, std::move(models));
     }
     // Declared (models without a graph): one group per key with two or more members.
-    std::map<std::string, std::vector<int>> declared;
+    std::vector<DeclaredPrefix> declared;
     for (const auto& m : model_store_)
-      if (!m->unloaded && !m->spec.graph && !m->spec.declared_prefix.key.empty() &&
-          m->spec.declared_prefix.fraction > 0)
-        declared[m->spec.declared_prefix.key].push_back(m->index);
-    for (auto& [key, models] : declared)
-      if (models.size() >= 2) find_or_build(key, true, std::move(models));
+      declared.push_back(!m->unloaded && !m->spec.graph ? m->spec.declared_prefix : DeclaredPrefix{});
+    for (auto& [key, members] : declared_prefix_groups(declared)) {
+      std::vector<int> models;
+      for (std::size_t i : members) models.push_back(model_store_[i]->index);
+      find_or_build(key, true, std::move(models));
+    }
   }
   const bool changed = next != groups_;
   // Members' own backends (issue #12: shared weights held once). On a device where a group's
@@ -600,45 +569,9 @@ std::shared_ptr<const PrefixGroupRuntime> Engine::Impl::runner_group(int mi, int
 
 Engine::Impl::GroupedSessions Engine::Impl::group_sessions(const std::vector<Session>& sessions,
                                                            std::map<std::string, BatchProfile>& profiles) const {
-  GroupedSessions out;
-  std::vector<int> group_of(sessions.size(), -1);
-  std::vector<std::vector<PrefixGroupMember>> members(groups_.size());
-  for (std::size_t i = 0; i < sessions.size(); ++i) {
-    auto mi = model_index_.find(sessions[i].model);
-    if (mi == model_index_.end()) continue;
-    for (std::size_t g = 0; g < groups_.size(); ++g)
-      if (const int m = groups_[g]->member_of(mi->second); m >= 0) {
-        group_of[i] = static_cast<int>(g);
-        members[g].push_back({sessions[i], groups_[g]->suffixes[static_cast<std::size_t>(m)]});
-        break;
-      }
-  }
-  std::vector<bool> emitted(groups_.size(), false);
-  for (std::size_t i = 0; i < sessions.size(); ++i) {
-    const int g = group_of[i];
-    if (g < 0 || members[static_cast<std::size_t>(g)].size() < 2) {
-      out.sessions.push_back(sessions[i]);
-      continue;
-    }
-    if (emitted[static_cast<std::size_t>(g)]) continue;
-    emitted[static_cast<std::size_t>(g)] = true;
-    const PrefixGroupRuntime& rt = *groups_[static_cast<std::size_t>(g)];
-    const auto& ms = members[static_cast<std::size_t>(g)];
-    // One session: the members' total rate, the tightest member SLO (a member with a looser SLO
-    // is served as if it had the tightest), ℓ_group(B) = ℓ_prefix(B) + Σ ℓ_suffix_k(n_k(B)).
-    Session s = group_session(rt.session_id, rt.session_id, ms);
-    s.priority = ms[0].session.priority;
-    s.group = ms[0].session.group;
-    for (const auto& x : ms) {
-      s.priority = std::max(s.priority, x.session.priority);
-      if (x.session.group != s.group) s.group.clear();  // members of several queries: alone
-    }
-    profiles[rt.session_id] = group_profile(rt.session_id, rt.prefix, ms);
-    auto& list = out.members[rt.session_id];
-    for (const auto& x : ms) list.push_back(x.session);
-    out.sessions.push_back(std::move(s));
-  }
-  return out;
+  std::vector<const PrefixGroupProfiles*> groups;
+  for (const auto& g : groups_) groups.push_back(g.get());
+  return merge_prefix_groups(sessions, groups, profiles);
 }
 
 void Engine::Impl::expand_groups(Plan& plan, const GroupedSessions& grouped) {

@@ -112,15 +112,13 @@ struct PrefixGroupCounters {
 
 /// A formed prefix group (paper §6.3): published immutable (shared_ptr) to the executors with
 /// their schedule; each device's merged-execution parts are used by that device's executor only.
-struct PrefixGroupRuntime {
+// The planning parts (PrefixGroupProfiles: session_id, member_models, max_batch, prefix and
+// suffix profiles) come from split_prefix_group (schedule/prefix_group.hpp).
+struct PrefixGroupRuntime : PrefixGroupProfiles {
   std::string key;            // declared key, or "prefix-<hash>"
-  std::string session_id;     // the group session's id (and its model name in the planner)
   bool declared = false;
   std::vector<int> models;    // member model indices; runner member m = models[m]
-  int max_batch = 1;          // min over the members
   std::size_t shared_weight_bytes = 0, weights_bytes = 0, unshared_weights_bytes = 0;
-  BatchProfile prefix;                 // ℓ_prefix(b)
-  std::vector<BatchProfile> suffixes;  // ℓ_suffix_m(b), per member model
   /// Per device: the merged runner (graph groups on cpu/cuda devices), or null.
   std::vector<std::unique_ptr<PrefixRunner>> runners;
   std::vector<std::size_t> device_bytes;  // per device: the runner's PrefixRunner::device_bytes
@@ -293,10 +291,7 @@ class Engine::Impl {
   std::shared_ptr<const PrefixGroupRuntime> runner_group(int mi, int d) const;
   /// Sessions → the planner's sessions: the sessions of each prefix group's members (two or
   /// more) become one group session; `profiles` gains the groups' profiles.
-  struct GroupedSessions {
-    std::vector<Session> sessions;
-    std::map<std::string, std::vector<Session>> members;  // group session id → member sessions
-  };
+  using GroupedSessions = PrefixGroupedSessions;  // merge_prefix_groups
   GroupedSessions group_sessions(const std::vector<Session>& sessions,
                                  std::map<std::string, BatchProfile>& profiles) const;
   /// Replaces each group session of `plan` by its members (shares of batch and rate, the

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "nexus/core/error.hpp"
@@ -97,6 +98,113 @@ Session group_session(std::string id, std::string group_model,
     s.rate_rps += m.session.rate_rps;
   }
   return s;
+}
+
+std::vector<std::pair<std::string, std::vector<std::size_t>>> declared_prefix_groups(
+    std::span<const DeclaredPrefix> declared) {
+  std::map<std::string, std::vector<std::size_t>> by_key;
+  for (std::size_t i = 0; i < declared.size(); ++i)
+    if (!declared[i].key.empty() && declared[i].fraction > 0) by_key[declared[i].key].push_back(i);
+  std::vector<std::pair<std::string, std::vector<std::size_t>>> out;
+  for (auto& [key, members] : by_key)
+    if (members.size() >= 2) out.emplace_back(key, std::move(members));
+  return out;
+}
+
+BatchProfile scale_profile(const BatchProfile& p, const std::string& name, double latency_share,
+                           double memory_share, bool keep_pre_post, int max_batch) {
+  NEXUS_CHECK(!p.empty(), "scale_profile('{}'): the profile of '{}' is empty", name, p.model());
+  NEXUS_CHECK(max_batch >= 1, "scale_profile('{}'): max batch {} (expected >= 1)", name, max_batch);
+  NEXUS_CHECK(latency_share >= 0 && latency_share <= 1 && memory_share >= 0 && memory_share <= 1,
+              "scale_profile('{}'): shares {} of ℓ(b), {} of m(b) (expected 0..1)", name, latency_share,
+              memory_share);
+  std::vector<int> batches;
+  std::vector<double> mean, sd;
+  std::vector<std::size_t> bytes;
+  auto add = [&](int b) {
+    batches.push_back(b);
+    mean.push_back(std::max(1e-3, latency_share * double(p.mean_latency(b).count())));
+    sd.push_back(latency_share * double(p.latency_std(b).count()));
+    bytes.push_back(static_cast<std::size_t>(memory_share * double(p.memory(b))));
+  };
+  for (int b : p.batches()) {
+    if (b > max_batch) break;
+    add(b);
+  }
+  if (batches.empty() || batches.back() < max_batch) add(max_batch);  // sparse: interpolated
+  // preprocess()/postprocess() carry the latency model's factor; store the means.
+  const double factor = p.latency_model().factor > 0 ? p.latency_model().factor : 1.0;
+  return BatchProfile(name, p.device(), batches, mean, sd, bytes,
+                      keep_pre_post ? double(p.preprocess().count()) / factor : 0.0,
+                      keep_pre_post ? double(p.postprocess().count()) / factor : 0.0, p.latency_model());
+}
+
+PrefixGroupProfiles split_prefix_group(std::string session_id, std::span<const PrefixSplit> members) {
+  NEXUS_CHECK(members.size() >= 2, "prefix group '{}': {} member(s) (expected two or more)",
+              session_id, members.size());
+  PrefixGroupProfiles g;
+  g.max_batch = std::numeric_limits<int>::max();
+  for (const PrefixSplit& m : members) {
+    NEXUS_CHECK(!m.profile.empty(), "prefix group '{}': the profile of member '{}' is empty", session_id,
+                m.model);
+    NEXUS_CHECK(m.latency_share >= 0 && m.latency_share <= 1 && m.memory_share >= 0 && m.memory_share <= 1,
+                "prefix group '{}': member '{}' has a prefix share of {} of ℓ(b) and {} of m(b) (expected 0..1)",
+                session_id, m.model, m.latency_share, m.memory_share);
+    g.max_batch = std::min(g.max_batch, m.max_batch > 0 ? std::min(m.max_batch, m.profile.max_batch())
+                                                        : m.profile.max_batch());
+  }
+  g.prefix = scale_profile(members[0].profile, session_id, members[0].latency_share,
+                           members[0].memory_share, true, g.max_batch);
+  for (const PrefixSplit& m : members) {
+    g.member_models.push_back(m.model);
+    g.suffixes.push_back(scale_profile(m.profile, m.model + "/suffix", 1.0 - m.latency_share,
+                                       1.0 - m.memory_share, false, g.max_batch));
+  }
+  g.session_id = std::move(session_id);
+  return g;
+}
+
+PrefixGroupedSessions merge_prefix_groups(std::span<const Session> sessions,
+                                          std::span<const PrefixGroupProfiles* const> groups,
+                                          std::map<std::string, BatchProfile>& profiles) {
+  PrefixGroupedSessions out;
+  std::vector<int> group_of(sessions.size(), -1);
+  std::vector<std::vector<PrefixGroupMember>> members(groups.size());
+  for (std::size_t i = 0; i < sessions.size(); ++i)
+    for (std::size_t g = 0; g < groups.size() && group_of[i] < 0; ++g) {
+      const auto& ms = groups[g]->member_models;
+      const auto it = std::find(ms.begin(), ms.end(), sessions[i].model);
+      if (it == ms.end()) continue;
+      group_of[i] = static_cast<int>(g);
+      members[g].push_back({sessions[i], groups[g]->suffixes[static_cast<std::size_t>(it - ms.begin())]});
+    }
+  std::vector<bool> emitted(groups.size(), false);
+  for (std::size_t i = 0; i < sessions.size(); ++i) {
+    const int gi = group_of[i];
+    const auto g = static_cast<std::size_t>(gi);
+    if (gi < 0 || members[g].size() < 2) {
+      out.sessions.push_back(sessions[i]);
+      continue;
+    }
+    if (emitted[g]) continue;
+    emitted[g] = true;
+    const PrefixGroupProfiles& grp = *groups[g];
+    const auto& ms = members[g];
+    // One session: the members' total rate, the tightest member SLO (a member with a looser SLO
+    // is served as if it had the tightest), ℓ_group(B) = ℓ_prefix(B) + Σ ℓ_suffix_k(n_k(B)).
+    Session s = group_session(grp.session_id, grp.session_id, ms);
+    s.priority = ms[0].session.priority;
+    s.group = ms[0].session.group;
+    for (const auto& x : ms) {
+      s.priority = std::max(s.priority, x.session.priority);
+      if (x.session.group != s.group) s.group.clear();  // members of several queries: alone
+    }
+    profiles.insert_or_assign(grp.session_id, group_profile(grp.session_id, grp.prefix, ms));
+    auto& list = out.members[grp.session_id];
+    for (const auto& x : ms) list.push_back(x.session);
+    out.sessions.push_back(std::move(s));
+  }
+  return out;
 }
 
 }  // namespace nexus

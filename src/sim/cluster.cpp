@@ -9,6 +9,7 @@
 
 #include "nexus/core/error.hpp"
 #include "nexus/runtime/planner.hpp"
+#include "nexus/schedule/prefix_group.hpp"
 
 namespace nexus::sim {
 
@@ -302,6 +303,34 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
     profiles_mean.emplace(m.name, std::move(mean));
   }
   std::vector<double> s_lb_mean(nsamples + 1, 0), s_lb_plan(nsamples + 1, 0);
+  // The bound is the workload's, whatever the system: the scenario's declared prefix groups are
+  // merged as the Engine plans them (one session: Σ rates, tightest SLO, ℓ_group), also for the
+  // baselines and --ablate prefix. A group the Engine could not form leaves its members alone.
+  std::vector<PrefixGroupProfiles> groups, groups_mean;
+  {
+    std::vector<DeclaredPrefix> declared;
+    for (const auto& m : sc.models) declared.push_back({m.prefix_key, m.prefix_fraction});
+    for (const auto& [key, members] : declared_prefix_groups(declared)) {
+      std::vector<PrefixSplit> split, split_mean;
+      for (std::size_t i : members) {
+        const ScenarioModel& m = sc.models[i];
+        split.push_back({m.name, profiles.at(m.name), m.prefix_fraction, m.prefix_fraction, 0});
+        split_mean.push_back({m.name, profiles_mean.at(m.name), m.prefix_fraction, m.prefix_fraction, 0});
+      }
+      try {
+        PrefixGroupProfiles g = split_prefix_group("prefix:" + key, split);  // the Engine's id
+        PrefixGroupProfiles gm = split_prefix_group("prefix:" + key, split_mean);
+        groups.push_back(std::move(g));
+        groups_mean.push_back(std::move(gm));
+      } catch (const std::exception&) {
+      }
+    }
+  }
+  std::vector<const PrefixGroupProfiles*> group_ptrs, group_mean_ptrs;
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    group_ptrs.push_back(&groups[g]);
+    group_mean_ptrs.push_back(&groups_mean[g]);
+  }
   auto take_sample = [&](std::size_t k, TimePoint at) {
     const Plan p = engine.plan();
     int used = 0;
@@ -324,9 +353,12 @@ SimResult simulate(const Scenario& sc, const SimOptions& o) {
     }
     PackerOptions po = eo.packer;
     po.max_gpus = 0;
-    const double lb = sessions.empty() ? 0.0 : SquishyBinPacker(po).pack(sessions, profiles).lower_bound_gpus;
-    s_lb_mean[k] = sessions.empty() ? 0.0 : SquishyBinPacker(po).pack(sessions, profiles_mean).lower_bound_gpus;
-    s_lb[k] = lb;
+    auto bound = [&](const std::vector<const PrefixGroupProfiles*>& gs, ProfileMap& pm) {
+      if (sessions.empty()) return 0.0;
+      return SquishyBinPacker(po).pack(merge_prefix_groups(sessions, gs, pm).sessions, pm).lower_bound_gpus;
+    };
+    s_lb[k] = bound(group_ptrs, profiles);
+    s_lb_mean[k] = bound(group_mean_ptrs, profiles_mean);
   };
 
   LatencyHist hist;

@@ -62,3 +62,68 @@ TEST_CASE("the group profile runs the prefix once and each suffix on its share",
   CHECK_THROWS_WITH(group_session("x", "grp", std::span(members).first(1)),
                     Contains("1 member"));
 }
+
+TEST_CASE("declared prefixes: one group per key with two or more members", "[schedule][prefix]") {
+  const std::vector<DeclaredPrefix> d{{"rn", 0.9}, {"", 0.5}, {"mb", 0.5}, {"rn", 0.8}, {"mb", 0.0},
+                                      {"vgg", 0.7}, {"rn", 0.9}};
+  const auto g = declared_prefix_groups(d);
+  // "mb": one member with a fraction > 0; "vgg": one member; "rn": entries 0, 3, 6.
+  REQUIRE(g.size() == 1);
+  CHECK(g[0].first == "rn");
+  CHECK(g[0].second == std::vector<std::size_t>{0, 3, 6});
+}
+
+TEST_CASE("split_prefix_group scales each member's profile by its prefix share", "[schedule][prefix]") {
+  // Members: ℓ(b) = 10 + 2b ms (max 4, 1000 + 100b bytes) and ℓ(b) = 4 + b ms (max 3).
+  const std::vector<PrefixSplit> members{{"a", linear("a", 10, 2, 4, 1000), 0.75, 0.5, 0},
+                                         {"b", linear("b", 4, 1, 8, 2000), 0.5, 0.5, 3}};
+  const PrefixGroupProfiles g = split_prefix_group("prefix:k", members);
+  CHECK(g.session_id == "prefix:k");
+  CHECK(g.member_models == std::vector<std::string>{"a", "b"});
+  CHECK(g.max_batch == 3);  // min(4, b's own 3)
+  REQUIRE(g.prefix.max_batch() == 3);
+  CHECK(g.prefix.model() == "prefix:k");
+  CHECK(g.prefix.mean_latency(2) == 10500us);  // 0.75 · 14 ms
+  CHECK(g.prefix.memory(2) == 600);            // 0.5 · 1200
+  REQUIRE(g.suffixes.size() == 2);
+  CHECK(g.suffixes[0].model() == "a/suffix");
+  CHECK(g.suffixes[0].mean_latency(2) == 3500us);  // 0.25 · 14 ms
+  CHECK(g.suffixes[1].mean_latency(3) == 3500us);  // 0.5 · 7 ms
+  CHECK(g.suffixes[1].max_batch() == 3);
+  CHECK_THROWS_WITH(split_prefix_group("x", std::span(members).first(1)), Contains("1 member"));
+  std::vector<PrefixSplit> bad = members;
+  bad[1].latency_share = 1.5;
+  CHECK_THROWS_WITH(split_prefix_group("x", bad), Contains("member 'b'") && Contains("1.5") && Contains("0..1"));
+}
+
+TEST_CASE("merge_prefix_groups: one session per group, its profile added", "[schedule][prefix]") {
+  const std::vector<PrefixSplit> split{{"a", linear("a", 4, 1, 8, 0), 0.5, 0.5, 0},
+                                       {"b", linear("b", 4, 1, 8, 0), 0.5, 0.5, 0}};
+  const PrefixGroupProfiles g = split_prefix_group("prefix:k", split);
+  const std::vector<const PrefixGroupProfiles*> groups{&g};
+  const std::vector<Session> sessions{{"q1/a", "a", 100ms, 30, 1, "q1"},
+                                      {"q2/c", "c", 50ms, 5, 0, "q2"},
+                                      {"q3/b", "b", 60ms, 10, 2, "q3"}};
+  std::map<std::string, BatchProfile> profiles;
+  const PrefixGroupedSessions m = merge_prefix_groups(sessions, groups, profiles);
+  REQUIRE(m.sessions.size() == 2);
+  CHECK(m.sessions[0].id == "prefix:k");  // at the place of its first member
+  CHECK(m.sessions[0].model == "prefix:k");
+  CHECK(m.sessions[0].rate_rps == 40);
+  CHECK(m.sessions[0].slo == 60ms);   // the tightest member SLO
+  CHECK(m.sessions[0].priority == 2); // the highest
+  CHECK(m.sessions[0].group.empty()); // members of two queries
+  CHECK(m.sessions[1].id == "q2/c");
+  REQUIRE(m.members.count("prefix:k"));
+  CHECK(m.members.at("prefix:k").size() == 2);
+  // ℓ_group(4), shares 3 / 1: prefix 0.5·8 + suffixes 0.5·7 + 0.5·5 = 10 ms.
+  REQUIRE(profiles.count("prefix:k"));
+  CHECK(profiles.at("prefix:k").mean_latency(4) == 10000us);
+  // One member session present: left alone, no profile added.
+  std::map<std::string, BatchProfile> none;
+  const auto alone = merge_prefix_groups(std::span(sessions).first(2), groups, none);
+  CHECK(alone.sessions.size() == 2);
+  CHECK(alone.sessions[0].id == "q1/a");
+  CHECK(alone.members.empty());
+  CHECK(none.empty());
+}

@@ -302,9 +302,64 @@ TEST_CASE("declared prefixes reach the Engine; --ablate prefix and the baselines
   CHECK(on.prefix_batching);
   SimOptions off = base;
   off.ablate.prefix = true;
-  CHECK_FALSE(simulate(g, off).prefix_batching);
   CHECK(parse_ablations("all").prefix);
   SimOptions clipper = base;
   clipper.system = System::kClipper;
-  CHECK_FALSE(simulate(g, clipper).prefix_batching);
+  const SimResult cl = simulate(g, clipper);
+  CHECK_FALSE(cl.prefix_batching);
+  // The bound is the workload's (the group merged): the same for every system and ablation.
+  const SimResult ab = simulate(g, off);
+  CHECK_FALSE(ab.prefix_batching);
+  CHECK(on.lower_bound_gpus > 0);
+  CHECK(ab.lower_bound_gpus == on.lower_bound_gpus);
+  CHECK(cl.lower_bound_gpus == on.lower_bound_gpus);
+  CHECK(cl.lower_bound_gpus_mean_latency == on.lower_bound_gpus_mean_latency);
+}
+
+TEST_CASE("the simulator's lower bound merges declared prefix groups, whatever the system", "[sim][prefix]") {
+  // Two models declare the prefix "k" at fraction 0.5; both have ℓ(b) = b + 4 ms, b <= 32.
+  // Query qa: model a, 100 ms SLO, 600 req/s; qb: model b, 60 ms, 200 req/s (uniform, 1 stage).
+  // Each on its own (B = largest with 2ℓ(B) <= SLO, throughput B/ℓ(B) rises with B):
+  //   a: B = 32 (2·36 <= 100), T = 32/36 ms = 888.9/s;  b: B = 26 (2·30 <= 60), T = 866.7/s;
+  //   Σ R/T = 600/888.9 + 200/866.7 = 0.675 + 0.2308 = 0.9058.
+  // Merged as the Engine plans the group: one session at 800 req/s under the tightest SLO
+  // (60 ms); ℓ_group(B) = ℓ_prefix(B) + Σ ℓ_suffix_k(n_k), prefix = suffix = ½ℓ, shares 3:1.
+  // For B >= 3 both shares are > 0: 0.5B + 2 + 0.5·n_a + 2 + 0.5·n_b + 2 = B + 6 ms.
+  // B = 24 (n = 18/6): ℓ = 30 ms, 2·30 <= 60; B = 25: 31 ms, too slow. T = 24/30 ms = 800/s,
+  // so the bound is 800/800 = 1.0.
+  Scenario sc = one_model(600, 100ms, linear("a", 1000, 4000, 32), 3s);
+  sc.models[0] = {"a", {}, linear("a", 1000, 4000, 32), "k", 0.5};
+  sc.models.push_back({"b", {}, linear("b", 1000, 4000, 32), "k", 0.5});
+  sc.queries[0].stages[0].model = "a";
+  ScenarioQuery qb = sc.queries[0];
+  qb.name = "qb";
+  qb.slo = 60ms;
+  qb.stages[0].model = "b";
+  qb.arrivals.rate_rps = 200;
+  sc.queries.push_back(qb);
+  const SimOptions base{.gpus = 2, .system = System::kNexus, .seed = 4};
+  const SimResult nx = simulate(sc, base);
+  CHECK(nx.prefix_batching);
+  CHECK(nx.lower_bound_gpus == Approx(1.0).margin(1e-9));
+  CHECK(nx.lower_bound_gpus_mean_latency == Approx(1.0).margin(1e-9));
+  CHECK(nx.good_rate > 0.99);
+  // The same bound where the system runs each model alone.
+  SimOptions off = base;
+  off.ablate.prefix = true;
+  const SimResult ab = simulate(sc, off);
+  CHECK_FALSE(ab.prefix_batching);
+  CHECK(ab.lower_bound_gpus == nx.lower_bound_gpus);
+  CHECK(ab.lower_bound_gpus_mean_latency == nx.lower_bound_gpus_mean_latency);
+  for (auto sys : {System::kClipper, System::kTfServing, System::kTriton}) {
+    SimOptions o = base;
+    o.system = sys;
+    INFO(to_string(sys));
+    const SimResult r = simulate(sc, o);
+    CHECK_FALSE(r.prefix_batching);
+    CHECK(r.lower_bound_gpus == nx.lower_bound_gpus);
+    CHECK(r.lower_bound_gpus_mean_latency == nx.lower_bound_gpus_mean_latency);
+  }
+  // Without the declared prefix, each session on its own: the hand value 0.9058.
+  sc.models[0].prefix_key = sc.models[1].prefix_key = "";
+  CHECK(simulate(sc, base).lower_bound_gpus == Approx(600.0 * 36 / 32000 + 200.0 * 30 / 26000).margin(1e-9));
 }

@@ -58,6 +58,7 @@
 #include "nexus/runtime/metrics.hpp"
 #include "nexus/runtime/query.hpp"
 #include "nexus/schedule/plan.hpp"
+#include "nexus/schedule/prefix_group.hpp"
 #include "nexus/schedule/session.hpp"
 #include "nexus/schedule/squishy_bin_packer.hpp"
 #include "nexus/sim/sim_backend.hpp"
@@ -98,7 +99,8 @@ struct ModelSpec {
   /// Prefix batching for models without a graph (e.g. on sim devices): models with the same
   /// non-empty key share a prefix that takes `fraction` (0..1) of each one's ℓ(b); the rest is
   /// the member's suffix. Ignored for models with a graph (grouped by hashing, model/prefix.hpp).
-  struct DeclaredPrefix { std::string key; double fraction = 0.0; };
+  /// (schedule/prefix_group.hpp: declared_prefix_groups applies this rule.)
+  using DeclaredPrefix = nexus::DeclaredPrefix;
   DeclaredPrefix declared_prefix;
 };
 

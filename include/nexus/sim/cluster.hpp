@@ -13,7 +13,10 @@
 // per second. find_max_throughput bisects the load scale for the highest offered rate with
 // good_rate >= 0.99. gpus_used_avg is the time average of GPUs the plan gives work (for the
 // baselines every GPU); lower_bound_gpus is the time average of Σ_i R_i / T_i(B_i) at the true
-// (trace) stage rates with the stage budgets in use (B_i the saturated batch, paper §6.1).
+// (trace) stage rates with the stage budgets in use (B_i the saturated batch, paper §6.1). It is
+// the workload's bound, the same for every system and ablation: the scenario's declared prefix
+// groups count as one session each, as the Engine plans them (merge_prefix_groups,
+// schedule/prefix_group.hpp), also where the system runs without prefix batching.
 //
 // Deterministic: the same scenario, options and seed give the same result, bit for bit.
 //
@@ -90,8 +93,8 @@ struct SimResult {
   /// scenario's planning latency model adds k·std and a factor (the planner's own bound is above).
   double lower_bound_gpus_mean_latency = 0;
   /// Plan::lower_bound_gpus of the running plan (time average): the planner's bound at the
-  /// measured (EWMA) rates, with prefix groups planned as one session each; the two bounds above
-  /// count every session on its own.
+  /// measured (EWMA) rates, with the groups the running system plans (none for the baselines and
+  /// --ablate prefix); the two bounds above merge the declared groups for every system.
   double lower_bound_gpus_plan = 0;
   std::uint64_t submitted = 0, good = 0, completed = 0, dropped = 0, rejected = 0, failed = 0;
   std::uint64_t submitted_total = 0;   ///< including the warm-up
