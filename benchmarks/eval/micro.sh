@@ -9,8 +9,8 @@
 # (default 1 2 3); every ratio is taken between two runs of the same seed in this invocation.
 #
 #   benchmarks/eval/micro.sh SIM OUT
-# Writes OUT/micro-fig15-prefix.json, micro-fig14-multiplex.json, micro-fig9-earlydrop.json (one
-# array of runs each, without the per-session detail), micro-summary.md and one PNG per figure.
+# Writes OUT/micro-fig15-prefix.json, micro-fig14-multiplex.json, micro-fig9-earlydrop.json (the
+# command, the machine and every run, without the per-session detail), micro-summary.md and one PNG per figure.
 set -euo pipefail
 SIM=$1
 OUT=$2
@@ -49,17 +49,24 @@ say "micro: Fig. 9 early vs lazy drop (one ResNet-50, 1 GPU)"
 for slo in 15 25 50 100; do
   for ab in none early_drop; do run "micro-earlydrop-slo$slo" nexus $ab >> "$TMP/drop.jsonl"; done
 done
-jq -s . "$TMP/prefix.jsonl" > "$OUT/micro-fig15-prefix.json"
-jq -s . "$TMP/mux.jsonl" > "$OUT/micro-fig14-multiplex.json"
-jq -s . "$TMP/drop.jsonl" > "$OUT/micro-fig9-earlydrop.json"
+# One file per figure: what made it, where, and every run.
+wrap() {  # FIGURE < runs.jsonl
+  jq -s --arg fig "$1" --arg seeds "$SEEDS" '{figure: $fig,
+    command: "benchmarks/eval/run_eval.sh build benchmarks/results/sim micro (benchmarks/eval/micro.sh)",
+    machine: "shared 2-core x86_64 box, no GPU (virtual time: the figures do not depend on the host)",
+    gpus: 1, profiles: .[0].profiles, seeds: ($seeds | split(" ") | map(tonumber)), runs: .}'
+}
+wrap "paper Fig. 15(a), prefix batching" < "$TMP/prefix.jsonl" > "$OUT/micro-fig15-prefix.json"
+wrap "paper Fig. 14, GPU multiplexing" < "$TMP/mux.jsonl" > "$OUT/micro-fig14-multiplex.json"
+wrap "paper Fig. 9, early vs lazy drop" < "$TMP/drop.jsonl" > "$OUT/micro-fig9-earlydrop.json"
 
 # ---- per point: mean max throughput over the seeds, and the ratio of each seed's run to the
 # baseline run of the same seed (mean, min, max) -----------------------------------------------
 # points FILE KEY-EXPR BASELINE-SELECT: [{key, system/ablate, mean, ratio_mean, ratio_min, ratio_max}]
 points() {
   jq -c --argjson base "$2" '
-    def key: {slo_ms, k};
-    (map(select(.system == $base.system and .ablate == $base.ablate))
+    .runs
+    | (map(select(.system == $base.system and .ablate == $base.ablate))
       | map({key: "\(.slo_ms)/\(.k)/\(.seed)", value: .max_throughput_rps}) | from_entries) as $b
     | group_by([.slo_ms, .k, .system, .ablate])[]
     | {slo_ms: .[0].slo_ms, k: .[0].k, system: .[0].system, ablate: .[0].ablate,
@@ -79,7 +86,8 @@ r() { printf '%s' '(.ratio_mean * 100 | round / 100 | tostring) + "× (" + (.rat
   echo "# Micro-benchmarks (paper Figs. 9, 14, 15), 1 simulated GPU, H200 profiles"
   echo
   echo "Max req/s at >= 99% good, mean of seeds $SEEDS; ratio: each seed's run over the baseline run"
-  echo "of the same seed (mean, min–max over $seeds_n seeds). Made by benchmarks/eval/micro.sh."
+  echo "of the same seed (mean, min–max over $seeds_n seeds). Made by benchmarks/eval/micro.sh on the shared"
+  echo "2-core x86_64 box, no GPU (virtual time: the figures do not depend on the host)."
   echo
   echo "## Fig. 15(a): prefix batching, K ResNet-50 variants (paper: +110% at K = 10)"
   echo
