@@ -316,32 +316,44 @@ TEST_CASE("declared prefixes reach the Engine; --ablate prefix and the baselines
   CHECK(cl.lower_bound_gpus_mean_latency == on.lower_bound_gpus_mean_latency);
 }
 
-TEST_CASE("the simulator's lower bound merges declared prefix groups, whatever the system", "[sim][prefix]") {
-  // Two models declare the prefix "k" at fraction 0.5; both have ℓ(b) = b + 4 ms, b <= 32.
-  // Query qa: model a, 100 ms SLO, 600 req/s; qb: model b, 60 ms, 200 req/s (uniform, 1 stage).
+namespace {
+// Two models a, b declaring the prefix "k" at `fraction`; qa: a at 600 req/s (SLO slo_a), qb: b at
+// 200 req/s (slo_b), one stage each, uniform arrivals.
+Scenario two_declared(BatchProfile a, BatchProfile b, double fraction, std::chrono::milliseconds slo_a,
+                      std::chrono::milliseconds slo_b) {
+  Scenario sc = one_model(600, slo_a, a, 3s);
+  sc.models[0] = {"a", {}, std::move(a), "k", fraction};
+  sc.models.push_back({"b", {}, std::move(b), "k", fraction});
+  sc.queries[0].stages[0].model = "a";
+  ScenarioQuery qb = sc.queries[0];
+  qb.name = "qb";
+  qb.slo = slo_b;
+  qb.stages[0].model = "b";
+  qb.arrivals.rate_rps = 200;
+  sc.queries.push_back(qb);
+  return sc;
+}
+}  // namespace
+
+TEST_CASE("the simulator's lower bound counts a prefix group at the better of merged and alone, whatever the system",
+          "[sim][prefix]") {
+  // Both models ℓ(b) = b + 4 ms, b <= 32, fraction 0.5; qa 100 ms SLO, qb 60 ms.
   // Each on its own (B = largest with 2ℓ(B) <= SLO, throughput B/ℓ(B) rises with B):
   //   a: B = 32 (2·36 <= 100), T = 32/36 ms = 888.9/s;  b: B = 26 (2·30 <= 60), T = 866.7/s;
   //   Σ R/T = 600/888.9 + 200/866.7 = 0.675 + 0.2308 = 0.9058.
   // Merged as the Engine plans the group: one session at 800 req/s under the tightest SLO
   // (60 ms); ℓ_group(B) = ℓ_prefix(B) + Σ ℓ_suffix_k(n_k), prefix = suffix = ½ℓ, shares 3:1.
   // For B >= 3 both shares are > 0: 0.5B + 2 + 0.5·n_a + 2 + 0.5·n_b + 2 = B + 6 ms.
-  // B = 24 (n = 18/6): ℓ = 30 ms, 2·30 <= 60; B = 25: 31 ms, too slow. T = 24/30 ms = 800/s,
-  // so the bound is 800/800 = 1.0.
-  Scenario sc = one_model(600, 100ms, linear("a", 1000, 4000, 32), 3s);
-  sc.models[0] = {"a", {}, linear("a", 1000, 4000, 32), "k", 0.5};
-  sc.models.push_back({"b", {}, linear("b", 1000, 4000, 32), "k", 0.5});
-  sc.queries[0].stages[0].model = "a";
-  ScenarioQuery qb = sc.queries[0];
-  qb.name = "qb";
-  qb.slo = 60ms;
-  qb.stages[0].model = "b";
-  qb.arrivals.rate_rps = 200;
-  sc.queries.push_back(qb);
+  // B = 24 (n = 18/6): ℓ = 30 ms, 2·30 <= 60; B = 25: 31 ms, too slow. T = 24/30 ms = 800/s:
+  // 800/800 = 1.0 merged, worse than alone (each fills its batches; merging adds a suffix
+  // launch and the tighter SLO), so the bound is 0.9058.
+  Scenario sc = two_declared(linear("a", 1000, 4000, 32), linear("b", 1000, 4000, 32), 0.5, 100ms, 60ms);
+  const double alone = 600.0 * 36 / 32000 + 200.0 * 30 / 26000;
   const SimOptions base{.gpus = 2, .system = System::kNexus, .seed = 4};
   const SimResult nx = simulate(sc, base);
   CHECK(nx.prefix_batching);
-  CHECK(nx.lower_bound_gpus == Approx(1.0).margin(1e-9));
-  CHECK(nx.lower_bound_gpus_mean_latency == Approx(1.0).margin(1e-9));
+  CHECK(nx.lower_bound_gpus == Approx(alone).margin(1e-9));
+  CHECK(nx.lower_bound_gpus_mean_latency == Approx(alone).margin(1e-9));
   CHECK(nx.good_rate > 0.99);
   // The same bound where the system runs each model alone.
   SimOptions off = base;
@@ -359,7 +371,18 @@ TEST_CASE("the simulator's lower bound merges declared prefix groups, whatever t
     CHECK(r.lower_bound_gpus == nx.lower_bound_gpus);
     CHECK(r.lower_bound_gpus_mean_latency == nx.lower_bound_gpus_mean_latency);
   }
-  // Without the declared prefix, each session on its own: the hand value 0.9058.
-  sc.models[0].prefix_key = sc.models[1].prefix_key = "";
-  CHECK(simulate(sc, base).lower_bound_gpus == Approx(600.0 * 36 / 32000 + 200.0 * 30 / 26000).margin(1e-9));
+
+  // Where merging pays: b has a 40 ms fixed cost (ℓ_b(b) = b + 40 ms) and rides on a's prefix
+  // (the group's prefix is member 0's profile), fraction 0.9, both SLOs 100 ms.
+  //   Alone: a as above 600/888.9 = 0.675; b: B = 10 (2·50 <= 100), T = 200/s: 200/200 = 1.0;
+  //   Σ = 1.675.  Merged: ℓ_group(B) = 0.9(B + 4) + 0.1(n_a + 4) + 0.1(n_b + 40) = B + 8 ms,
+  //   B = 32 (2·40 <= 100; n = 24/8), T = 32/40 ms = 800/s: 800/800 = 1.0, the bound.
+  Scenario het = two_declared(linear("a", 1000, 4000, 32), linear("b", 1000, 40000, 32), 0.9, 100ms, 100ms);
+  const SimResult h = simulate(het, base);
+  CHECK(h.lower_bound_gpus == Approx(1.0).margin(1e-9));
+  SimOptions hc = base;
+  hc.system = System::kClipper;
+  CHECK(simulate(het, hc).lower_bound_gpus == h.lower_bound_gpus);
+  het.models[0].prefix_key = het.models[1].prefix_key = "";
+  CHECK(simulate(het, base).lower_bound_gpus == Approx(600.0 * 36 / 32000 + 1.0).margin(1e-9));
 }
