@@ -8,10 +8,12 @@
 #include <string>
 
 #include "nexus/schedule/query_planner.hpp"
+#include "nexus/sim/cluster.hpp"
 #include "nexus/sim/scenario.hpp"
 
 using namespace nexus;
 using namespace nexus::sim;
+using namespace std::chrono_literals;
 
 namespace {
 const std::filesystem::path kRoot = NEXUS_SOURCE_DIR;
@@ -83,4 +85,35 @@ TEST_CASE("Fig. 17 query: the DP's split matches the hand-computed one, the even
   CHECK(split.gpus == Approx(100 / tx_dp + 100 / ty).epsilon(1e-3));
   const double even_gpus = 100 / tx_even + 100 / ty;
   CHECK(even_gpus / split.gpus == Approx(1.293).epsilon(2e-3));
+}
+
+TEST_CASE("Fig. 17 query with X = Y: the DP's split is the even split, and the max throughput is the same",
+          "[sim][query_dp]") {
+  // Both stages on the same profile (the face recognizer, γ = 1, 300 ms): by symmetry both need
+  // the same least budget m (2ℓ(4) = 31.1 ms), and the read-back gives X ⌊m · 300 / 2m⌋ = 150 ms
+  // and Y the rest: exactly the even split. Same budgets, same seed → the same max throughput.
+  Scenario sc = load_scenario(kRoot / "sim/scenarios/qa-fig17-g1-slo300.json");
+  REQUIRE(sc.queries[0].stages.size() == 2);
+  sc.queries[0].stages[0].model = sc.queries[0].stages[1].model;  // X runs the face recognizer too
+  SimOptions o{.gpus = 2, .system = System::kNexus, .duration = 20s, .seed = 7};
+  const MaxThroughput dp = find_max_throughput(sc, o);
+  o.ablate.query_dp = true;
+  const MaxThroughput even = find_max_throughput(sc, o);
+  for (const char* s : {"query/X", "query/Y"}) {
+    CHECK(dp.at_max.sessions.at(s).budget_ms == Approx(150.0));
+    CHECK(even.at_max.sessions.at(s).budget_ms == Approx(150.0));
+  }
+  CHECK(dp.max_throughput_rps > 100);  // 2 devices at ~257 items/s each, 2 items per request
+  CHECK(dp.max_throughput_rps == even.max_throughput_rps);
+  CHECK(dp.scale == even.scale);
+  // Control: with X = ResNet-50 (the shipped query) the DP moves 118 ms to X and gains.
+  const Scenario shipped = load_scenario(kRoot / "sim/scenarios/qa-fig17-g1-slo300.json");
+  o.gpus = 8;
+  o.ablate.query_dp = false;
+  const MaxThroughput a = find_max_throughput(shipped, o);
+  o.ablate.query_dp = true;
+  const MaxThroughput b = find_max_throughput(shipped, o);
+  CHECK(a.at_max.sessions.at("query/X").budget_ms == Approx(268.197));
+  CHECK(b.at_max.sessions.at("query/X").budget_ms == Approx(150.0));
+  CHECK(a.max_throughput_rps > 1.1 * b.max_throughput_rps);
 }
