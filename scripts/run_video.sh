@@ -87,7 +87,7 @@ exe="$build/examples/video_analytics/video_analytics"
 # -- 4/4 serve ----------------------------------------------------------------------------------
 dev=cpu; [ "$cuda" = ON ] && dev=cuda
 if [ -f "$root/data/profiles/$dev/machine.txt" ]; then
-  plan="profiles cached; gallery ~5 s, 45 s of serving, ~5 s to drain and write the report"
+  plan="profiles cached (measured again if this build or machine differs from the stamp: ~1 min); gallery ~5 s, 45 s of serving, ~5 s to drain and write the report"
 else
   plan="first run: measures the six models' batching profiles (~1 min on a 2-core CPU, cached in data/profiles/), then gallery ~5 s, 45 s of serving, ~5 s for the report"
 fi

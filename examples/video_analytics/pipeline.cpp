@@ -5,6 +5,7 @@
 #include <fstream>
 #include <iostream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
@@ -18,6 +19,8 @@
 #include "nexus/model/zoo/face_recognition.hpp"
 #include "nexus/profile/profiler.hpp"
 #include "nexus/schedule/squishy_bin_packer.hpp"
+#include "nexus/version.hpp"
+#include "profile_stamp.hpp"
 #include "va.hpp"
 
 namespace va {
@@ -218,15 +221,19 @@ nexus::ProfileMap load_or_measure_profiles(const Models& models, const std::stri
                                            const fs::path& profile_dir, bool force) {
   const fs::path dir = profile_dir / device;
   const fs::path stamp = dir / "machine.txt";
-  const std::string fp = machine_fingerprint(device);
+  // The cache is valid for this machine AND this build of the code that decides the timings
+  // (profile_stamp.hpp): a cache keyed by the machine alone kept planning a 300 ms detector
+  // after the CpuBackend's fused kernels made it ~70 ms, and admission turned streams away.
+  const ProfileStamp now{machine_fingerprint(device), nexus::build_fingerprint()};
   bool reuse = !force && fs::is_regular_file(stamp);
   if (reuse) {
     std::ifstream in(stamp);
-    std::string have;
-    std::getline(in, have);
-    if (have != fp) {
-      std::cout << "profiles in " << dir.string() << " were measured on another machine (" << have
-                << "); measuring again\n";
+    std::stringstream have;
+    have << in.rdbuf();
+    const std::string why = stamp_mismatch(have.str(), now);
+    if (!why.empty()) {
+      std::cout << "profiles in " << dir.string() << " were measured " << why
+                << "; measuring again\n";
       reuse = false;
     }
   }
@@ -244,8 +251,8 @@ nexus::ProfileMap load_or_measure_profiles(const Models& models, const std::stri
   if (reuse) {
     std::cout << "batching profiles: " << dir.string() << " (cached; --reprofile measures again)\n";
   } else {
-    std::cout << "batching profiles: measuring on " << device << " (" << fp
-              << "), cached in " << dir.string() << " ...\n";
+    std::cout << "batching profiles: measuring on " << device << " (" << now.machine << "; build "
+              << now.build << "), cached in " << dir.string() << " ...\n";
     store = nexus::ModelStore();
     for (const auto& [name, g] : models.graphs) {
       const auto t0 = Clock::now();
@@ -260,7 +267,7 @@ nexus::ProfileMap load_or_measure_profiles(const Models& models, const std::stri
     }
     fs::create_directories(dir);
     store.save(dir);
-    std::ofstream(stamp) << fp << "\n";
+    std::ofstream(stamp) << format_stamp(now);
   }
   // Planning latency: mean + 1 std, x 1.15 (the original Nexus code's safety margin).
   return store.profiles_for(device, nexus::LatencyModel{1.0, 1.15});

@@ -119,7 +119,9 @@ struct Models {
 Models load_models(const fs::path& model_dir);
 
 /// Batching profiles of all models on `device` ("cpu" or "cuda"): read from
-/// `<profile_dir>/<device>/` when present and made on this machine, else measured now with
+/// `<profile_dir>/<device>/` when present and made on this machine by this build (its
+/// `machine.txt` stamp, profile_stamp.hpp: machine_fingerprint and nexus::build_fingerprint()),
+/// else measured now with
 /// the backends (ℓ(b) for b = 1, 2, 4, 8, ... up to each model's max batch, plus the CPU pre/post
 /// time per item) and saved there. Prints what it does.
 nexus::ProfileMap load_or_measure_profiles(const Models& models, const std::string& device,
