@@ -487,8 +487,20 @@ void Collector::print_table(std::ostream& out, const nexus::runtime::EngineStats
                          budget.count() / 1e3);
     }
   }
-  for (const auto& r : plan.rejected)
-    out << fmt::format("  rejected: {}: {}\n", r.session, r.reason);
+  // The last plan's admission decisions. A session admitted in part still runs (at the served
+  // rate), and one rejected by the last plan may have run under an earlier one: say which, so a
+  // "rejected" line never stands beside a stage whose items completed without explanation.
+  for (const auto& r : plan.rejected) {
+    if (r.served_rps > 0) {
+      out << fmt::format("  admitted in part: {} ({:.2f} of {:.2f} req/s served): {}\n", r.session,
+                         r.served_rps, r.demanded_rps, r.reason);
+      continue;
+    }
+    std::string earlier;
+    if (auto it = stats.sessions.find(r.session); it != stats.sessions.end() && it->second.completions > 0)
+      earlier = fmt::format(" (its {} completed items ran under an earlier plan)", it->second.completions);
+    out << fmt::format("  rejected by the last plan: {}: {}{}\n", r.session, r.reason, earlier);
+  }
   out << "\nDevices (occupancy = share of time running batches: planned = sum over the device's "
          "slots of l(b)/d\nwith full batches every duty cycle; measured = time in the backend / "
          "serving time)\n";
@@ -670,6 +682,10 @@ nlohmann::json Collector::to_json(const nexus::runtime::EngineStats& stats,
     s["latency_ms_p99"] = m.latency.p99_us / 1e3;
     s["drops_by_reason"] = m.drops;
     s["rate_rps"] = m.rate_rps;
+    // The last plan's admission: "served", "partial" (at planned_rate_rps) or "rejected".
+    s["admission"] = m.admission;
+    if (!m.admission_reason.empty()) s["admission_reason"] = m.admission_reason;
+    s["planned_rate_rps"] = m.planned_rate_rps;
     if (auto it = plan.stage_budgets.find(id); it != plan.stage_budgets.end())
       s["stage_budget_ms"] = it->second.count() / 1e3;  // as in the summary and plan
     sessions[id] = s;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numeric>
 
 #include "nexus/core/error.hpp"
@@ -164,6 +165,58 @@ PrefixGroupProfiles split_prefix_group(std::string session_id, std::span<const P
   return g;
 }
 
+namespace {
+
+// Admission units (Session::group, admit_and_pack): a query's stages are admitted together, and
+// a group session serves a stage of each of its members' queries, so those queries and the group
+// are one unit. Kept apart, admission could run a query's other stages while rejecting the group
+// (or admit them at another share), and every item of that query would then be rejected at the
+// group's stage (no route) after using the device for nothing. Groups joined through prefix
+// groups (transitively) get one name, theirs sorted and joined by '+'; the group session gets it.
+void join_admission_groups(PrefixGroupedSessions& out) {
+  std::map<std::string, std::string> parent;  // union-find over admission group names
+  const auto root = [&](std::string x) {
+    while (parent.at(x) != x) x = parent.at(x);
+    return x;
+  };
+  for (const Session& s : out.sessions)
+    if (!s.group.empty()) parent.try_emplace(s.group, s.group);
+  for (const auto& [id, ms] : out.members)
+    for (const Session& m : ms)
+      if (!m.group.empty()) parent.try_emplace(m.group, m.group);
+  for (const auto& [id, ms] : out.members) {
+    std::string first;
+    for (const Session& m : ms) {
+      if (m.group.empty()) continue;
+      const std::string r = root(m.group);
+      if (first.empty()) first = r;
+      else if (r != first) parent[r] = first;
+    }
+  }
+  std::map<std::string, std::string> joint;  // root → joint name
+  for (const auto& [g, p] : parent) {
+    std::string& name = joint[root(g)];
+    name += (name.empty() ? "" : "+") + g;  // map order: sorted
+  }
+  const auto joint_of = [&](const std::string& g) { return g.empty() ? g : joint.at(root(g)); };
+  for (Session& s : out.sessions) {
+    if (auto it = out.members.find(s.id); it != out.members.end()) {
+      s.group.clear();  // members of no query's group: the group session is a unit of its own
+      for (const Session& m : it->second)
+        if (!m.group.empty()) {
+          s.group = joint_of(m.group);
+          break;
+        }
+    } else {
+      s.group = joint_of(s.group);
+    }
+  }
+  for (auto& [id, ms] : out.members)
+    for (Session& m : ms) m.group = joint_of(m.group);
+}
+
+}  // namespace
+
 PrefixGroupedSessions merge_prefix_groups(std::span<const Session> sessions,
                                           std::span<const PrefixGroupProfiles* const> groups,
                                           std::map<std::string, BatchProfile>& profiles) {
@@ -194,16 +247,13 @@ PrefixGroupedSessions merge_prefix_groups(std::span<const Session> sessions,
     // is served as if it had the tightest), ℓ_group(B) = ℓ_prefix(B) + Σ ℓ_suffix_k(n_k(B)).
     Session s = group_session(grp.session_id, grp.session_id, ms);
     s.priority = ms[0].session.priority;
-    s.group = ms[0].session.group;
-    for (const auto& x : ms) {
-      s.priority = std::max(s.priority, x.session.priority);
-      if (x.session.group != s.group) s.group.clear();  // members of several queries: alone
-    }
+    for (const auto& x : ms) s.priority = std::max(s.priority, x.session.priority);
     profiles.insert_or_assign(grp.session_id, group_profile(grp.session_id, grp.prefix, ms));
     auto& list = out.members[grp.session_id];
     for (const auto& x : ms) list.push_back(x.session);
     out.sessions.push_back(std::move(s));
   }
+  join_admission_groups(out);
   return out;
 }
 

@@ -608,3 +608,57 @@ TEST_CASE("prefix: threaded engine: members swap between the runner and their ow
   CHECK(st.completed == sent.size());
   CHECK(st.models.at("v0").device_bytes == 0);
 }
+
+TEST_CASE("prefix: queries joined by a prefix group are admitted together: no query runs without "
+          "the group serving its stage",
+          "[runtime][prefix][sim]") {
+  // Two queries on one device, det -> c, where qa's c runs model a and qb's runs model b, members
+  // of one prefix group (as video_analytics --tenant-heads: each tenant's recognize stage in one
+  // group). The load does not fit: the det roots (2 x 200 req/s at 2 ms per item) take over 80%
+  // of the device and the group (2 x 60 req/s, l(1) = 25 ms) over 60%, so admission control must
+  // cut. The group session serves a stage of both queries; as a unit of its own it came after
+  // the roots (rate 120 < 200) and found no room left: the roots ran in full, the group was
+  // rejected, and every root item was then rejected at c (no route): nothing completed. A query is admitted whole (Session::group): every stage of a query, the group's
+  // members included, must end up with the same admission.
+  SimRig rig({.devices = "sim:1", .epoch = kNoEpoch});
+  rig.engine->load_model({.name = "det", .profile = linear_profile("det", 2000, 1000, 16)});
+  for (const char* m : {"a", "b"})
+    rig.engine->load_model({.name = m, .profile = linear_profile(m, 5000, 20000, 32),
+                            .declared_prefix = {.key = "backbone", .fraction = 0.9}});
+  for (const char* q : {"qa", "qb"})
+    rig.engine->add_query({.name = q, .slo = 200ms, .expected_rate_rps = 200,
+                           .stages = {{.name = "root", .model = "det",
+                                       .children = {{.stage = "c", .expected_fanout = 0.3}}},
+                                      {.name = "c", .model = q == std::string("qa") ? "a" : "b"}}});
+  const Plan plan = rig.engine->plan();
+  const EngineStats st = rig.engine->stats();
+  INFO(plan.to_json().dump(1));
+  REQUIRE_FALSE(plan.rejected.empty());  // the load does not fit: admission control cut it
+  for (const char* q : {"qa", "qb"}) {
+    const std::string root = std::string(q) + "/root", child = std::string(q) + "/c";
+    // Both stages routed or neither, with the same admission in stats() (served/partial/rejected).
+    CHECK(plan.route(root).empty() == plan.route(child).empty());
+    CHECK(st.sessions.at(root).admission == st.sessions.at(child).admission);
+  }
+  // Something is served: the cut is a share of both queries, not both queries dropped.
+  CHECK((!plan.route("qa/root").empty() || !plan.route("qb/root").empty()));
+
+  // And requests of an admitted query complete (before: every one was rejected at c, no_route).
+  std::vector<std::pair<TimePoint, std::string>> arrivals;
+  for (const char* q : {"qa", "qb"})
+    for (TimePoint t : sim::poisson_arrivals(20, 2s, static_cast<std::uint64_t>(q[1]))) arrivals.emplace_back(t, q);
+  std::sort(arrivals.begin(), arrivals.end());
+  std::vector<RequestId> ids;
+  std::map<std::string, int> completed;
+  for (const auto& [t, q] : arrivals) {
+    rig.engine->run_until(t);
+    ids.push_back(rig.engine->submit(q, Tensor()));
+  }
+  rig.engine->run_until_idle();
+  const std::vector<QueryResult> results = rig.engine->poll();
+  CHECK(each_exactly_once(ids, results));
+  for (const auto& r : results)
+    if (r.status == RequestStatus::kCompleted) ++completed[r.query];
+  for (const char* q : {"qa", "qb"})
+    if (!plan.route(std::string(q) + "/root").empty()) CHECK(completed[q] > 0);
+}

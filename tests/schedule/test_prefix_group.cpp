@@ -112,10 +112,13 @@ TEST_CASE("merge_prefix_groups: one session per group, its profile added", "[sch
   CHECK(m.sessions[0].rate_rps == 40);
   CHECK(m.sessions[0].slo == 60ms);   // the tightest member SLO
   CHECK(m.sessions[0].priority == 2); // the highest
-  CHECK(m.sessions[0].group.empty()); // members of two queries
+  // Members of two queries: the group joins their admission groups (admitted together).
+  CHECK(m.sessions[0].group == "q1+q3");
   CHECK(m.sessions[1].id == "q2/c");
+  CHECK(m.sessions[1].group == "q2");  // in no group: its own query
   REQUIRE(m.members.count("prefix:k"));
   CHECK(m.members.at("prefix:k").size() == 2);
+  for (const Session& x : m.members.at("prefix:k")) CHECK(x.group == "q1+q3");
   // ℓ_group(4), shares 3 / 1: prefix 0.5·8 + suffixes 0.5·7 + 0.5·5 = 10 ms.
   REQUIRE(profiles.count("prefix:k"));
   CHECK(profiles.at("prefix:k").mean_latency(4) == 10000us);
@@ -126,4 +129,36 @@ TEST_CASE("merge_prefix_groups: one session per group, its profile added", "[sch
   CHECK(alone.sessions[0].id == "q1/a");
   CHECK(alone.members.empty());
   CHECK(none.empty());
+}
+
+TEST_CASE("merge_prefix_groups: queries joined through groups are one admission unit", "[schedule][prefix]") {
+  // Group k over models a, b; group j over d, e. q1 runs det -> a, q2 runs b and d, q3 runs e,
+  // q4 runs c alone: k joins q1 and q2, j joins q2 and q3, so q1, q2, q3 (and both group
+  // sessions, and q1's det stage) share one admission group; q4 keeps its own. A query is
+  // admitted whole (admit_and_pack): none may run while a group serving one of its stages is
+  // rejected, which separate units allowed.
+  const auto lin = [](const std::string& m) { return linear(m, 4, 1, 8, 0); };
+  const std::vector<PrefixSplit> sk{{"a", lin("a"), 0.5, 0.5, 0}, {"b", lin("b"), 0.5, 0.5, 0}};
+  const std::vector<PrefixSplit> sj{{"d", lin("d"), 0.5, 0.5, 0}, {"e", lin("e"), 0.5, 0.5, 0}};
+  const PrefixGroupProfiles k = split_prefix_group("prefix:k", sk);
+  const PrefixGroupProfiles j = split_prefix_group("prefix:j", sj);
+  const std::vector<const PrefixGroupProfiles*> groups{&k, &j};
+  const std::vector<Session> sessions{{"q1/det", "det", 100ms, 30, 0, "q1"},
+                                      {"q1/a", "a", 100ms, 30, 0, "q1"},
+                                      {"q2/b", "b", 100ms, 10, 0, "q2"},
+                                      {"q2/d", "d", 100ms, 10, 0, "q2"},
+                                      {"q3/e", "e", 100ms, 10, 0, "q3"},
+                                      {"q4/c", "c", 100ms, 10, 0, "q4"},
+                                      {"lone", "c", 100ms, 10, 0, ""}};
+  std::map<std::string, BatchProfile> profiles;
+  const PrefixGroupedSessions m = merge_prefix_groups(sessions, groups, profiles);
+  std::map<std::string, std::string> group;
+  for (const Session& s : m.sessions) group[s.id] = s.group;
+  CHECK(group == std::map<std::string, std::string>{{"q1/det", "q1+q2+q3"},
+                                                    {"prefix:k", "q1+q2+q3"},
+                                                    {"prefix:j", "q1+q2+q3"},
+                                                    {"q4/c", "q4"},
+                                                    {"lone", ""}});
+  for (const auto& [id, ms] : m.members)
+    for (const Session& x : ms) CHECK(x.group == "q1+q2+q3");
 }

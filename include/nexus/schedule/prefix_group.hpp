@@ -115,11 +115,15 @@ struct PrefixGroupedSessions {
 
 /// Merges the sessions of each group in `groups` (a session is a member when its model is one
 /// of the group's member_models; a model is in at most one group): group_session(session_id,
-/// session_id, ...) (Σ rates, tightest SLO) with the highest member priority, the members'
-/// admission group where they all share one (else none), and group_profile(session_id,
-/// prefix, members with their suffixes) added to `profiles` under session_id. A group with
-/// fewer than two member sessions leaves its session(s) as they are. Throws what group_profile
-/// throws.
+/// session_id, ...) (Σ rates, tightest SLO) with the highest member priority, and
+/// group_profile(session_id, prefix, members with their suffixes) added to `profiles` under
+/// session_id. A group with fewer than two member sessions leaves its session(s) as they are.
+/// Admission groups (Session::group, admit_and_pack): a group session serves a stage of each of
+/// its members' queries, so the admission groups of its members are joined into one, named by
+/// theirs sorted and joined by '+' (e.g. "t0-whole+t1-whole"), on every session of those groups
+/// (in `sessions` and in `members`) and on the group session; a query is then never admitted
+/// while the group serving one of its stages is rejected, nor at another share. A group whose
+/// members have no admission group is a unit of its own. Throws what group_profile throws.
 PrefixGroupedSessions merge_prefix_groups(std::span<const Session> sessions,
                                           std::span<const PrefixGroupProfiles* const> groups,
                                           std::map<std::string, BatchProfile>& profiles);
