@@ -199,30 +199,79 @@ QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) c
         required);
   };
 
+  // The headroom rule (header): ρ = num / den, and a unit (stage or layer) with least budget n may
+  // take step j only if budget_us(j) ≥ ρ·n. ρ = 1/1 removes nothing (cost is finite only there).
+  struct Ratio {
+    std::int64_t num = 1, den = 1;
+  };
+  auto allows = [](std::int64_t budget, std::int64_t n, Ratio r) {
+    return static_cast<__int128>(budget) * r.den >= static_cast<__int128>(r.num) * n;
+  };
+  auto ceil_times = [](std::int64_t n, Ratio r) {  // ⌈ρ·n⌉ µs
+    return static_cast<std::int64_t>((static_cast<__int128>(r.num) * n + r.den - 1) / r.den);
+  };
+  // The largest ρ among the candidates (grid budget / n of some unit) whose DP minimum stays within
+  // the tolerance of `minimum`; `solve` runs the DP at a ρ. The minimum only rises with ρ
+  // (budgets are removed), so bisection finds it.
+  NEXUS_CHECK(std::isfinite(options_.slack_tolerance) && options_.slack_tolerance >= 0,
+              "query planner: slack_tolerance must be >= 0 (got {})", options_.slack_tolerance);
+  auto widest = [&](const std::vector<std::int64_t>& floors, double minimum, auto&& solve) {
+    std::vector<Ratio> cand;
+    for (auto n : floors)
+      for (int j = 1; j <= S; ++j)
+        if (budget_us(j) > n) cand.push_back({budget_us(j), n});
+    auto less = [](Ratio a, Ratio b) {
+      return static_cast<__int128>(a.num) * b.den < static_cast<__int128>(b.num) * a.den;
+    };
+    std::sort(cand.begin(), cand.end(), less);
+    cand.erase(std::unique(cand.begin(), cand.end(),
+                           [&](Ratio a, Ratio b) { return !less(a, b) && !less(b, a); }),
+               cand.end());
+    const double limit = minimum * (1.0 + options_.slack_tolerance + 1e-9);
+    Ratio best;
+    std::ptrdiff_t lo = 0, hi = static_cast<std::ptrdiff_t>(cand.size()) - 1;
+    while (lo <= hi) {
+      const std::ptrdiff_t mid = (lo + hi) / 2;
+      if (solve(cand[mid]) <= limit) {
+        best = cand[mid];
+        lo = mid + 1;
+      } else {
+        hi = mid - 1;
+      }
+    }
+    return best;
+  };
+
   if (tree) {
     // f[u][t]: min GPUs of the subtree at u within t steps; arg[u][t]: u's own steps.
     std::vector<std::vector<double>> f(n, std::vector<double>(S + 1, kInf));
     std::vector<std::vector<int>> arg(n, std::vector<int>(S + 1, 0));
-    for (auto it = g.order.rbegin(); it != g.order.rend(); ++it) {
-      const int u = *it;
-      for (int t = 1; t <= S; ++t) {
-        double best = kInf;
-        int bk = 0;
-        for (int k = 1; k <= t; ++k) {
-          double c = cost[u][k];
-          if (c == kInf) continue;
-          for (auto [ch, fo] : g.children[u]) c += f[ch][t - k];
-          if (c < best - 1e-12) {
-            best = c;
-            bk = k;
+    auto solve = [&](Ratio r) {
+      for (auto it = g.order.rbegin(); it != g.order.rend(); ++it) {
+        const int u = *it;
+        for (int t = 1; t <= S; ++t) {
+          double best = kInf;
+          int bk = 0;
+          for (int k = 1; k <= t; ++k) {
+            double c = cost[u][k];
+            if (c == kInf || !allows(budget_us(k), min_budget[u], r)) continue;
+            for (auto [ch, fo] : g.children[u]) c += f[ch][t - k];
+            if (c < best - 1e-12) {
+              best = c;
+              bk = k;
+            }
           }
+          f[u][t] = best;
+          arg[u][t] = bk;
         }
-        f[u][t] = best;
-        arg[u][t] = bk;
       }
-    }
-    if (f[g.root][S] == kInf) infeasible();
-    out.gpus = f[g.root][S];
+      return f[g.root][S];
+    };
+    out.gpus_min = solve(Ratio{});
+    if (out.gpus_min == kInf) infeasible();
+    const Ratio rho = widest(min_budget, out.gpus_min, solve);
+    out.gpus = solve(rho);  // refills f and arg at ρ for the read-back
+    out.slack_ratio = double(rho.num) / double(rho.den);
     // Top-down read-back of the steps the DP chose (a leaf: all its path leaves) ...
     std::vector<int> left(n, 0), chosen(n, 0);
     left[g.root] = S;
@@ -230,11 +279,13 @@ QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) c
       chosen[u] = g.children[u].empty() ? left[u] : arg[u][left[u]];
       for (auto [ch, fo] : g.children[u]) left[ch] = left[u] - chosen[u];
     }
-    // ... then each stage's smallest budget with the same cost, and the slack spread over them.
+    // ... then each stage's smallest budget with the same cost (and at least ρ·n_u; both ≤ the
+    // chosen budget), and the slack spread over them.
     std::vector<std::int64_t> minimal(n, 0), path(n, 0);
     std::int64_t longest = 0;
     for (int u : g.order) {
-      minimal[u] = smallest_budget_for(u, throughput_at(u, budget_us(chosen[u])));
+      minimal[u] = std::max(smallest_budget_for(u, throughput_at(u, budget_us(chosen[u]))),
+                            ceil_times(min_budget[u], rho));
       path[u] += minimal[u];  // path[u] held the ancestors' sum
       for (auto [ch, fo] : g.children[u]) path[ch] = path[u];
       longest = std::max(longest, path[u]);
@@ -258,24 +309,36 @@ QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) c
   std::vector<std::vector<double>> lcost(layers, std::vector<double>(S + 1, 0.0));
   for (int u = 0; u < n; ++u)
     for (int j = 0; j <= S; ++j) lcost[depth[u]][j] += cost[u][j];
+  // n_i: the largest least budget n_u of layer i (the headroom rule's unit is the layer).
+  std::vector<std::int64_t> layer_floor(layers, 0);
+  for (int u = 0; u < n; ++u) layer_floor[depth[u]] = std::max(layer_floor[depth[u]], min_budget[u]);
   // dp[i][t]: min GPUs of layers 0..i within t steps (layer i takes k of them).
   std::vector<std::vector<double>> dp(layers, std::vector<double>(S + 1, kInf));
   std::vector<std::vector<int>> arg(layers, std::vector<int>(S + 1, 0));
-  for (int i = 0; i < layers; ++i) {
-    for (int t = 1; t <= S; ++t) {
-      for (int k = 1; k <= t; ++k) {
-        const double base = i == 0 ? 0.0 : dp[i - 1][t - k];
-        if (lcost[i][k] == kInf || base == kInf) continue;
-        const double c = base + lcost[i][k];
-        if (c < dp[i][t] - 1e-12) {
-          dp[i][t] = c;
-          arg[i][t] = k;
+  auto solve = [&](Ratio r) {
+    for (int i = 0; i < layers; ++i) {
+      for (int t = 1; t <= S; ++t) {
+        dp[i][t] = kInf;
+        arg[i][t] = 0;
+        for (int k = 1; k <= t; ++k) {
+          const double base = i == 0 ? 0.0 : dp[i - 1][t - k];
+          if (lcost[i][k] == kInf || base == kInf || !allows(budget_us(k), layer_floor[i], r))
+            continue;
+          const double c = base + lcost[i][k];
+          if (c < dp[i][t] - 1e-12) {
+            dp[i][t] = c;
+            arg[i][t] = k;
+          }
         }
       }
     }
-  }
-  if (dp[layers - 1][S] == kInf) infeasible();
-  out.gpus = dp[layers - 1][S];
+    return dp[layers - 1][S];
+  };
+  out.gpus_min = solve(Ratio{});
+  if (out.gpus_min == kInf) infeasible();
+  const Ratio rho = widest(layer_floor, out.gpus_min, solve);
+  out.gpus = solve(rho);
+  out.slack_ratio = double(rho.num) / double(rho.den);
   std::vector<int> layer_steps(layers, 0);
   int t = S;
   for (int i = layers - 1; i >= 0; --i) {
@@ -288,6 +351,7 @@ QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) c
     const double tp = throughput_at(u, budget_us(layer_steps[depth[u]]));
     layer_min[depth[u]] = std::max(layer_min[depth[u]], smallest_budget_for(u, tp));
   }
+  for (int i = 0; i < layers; ++i) layer_min[i] = std::max(layer_min[i], ceil_times(layer_floor[i], rho));
   std::int64_t total = 0;
   for (auto m : layer_min) total += m;
   // A stage at depth d starts after layers 0..d-1 at the latest; a leaf keeps the rest of the SLO.

@@ -108,15 +108,63 @@ TEST_CASE("slack is spread: minimal budgets scaled by SLO / longest path, leaves
   // 400 req/s at b = 4, 2ℓ = 20 ms), γ = 2, SLO 100 ms in 0.5 ms steps. Cheapest: D ≥ 1.5 ms
   // (100 / 5333.3 = 0.01875) + C ≥ 20 ms (200 / 400 = 0.5); the DP's argmin gave D 1.5 ms.
   // L = 21.5 ms → D = ⌊1500 · 100000 / 21500⌋ = 6976 µs, C = 100000 − 6976 = 93024 µs.
+  // That was the read-back before the headroom rule. D 1.5 ms and C 98.5 ms is not the only split
+  // of the minimal cost: any D ≥ 1.5 ms with C ≥ 20 ms costs the same, so even with tolerance 0
+  // the rule takes the one with the largest min budget / 2ℓ(1) (D 1 ms, C 10 ms): ρ = 9.05 (D ≥
+  // 9.05 → 9.5 ms on the 0.5 ms grid, C ≥ 90.5 ms, 100 ms in all; ρ = 9.1 needs 9.5 + 91 > 100).
+  // Read-back floors D max(1.5, 9.05) = 9.05 ms, C max(20, 90.5) = 90.5 ms → L = 99.55 ms:
+  // D = ⌊9050 · 100000 / 99550⌋ = 9090 µs, C = 100000 − 9090 = 90910 µs (both 9.09× 2ℓ(1)).
   ProfileMap dc;
   dc.emplace("D", BatchProfile("D", "gpu", {1, 2, 4}, {500, 600, 750}));
   dc.emplace("C", BatchProfile("C", "gpu", {1, 2, 4}, {5000, 7000, 10000}));
   q.slo = 100ms;
   q.stages = {{"d", "D", {{"c", 2}}}, {"c", "C", {}}};
-  s = QueryPlanner({200}).split(q, dc);
-  CHECK(s.gpus == Approx(100.0 / (4e6 / 750) + 0.5));
-  CHECK(s.budgets.at("d").count() == 6976);
-  CHECK(s.budgets.at("c").count() == 93024);
+  for (double tolerance : {0.0, 0.02}) {
+    s = QueryPlanner({200, tolerance}).split(q, dc);
+    CHECK(s.gpus == Approx(100.0 / (4e6 / 750) + 0.5));
+    CHECK(s.gpus_min == Approx(s.gpus));
+    CHECK(s.slack_ratio == Approx(9.05));
+    CHECK(s.budgets.at("d").count() == 9090);
+    CHECK(s.budgets.at("c").count() == 90910);
+  }
+}
+
+TEST_CASE("headroom rule: a nearly free stage gets more than its minimum at ~the same GPUs",
+          "[query][known][slack]") {
+  // A cheap detector D' (only b = 1: ℓ = 5 ms, T = 200 req/s, 2ℓ(1) = 10 ms) before a classifier
+  // C' (ℓ = 20, 30, 44 ms at b = 1, 2, 3: T = 50, 66.67, 68.18 req/s; 2ℓ = 40, 60, 88 ms), γ = 1,
+  // 100 req/s, SLO 100 ms in 10 ms steps. Costs: D' 0.5 at any budget ≥ 10 ms; C' 2.0 at 40–50,
+  // 1.5 at 60–80, 1.46667 at 90 ms.
+  //   exact minimum: D' 10 + C' 90 → 1.96667 (D' at exactly its 2ℓ(1));
+  //   D' 20 + C' 80 → 2.0, 1.69% more: ratios 20/10 = 2 and 80/40 = 2 → ρ = 2 (D' 30 + C' 70 has
+  //   ρ = 1.75, D' 40 + C' 60 ρ = 1.5).
+  // Old read-back (and tolerance < 1.69%): floors D' 10, C' 88 (b = 3) → L = 98 ms, D' =
+  // ⌊10000 · 100000 / 98000⌋ = 10204 µs, C' = 89796 µs. New (2%): floors max(10, 2·10) = 20 and
+  // max(60, 2·40) = 80 → L = 100 ms: D' 20 ms, C' 80 ms.
+  ProfileMap p;
+  p.emplace("D", BatchProfile("D", "gpu", {1}, {5000}));
+  p.emplace("C", BatchProfile("C", "gpu", {1, 2, 3}, {20000, 30000, 44000}));
+  QuerySpec q;
+  q.id = "q";
+  q.slo = 100ms;
+  q.rate_rps = 100;
+  q.stages = {{"d", "D", {{"c", 1}}}, {"c", "C", {}}};
+  const auto wide = QueryPlanner({10, 0.02}).split(q, p);
+  CHECK(wide.gpus_min == Approx(0.5 + 100.0 / (3e6 / 44000)));
+  CHECK(wide.gpus == Approx(2.0));
+  CHECK(wide.slack_ratio == Approx(2.0));
+  CHECK(wide.budgets.at("d") == 20ms);
+  CHECK(wide.budgets.at("c") == 80ms);
+  CHECK(QueryPlanner().split(q, p).budgets.at("d") == wide.budgets.at("d"));  // the default is 2%
+  for (double tolerance : {0.0, 0.01}) {  // no slack within the tolerance: the exact DP's split
+    const auto exact = QueryPlanner({10, tolerance}).split(q, p);
+    CHECK(exact.gpus == Approx(exact.gpus_min));
+    CHECK(exact.gpus_min == Approx(wide.gpus_min));
+    CHECK(exact.slack_ratio == Approx(1.0));
+    CHECK(exact.budgets.at("d").count() == 10204);
+    CHECK(exact.budgets.at("c").count() == 89796);
+  }
+  CHECK_THROWS_WITH(QueryPlanner({10, -0.1}).split(q, p), Catch::Contains("slack_tolerance"));
 }
 
 TEST_CASE("random trees: the DP equals brute force over the budget grid", "[query][property]") {
@@ -141,7 +189,7 @@ TEST_CASE("random trees: the DP equals brute force over the budget grid", "[quer
       }
     }
     const int S = 12;
-    QueryPlanner planner({S});
+    QueryPlanner planner({S, 0.0});  // the exact DP (ties broken by the headroom rule)
     const auto rates = QueryPlanner::stage_rates(q);
     // Brute force: every assignment of k_i ∈ 1..S with each root-to-leaf path summing ≤ S.
     double best = std::numeric_limits<double>::infinity();
@@ -183,6 +231,48 @@ TEST_CASE("random trees: the DP equals brute force over the budget grid", "[quer
       if (st.children.empty()) CHECK(path == q.slo.count());
     }
     CHECK(c <= best * (1 + 1e-9));
+
+    // Headroom rule at 2%: brute force the largest min_j budget_j / 2ℓ_j(1) over the grid splits
+    // that cost ≤ 1.02 · best; the planner's ρ equals it and every returned budget is ≥ ρ · 2ℓ(1).
+    const double tol = 0.02;
+    double rho_bf = 0;
+    rec = [&](int i) {
+      if (i == n) {
+        double cc = 0, r = std::numeric_limits<double>::infinity();
+        for (int j = 0; j < n; ++j) {
+          const auto& pr = profiles.at(q.stages[j].model);
+          const std::int64_t us = q.slo.count() * k[j] / S;
+          cc += stage_cost(pr, rates.at(q.stages[j].id), us);
+          r = std::min(r, double(us) / double(2 * pr.latency(1).count()));
+        }
+        if (cc <= best * (1 + tol + 1e-9)) rho_bf = std::max(rho_bf, r);
+        return;
+      }
+      int used = 0;
+      for (int a = parent[i]; a >= 0; a = parent[a]) used += k[a];
+      for (int v = 1; v + used <= S; ++v) {
+        k[i] = v;
+        rec(i + 1);
+      }
+    };
+    rec(0);
+    const auto wide = QueryPlanner({S, tol}).split(q, profiles);
+    CHECK(wide.gpus_min == Approx(best).epsilon(1e-9));
+    CHECK(wide.gpus <= best * (1 + tol + 1e-9));
+    CHECK(wide.slack_ratio == Approx(rho_bf).epsilon(1e-12));
+    CHECK(wide.slack_ratio >= split.slack_ratio);
+    double cw = 0;
+    for (int j = 0; j < n; ++j) {
+      const auto& st = q.stages[j];
+      const auto us = wide.budgets.at(st.id).count();
+      cw += stage_cost(profiles.at(st.model), rates.at(st.id), us);
+      CHECK(double(us) >= rho_bf * 2 * profiles.at(st.model).latency(1).count() - 1e-6);
+      std::int64_t path = 0;
+      for (int a = j; a >= 0; a = parent[a]) path += wide.budgets.at(q.stages[a].id).count();
+      CHECK(path <= q.slo.count());
+      if (st.children.empty()) CHECK(path == q.slo.count());
+    }
+    CHECK(cw <= wide.gpus * (1 + 1e-9));
   }
 }
 

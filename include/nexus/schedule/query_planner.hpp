@@ -23,13 +23,34 @@
 //      so every root-to-leaf path sums to exactly the SLO and paths shorter than L give their
 //      extra to their leaf.
 // Every budget is ≥ m_u, and T_u(k) is non-decreasing in k, so no stage's GPU cost rises: `gpus`
-// (the DP optimum) is unchanged and the budgets cost at most that (possibly less, off the grid).
+// (the DP's objective at the split it chose) holds and the budgets cost at most that (possibly
+// less, off the grid).
+//
+// Headroom for a nearly free stage (options.slack_tolerance, default 2%): the minimum-cost split
+// gives a stage the least time that keeps it at its best cost, and when that stage is cheap (a
+// detector at b = 1 whose larger batches are no faster) its budget ends up just above 2ℓ(1).
+// 2ℓ(b) ≤ budget is enough only for perfectly paced arrivals; with Poisson bursts (and noisy
+// batch times) a request that queues behind one batch misses the stage deadline and early drop
+// discards it (SSD → ResNet-50 on the CPU set at γ = 1, 300 ms: SSD got 25.8 ms against 2ℓ(1) =
+// 24.7 ms and dropped 11% at 60 req/s; docs/evaluation.md, Fig. 17). So among the splits whose
+// objective is within (1 + slack_tolerance) of the DP minimum, the planner takes one that
+// maximises the smallest slack ratio
+//   ρ = min over stages u of budget_u / n_u,   n_u = 2ℓ_u(b_min) + pre + post + overhead
+// (n_u is the least budget at which u can run at all, its batch of one), i.e. every stage gets at
+// least ρ·n_u: ρ − 1 batches of one that may queue ahead of a request. It is the same DP with the
+// budgets below ρ·n_u removed from each stage's table; the DP's minimum only rises with ρ, so the
+// largest ρ within the tolerance is found by bisection over the candidate ratios (grid budget /
+// n_u). At ρ = 1 nothing is removed, so when no split within the tolerance gives any stage more,
+// the split is the exact DP's; the tightest SLOs and the InfeasibleSlo errors are unchanged. The
+// read-back then uses max(m_u, ⌈ρ·n_u⌉) in place of m_u, so the spread keeps every stage at
+// ≥ ρ·n_u. slack_tolerance = 0 still breaks ties between splits of exactly the minimal cost.
 //
 // DAGs with joins (a stage with several parents): the layered fallback of the 2018 code — every
 // stage at the same depth (longest path from the root) gets the same budget, and a DP over
 // layers splits the SLO between layers. Also O(layers · segments²). Read-back as above with
 // layers: M_i = max of m_u over layer i, layer i gets ⌊M_i · SLO / Σ M⌋ µs, and a leaf at depth d
-// gets SLO minus layers 0..d−1 (every path through it crosses only those layers before it).
+// gets SLO minus layers 0..d−1 (every path through it crosses only those layers before it). The
+// headroom rule applies per layer, with n_i = max of n_u over layer i.
 //
 // Errors (nexus::Error naming the query and item): no stages, duplicate stage ids, an edge to an
 // unknown stage, a cycle, more than one root (or none), a non-positive SLO/rate/fan-out, a model
@@ -76,6 +97,10 @@ class InfeasibleSlo : public Error {
 
 struct QueryPlannerOptions {
   int segments = 200;   ///< time steps ε = SLO / segments
+  /// Headroom rule (see above): accept splits whose objective is up to this fraction above the
+  /// DP minimum (0.02 = 2%) and take the one that maximises min_u budget_u / n_u. Must be >= 0;
+  /// 0 keeps the exact minimum (ties still broken by that ratio).
+  double slack_tolerance = 0.02;
 };
 
 /// The planner's answer for one query.
@@ -84,6 +109,8 @@ struct QuerySplit {
   std::map<std::string, std::chrono::microseconds> budgets;  ///< stage id → latency budget
   std::map<std::string, double> rates;                       ///< stage id → rate, req/s
   double gpus = 0.0;        ///< objective: Σ R_v / T_v(budget_v), fractional GPUs
+  double gpus_min = 0.0;    ///< the DP minimum of that objective (gpus ≤ (1 + tolerance)·this)
+  double slack_ratio = 1.0; ///< ρ: every stage's budget ≥ ρ · n_u (≥ 1)
   bool layered = false;     ///< true when the DAG fallback was used
 };
 
