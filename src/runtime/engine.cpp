@@ -126,6 +126,8 @@ Engine::Impl::Impl(EngineOptions options) : options_(std::move(options)) {
   }
   NEXUS_CHECK(options_.slo_split_segments >= 1, "EngineOptions::slo_split_segments must be >= 1 (got {})",
               options_.slo_split_segments);
+  NEXUS_CHECK(std::isfinite(options_.slo_split_slack_tolerance) && options_.slo_split_slack_tolerance >= 0,
+              "EngineOptions::slo_split_slack_tolerance must be >= 0 (got {})", options_.slo_split_slack_tolerance);
   NEXUS_CHECK(options_.epoch.count() >= 0, "EngineOptions::epoch must be >= 0 (got {} us)", options_.epoch.count());
   NEXUS_CHECK(options_.epoch.count() == 0 || options_.min_epoch.count() > 0,
               "EngineOptions::min_epoch must be > 0 (got {} us)", options_.min_epoch.count());
@@ -892,7 +894,9 @@ std::vector<Duration> Engine::Impl::split_slo(const QueryDef& q, const std::vect
     }
     spec.stages.push_back(std::move(qs));
   }
-  const QueryPlanner planner(QueryPlannerOptions{.segments = options_.slo_split_segments}, options_.packer);
+  const QueryPlanner planner(QueryPlannerOptions{.segments = options_.slo_split_segments,
+                                                 .slack_tolerance = options_.slo_split_slack_tolerance},
+                             options_.packer);
   try {
     const QuerySplit split = planner.split(spec, profiles);
     std::vector<Duration> out(n);

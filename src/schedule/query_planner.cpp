@@ -269,7 +269,7 @@ QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) c
     };
     out.gpus_min = solve(Ratio{});
     if (out.gpus_min == kInf) infeasible();
-    const Ratio rho = widest(min_budget, out.gpus_min, solve);
+    const Ratio rho = options_.slack_tolerance > 0 ? widest(min_budget, out.gpus_min, solve) : Ratio{};
     out.gpus = solve(rho);  // refills f and arg at ρ for the read-back
     out.slack_ratio = double(rho.num) / double(rho.den);
     // Top-down read-back of the steps the DP chose (a leaf: all its path leaves) ...
@@ -336,7 +336,7 @@ QuerySplit QueryPlanner::split(const QuerySpec& q, const ProfileMap& profiles) c
   };
   out.gpus_min = solve(Ratio{});
   if (out.gpus_min == kInf) infeasible();
-  const Ratio rho = widest(layer_floor, out.gpus_min, solve);
+  const Ratio rho = options_.slack_tolerance > 0 ? widest(layer_floor, out.gpus_min, solve) : Ratio{};
   out.gpus = solve(rho);
   out.slack_ratio = double(rho.num) / double(rho.den);
   std::vector<int> layer_steps(layers, 0);

@@ -148,11 +148,13 @@ TEST_CASE("nexus: stage budgets are the QueryPlanner's DP split", "[runtime][nex
   const auto det = linear_profile("det", 2000, 8000, 16);   // ℓ(b) = 2b + 8 ms
   const auto rec = linear_profile("rec", 500, 2000, 64);    // ℓ(b) = 0.5b + 2 ms
   const ProfileMap profiles{{"det", det}, {"rec", rec}};
-  SimRig rig({.devices = "sim:2", .epoch = kNoEpoch});
+  // The exact DP (slo_split_slack_tolerance 0); the default's headroom rule is checked below.
+  SimRig rig({.devices = "sim:2", .epoch = kNoEpoch, .slo_split_slack_tolerance = 0.0});
   rig.engine->load_model({.name = "det", .profile = det});
   rig.engine->load_model({.name = "rec", .profile = rec});
   rig.engine->add_query(two_stage("faces", 200ms, 50, 3));
-  const QuerySplit want = QueryPlanner().split(planner_query("faces", 200ms, 50, 3), profiles);
+  const QueryPlanner exact({200, 0.0});
+  const QuerySplit want = exact.split(planner_query("faces", 200ms, 50, 3), profiles);
   INFO("DP budgets at add_query: detect " << want.budgets.at("detect").count() << " us, recognize "
                                           << want.budgets.at("recognize").count() << " us");
   const Plan plan = rig.engine->plan();
@@ -170,11 +172,12 @@ TEST_CASE("nexus: stage budgets are the QueryPlanner's DP split", "[runtime][nex
   // Hand check per frame and GPU-ms: detect 72 ms (b = 14, ℓ = 36 ms) + recognize 28 ms (b = 24,
   // ℓ = 14 ms) costs 36/14 + γ·14/24; detect 80 ms (16, 40 ms) + 20 ms (16, 10 ms) costs
   // 40/16 + γ·10/16: 3.15 > 3.125 at γ = 1, but 4.32 < 4.375 at γ = 3.
-  SimRig rig2({.devices = "sim:2", .epoch = std::chrono::seconds(1), .rate_ewma_alpha = 1.0});
+  SimRig rig2({.devices = "sim:2", .epoch = std::chrono::seconds(1), .rate_ewma_alpha = 1.0,
+               .slo_split_slack_tolerance = 0.0});
   rig2.engine->load_model({.name = "det", .profile = det});
   rig2.engine->load_model({.name = "rec", .profile = rec});
   rig2.engine->add_query(two_stage("faces", 100ms, 50, 3, 1.0));
-  const QuerySplit before = QueryPlanner().split(planner_query("faces", 100ms, 50, 1.0), profiles);
+  const QuerySplit before = exact.split(planner_query("faces", 100ms, 50, 1.0), profiles);
   CHECK(before.budgets.at("detect") == 80ms);
   CHECK(rig2.engine->plan().stage_budgets.at("faces/detect") == before.budgets.at("detect"));
   std::vector<std::pair<TimePoint, std::string>> all;
@@ -190,7 +193,7 @@ TEST_CASE("nexus: stage budgets are the QueryPlanner's DP split", "[runtime][nex
   const double r_rec = st.sessions.at("faces/recognize").rate_rps;
   CHECK(r_det == Approx(200).margin(1));
   CHECK(r_rec > 2.5 * r_det);  // items of the last frames may still be in flight at the epoch
-  const QuerySplit now = QueryPlanner().split(planner_query("faces", 100ms, r_det, r_rec / r_det), profiles);
+  const QuerySplit now = exact.split(planner_query("faces", 100ms, r_det, r_rec / r_det), profiles);
   CHECK(now.budgets.at("detect") == 72ms);  // the measured fan-out moved time to recognize
   const Plan p2 = rig2.engine->plan();
   CHECK(p2.stage_budgets.at("faces/detect") == now.budgets.at("detect"));
@@ -205,6 +208,19 @@ TEST_CASE("nexus: stage budgets are the QueryPlanner's DP split", "[runtime][nex
   prop.engine->add_query(two_stage("faces", 200ms, 50, 3));
   CHECK(prop.engine->plan().stage_budgets.at("faces/detect") == 160ms);
   CHECK(prop.engine->plan().stage_budgets.at("faces/recognize") == 40ms);
+
+  // The default DP (headroom rule, 2%): 2ℓ(1) = 20 and 5 ms, so ρ ≤ 200 / 25 = 8, reached by
+  // detect 160 ms (b = 16, 400/s) + recognize 40 ms (2ℓ(b) ≤ 40 → b = 36, 1800/s): GPUs 50/400 +
+  // 150/1800 = 0.20833 against the minimum 50/400 + 150/1882.4 (b = 64, 2ℓ = 68 ms) = 0.20469,
+  // 1.8% more, within 2%. Here the headroom rule's split is the ℓ(1)-proportional one.
+  SimRig wide({.devices = "sim:2", .epoch = kNoEpoch});
+  wide.engine->load_model({.name = "det", .profile = det});
+  wide.engine->load_model({.name = "rec", .profile = rec});
+  wide.engine->add_query(two_stage("faces", 200ms, 50, 3));
+  CHECK(wide.engine->plan().stage_budgets.at("faces/detect") == 160ms);
+  CHECK(wide.engine->plan().stage_budgets.at("faces/recognize") == 40ms);
+  CHECK_THROWS_WITH(SimRig({.devices = "sim:1", .slo_split_slack_tolerance = -1.0}),
+                    Catch::Contains("slo_split_slack_tolerance"));
 }
 
 TEST_CASE("nexus: an SLO too tight for any split is refused naming stages and a working SLO",

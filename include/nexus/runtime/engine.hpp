@@ -206,6 +206,10 @@ struct EngineOptions {
   SloSplit slo_split = SloSplit::kDynamicProgram;
   /// DP time steps ε = SLO / slo_split_segments (QueryPlannerOptions::segments), >= 1.
   int slo_split_segments = 200;
+  /// The DP's headroom rule (QueryPlannerOptions::slack_tolerance): splits up to this fraction
+  /// above the minimal GPU count may be taken to give every stage more budget over its 2ℓ(b_min);
+  /// 0 = the exact DP's split. >= 0.
+  double slo_split_slack_tolerance = 0.02;
   std::uint64_t seed = 1;         ///< for anything random inside (sim backends' outputs)
   /// How sim devices' batch durations are drawn (default: the profile's mean; tests and
   /// benchmarks add noise and slow batches). Each (model, device) gets its own seeded stream.

@@ -43,7 +43,8 @@
 // n_u). At ρ = 1 nothing is removed, so when no split within the tolerance gives any stage more,
 // the split is the exact DP's; the tightest SLOs and the InfeasibleSlo errors are unchanged. The
 // read-back then uses max(m_u, ⌈ρ·n_u⌉) in place of m_u, so the spread keeps every stage at
-// ≥ ρ·n_u. slack_tolerance = 0 still breaks ties between splits of exactly the minimal cost.
+// ≥ ρ·n_u. slack_tolerance = 0 turns the rule off (the exact DP's argmin and the proportional
+// spread above, as before the rule).
 //
 // DAGs with joins (a stage with several parents): the layered fallback of the 2018 code — every
 // stage at the same depth (longest path from the root) gets the same budget, and a DP over
@@ -99,7 +100,7 @@ struct QueryPlannerOptions {
   int segments = 200;   ///< time steps ε = SLO / segments
   /// Headroom rule (see above): accept splits whose objective is up to this fraction above the
   /// DP minimum (0.02 = 2%) and take the one that maximises min_u budget_u / n_u. Must be >= 0;
-  /// 0 keeps the exact minimum (ties still broken by that ratio).
+  /// 0 turns the rule off (the exact DP's own split).
   double slack_tolerance = 0.02;
 };
 
