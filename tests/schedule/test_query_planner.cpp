@@ -310,8 +310,27 @@ TEST_CASE("DAG with a join: layered fallback, same budget per layer", "[query][d
                          stage_cost(p.at("X"), 100, us(b)) + stage_cost(p.at("X"), 250, us(c));
         best = std::min(best, v);
       }
-  CHECK(split.gpus == Approx(best));
-  CHECK(at_budgets <= best * (1 + 1e-9));
+  CHECK(split.gpus_min == Approx(best));
+  CHECK(split.gpus <= best * (1 + 0.02 + 1e-9));
+  CHECK(at_budgets <= split.gpus * (1 + 1e-9));
+  // Headroom rule per layer (2%): the largest min over layers of budget / n_i, n_i = the largest
+  // 2ℓ(1) in the layer (X 20 ms, Y 40 ms: n = 20, 40, 20), over the layer splits within 2%.
+  double rho = 0;
+  for (int a = 1; a <= S; ++a)
+    for (int b = 1; a + b <= S; ++b)
+      for (int c = 1; a + b + c <= S; ++c) {
+        auto us = [&](int k) { return double(q.slo.count() * k / S); };
+        const double v = stage_cost(p.at("X"), 100, us(a)) + stage_cost(p.at("Y"), 200, us(b)) +
+                         stage_cost(p.at("X"), 100, us(b)) + stage_cost(p.at("X"), 250, us(c));
+        if (v <= best * (1 + 0.02 + 1e-9))
+          rho = std::max(rho, std::min({us(a) / 20000, us(b) / 40000, us(c) / 20000}));
+      }
+  CHECK(split.slack_ratio == Approx(rho));
+  CHECK(split.budgets.at("x").count() >= rho * 20000);
+  CHECK(split.budgets.at("y").count() >= rho * 40000);
+  CHECK(split.budgets.at("w").count() >= rho * 20000);
+  // The layered DP without the rule is the exact minimum.
+  CHECK(QueryPlanner({S, 0.0}).split(q, p).gpus == Approx(best));
 }
 
 TEST_CASE("layered fallback spreads the slack by layer; a shallow leaf keeps the rest",
