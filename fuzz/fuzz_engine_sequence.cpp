@@ -1,9 +1,10 @@
 // libFuzzer target: an Engine API sequence in virtual time (VirtualClock, sim devices): random
-// devices, models, one- and two-stage queries with fan-out, submits with right and wrong input
-// shapes, time steps, polls, re-plans, late add_query calls and shutdown. After each sequence it
-// checks the invariant of DESIGN.md: every issued RequestId ends in exactly one QueryResult, no
-// result is for an unknown id, and EngineStats agrees (submitted = issued, completed + dropped +
-// rejected + failed = submitted, nothing in flight). A violation aborts (a libFuzzer crash).
+// devices, models, one- and two-stage queries with fan-out, every batch policy, round-robin or
+// contending executors, submits with right and wrong input shapes, time steps, polls, re-plans,
+// late add_query calls and shutdown. After each sequence it checks the invariant of DESIGN.md:
+// every issued RequestId ends in exactly one QueryResult, no result is for an unknown id, and
+// EngineStats agrees (submitted = issued, completed + dropped + rejected + failed = submitted,
+// nothing in flight). A violation aborts (a libFuzzer crash).
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstdio>
@@ -57,6 +58,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   o.slo_split_segments = 20;
   if (in.ConsumeBool()) o.slo_split = SloSplit::kProportional;
   if (in.ConsumeBool()) o.planner_kind = PlannerKind::kReplicate;
+  // The baselines' batch policies, and their executor mode (co-located sessions contend; it
+  // refuses prefix batching), under the same exactly-once invariant.
+  const dispatch::BatchPolicyKind kinds[] = {dispatch::BatchPolicyKind::kEarlyDrop, dispatch::BatchPolicyKind::kLazyDrop,
+                                             dispatch::BatchPolicyKind::kAimd, dispatch::BatchPolicyKind::kMaxBatchTimeout,
+                                             dispatch::BatchPolicyKind::kTritonDynamic};
+  o.batch_policy.kind = kinds[in.ConsumeIntegralInRange<int>(0, 4)];
+  if (in.ConsumeBool()) {
+    o.executor.concurrent_sessions = true;
+    o.prefix_batching = false;
+  }
   Engine e(o);
 
   const int item = in.ConsumeIntegralInRange<int>(1, 4);  // per-item input shape [item]
