@@ -22,6 +22,15 @@ class DequeView final : public dispatch::QueueView {
   const RingQueue<Item>& q_;
 };
 
+// The batch policy's feedback (AIMD and the like): did every item of a batch that ended at
+// `finished` meet its deadline?
+bool all_met(const std::vector<Item>& items, TimePoint finished, bool failed) {
+  if (failed) return false;
+  for (const auto& it : items)
+    if (finished > it.deadline) return false;
+  return true;
+}
+
 }  // namespace
 
 Executor::Executor(Engine::Impl& engine, int device)
@@ -367,9 +376,7 @@ void Executor::run_batch(Slot& s, std::size_t take, TimePoint now) {
     shared_.push_back({std::move(b), static_cast<double>(busy.count())});
     return;
   }
-  bool all_met = !b.failed;
-  for (auto& it : b.items) all_met = all_met && b.finished <= it.deadline;
-  s.policy->on_batch_done(n, all_met);
+  s.policy->on_batch_done(n, all_met(b.items, b.finished, b.failed));
   if (eng_.virtual_) {  // no allocation on the virtual-time hot path
     inflight_.clear();
     inflight_.push_back(std::move(b));
@@ -546,9 +553,7 @@ void Executor::run_group_batch(GroupState& g, const std::vector<std::size_t>& ta
   for (int prev = c.max_batch.load(std::memory_order_relaxed);
        n > prev && !c.max_batch.compare_exchange_weak(prev, n, std::memory_order_relaxed);) {
   }
-  bool all_met = !failed;
-  for (auto& it : merged) all_met = all_met && finished <= it.deadline;
-  g.policy->on_batch_done(n, all_met);
+  g.policy->on_batch_done(n, all_met(merged, finished, failed));
   // One batch per member session, its items and its slice of its model's outputs.
   std::vector<Batch> out;
   for (const Part& p : parts) {
@@ -680,9 +685,7 @@ void Executor::concurrent_sim_step(TimePoint now) {
     b.finished = now;
     if (Slot* s = slot(b.session)) {
       s->running = false;
-      bool all_met = !b.failed;
-      for (auto& it : b.items) all_met = all_met && b.finished <= it.deadline;
-      s->policy->on_batch_done(static_cast<int>(b.items.size()), all_met);
+      s->policy->on_batch_done(static_cast<int>(b.items.size()), all_met(b.items, b.finished, b.failed));
     }
     eng_.complete_batch(b, &done_);
     ended = true;

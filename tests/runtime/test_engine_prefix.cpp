@@ -68,6 +68,27 @@ double max_rel_error(const Tensor& a, const Tensor& b) {
   return diff / scale;
 }
 
+// Threaded engine: polls until every request of `sent` has a result (60 s at most), checks each
+// is completed with the outputs `reference(id)` gives, shuts down, and checks exactly once.
+template <typename Sent, typename Reference>
+void drain_exactly_once(Engine& e, const Sent& sent, const Reference& reference) {
+  std::map<RequestId, int> seen;
+  const auto give_up = std::chrono::steady_clock::now() + 60s;
+  while (seen.size() < sent.size() && std::chrono::steady_clock::now() < give_up)
+    for (const QueryResult& r : e.poll(64, 50ms)) {
+      ++seen[r.id];
+      REQUIRE(sent.count(r.id));
+      REQUIRE(r.status == RequestStatus::kCompleted);
+      const std::vector<Tensor> ref = reference(r.id);
+      REQUIRE(r.stages.at(0).outputs.size() == ref.size());
+      for (std::size_t o = 0; o < ref.size(); ++o) CHECK(max_rel_error(r.stages[0].outputs[o], ref[o]) < 1e-5);
+    }
+  e.shutdown();
+  for (const QueryResult& r : e.poll()) ++seen[r.id];
+  CHECK(seen.size() == sent.size());
+  for (const auto& [id, n] : seen) CHECK(n == 1);
+}
+
 // Loads `graphs`, declares one single-stage query "q<i>" per model in `used`, submits `per`
 // requests to each at t = 0 (virtual time: deterministic batching), runs to idle and checks every
 // result: exactly once, completed, outputs equal to the model alone. Returns the stats.
@@ -328,22 +349,10 @@ TEST_CASE("prefix: threaded engine (real clock) serves a group's burst exactly o
   const auto extra = variants(4)[3];
   e.load_model(cpu_spec(extra));
   e.unload_model("v3");
-  std::map<RequestId, int> seen;
-  const auto give_up = std::chrono::steady_clock::now() + 60s;
-  while (seen.size() < sent.size() && std::chrono::steady_clock::now() < give_up)
-    for (const QueryResult& r : e.poll(64, 50ms)) {
-      ++seen[r.id];
-      REQUIRE(sent.count(r.id));
-      REQUIRE(r.status == RequestStatus::kCompleted);
-      const auto [m, s] = sent.at(r.id);
-      const auto ref = alone(*graphs[static_cast<std::size_t>(m)], image(s));
-      REQUIRE(r.stages.at(0).outputs.size() == ref.size());
-      for (std::size_t o = 0; o < ref.size(); ++o) CHECK(max_rel_error(r.stages[0].outputs[o], ref[o]) < 1e-5);
-    }
-  e.shutdown();
-  for (const QueryResult& r : e.poll()) ++seen[r.id];
-  CHECK(seen.size() == sent.size());
-  for (const auto& [id, n] : seen) CHECK(n == 1);
+  drain_exactly_once(e, sent, [&](RequestId id) {
+    const auto [m, seed] = sent.at(id);
+    return alone(*graphs[static_cast<std::size_t>(m)], image(seed));
+  });
   const EngineStats st = e.stats();
   CHECK(st.completed == sent.size());
   REQUIRE(st.prefix_groups.size() == 1);
@@ -589,21 +598,7 @@ TEST_CASE("prefix: threaded engine: members swap between the runner and their ow
   burst(8);
   e.load_model(cpu_spec(graphs[2]));
   burst(8);
-  std::map<RequestId, int> seen;
-  const auto give_up = std::chrono::steady_clock::now() + 60s;
-  while (seen.size() < sent.size() && std::chrono::steady_clock::now() < give_up)
-    for (const QueryResult& r : e.poll(64, 50ms)) {
-      ++seen[r.id];
-      REQUIRE(sent.count(r.id));
-      REQUIRE(r.status == RequestStatus::kCompleted);
-      const auto ref = alone(*graphs[0], image(sent.at(r.id)));
-      REQUIRE(r.stages.at(0).outputs.size() == ref.size());
-      for (std::size_t o = 0; o < ref.size(); ++o) CHECK(max_rel_error(r.stages[0].outputs[o], ref[o]) < 1e-5);
-    }
-  e.shutdown();
-  for (const QueryResult& r : e.poll()) ++seen[r.id];
-  CHECK(seen.size() == sent.size());
-  for (const auto& [id, n] : seen) CHECK(n == 1);
+  drain_exactly_once(e, sent, [&](RequestId id) { return alone(*graphs[0], image(sent.at(id))); });
   const EngineStats st = e.stats();
   CHECK(st.completed == sent.size());
   CHECK(st.models.at("v0").device_bytes == 0);

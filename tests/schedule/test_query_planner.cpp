@@ -196,14 +196,10 @@ TEST_CASE("random trees: the DP equals brute force over the budget grid", "[quer
     // Brute force: every assignment of k_i ∈ 1..S with each root-to-leaf path summing ≤ S.
     double best = std::numeric_limits<double>::infinity();
     std::vector<int> k(n, 1);
+    std::function<void()> visit;  // called with k holding one assignment
     std::function<void(int)> rec = [&](int i) {
       if (i == n) {
-        double c = 0;
-        for (int j = 0; j < n; ++j) {
-          c += stage_cost(profiles.at(q.stages[j].model), rates.at(q.stages[j].id),
-                          q.slo.count() * k[j] / S);
-        }
-        best = std::min(best, c);
+        visit();
         return;
       }
       int used = 0;
@@ -212,6 +208,12 @@ TEST_CASE("random trees: the DP equals brute force over the budget grid", "[quer
         k[i] = v;
         rec(i + 1);
       }
+    };
+    visit = [&] {
+      double c = 0;
+      for (int j = 0; j < n; ++j)
+        c += stage_cost(profiles.at(q.stages[j].model), rates.at(q.stages[j].id), q.slo.count() * k[j] / S);
+      best = std::min(best, c);
     };
     rec(0);
     INFO("trial " << trial);
@@ -238,24 +240,15 @@ TEST_CASE("random trees: the DP equals brute force over the budget grid", "[quer
     // that cost ≤ 1.02 · best; the planner's ρ equals it and every returned budget is ≥ ρ · 2ℓ(1).
     const double tol = 0.02;
     double rho_bf = 0;
-    rec = [&](int i) {
-      if (i == n) {
-        double cc = 0, r = std::numeric_limits<double>::infinity();
-        for (int j = 0; j < n; ++j) {
-          const auto& pr = profiles.at(q.stages[j].model);
-          const std::int64_t us = q.slo.count() * k[j] / S;
-          cc += stage_cost(pr, rates.at(q.stages[j].id), us);
-          r = std::min(r, double(us) / double(2 * pr.latency(1).count()));
-        }
-        if (cc <= best * (1 + tol + 1e-9)) rho_bf = std::max(rho_bf, r);
-        return;
+    visit = [&] {
+      double cc = 0, r = std::numeric_limits<double>::infinity();
+      for (int j = 0; j < n; ++j) {
+        const auto& pr = profiles.at(q.stages[j].model);
+        const std::int64_t us = q.slo.count() * k[j] / S;
+        cc += stage_cost(pr, rates.at(q.stages[j].id), us);
+        r = std::min(r, double(us) / double(2 * pr.latency(1).count()));
       }
-      int used = 0;
-      for (int a = parent[i]; a >= 0; a = parent[a]) used += k[a];
-      for (int v = 1; v + used <= S; ++v) {
-        k[i] = v;
-        rec(i + 1);
-      }
+      if (cc <= best * (1 + tol + 1e-9)) rho_bf = std::max(rho_bf, r);
     };
     rec(0);
     const auto wide = QueryPlanner({S, tol}).split(q, profiles);
